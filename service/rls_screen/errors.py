@@ -1,0 +1,66 @@
+"""The module's error hierarchy, and the exit codes the CLI maps them to.
+
+    RlsScreenError                    base; never raised directly
+    ├── InputError          (exit 2)  the caller's input is unreadable or not what was asked for
+    ├── ConfigurationError  (exit 3)  a setting or data file is missing or inconsistent
+    └── FhirError           (exit 4)  talking to a FHIR server failed
+        ├── ServerNotAllowedError     the base URL is not on the allowlist (no request was made)
+        ├── FhirUnavailableError      connection refused, timeout, or 5xx after retries
+        ├── FhirAuthError             401/403 (the token is never included in the message)
+        ├── FhirNotFoundError         404 / 410
+        └── FhirOperationError        another 4xx, carrying the server's OperationOutcome text
+
+The CLI prints ``str(error)`` as one line on stderr; messages therefore never contain PHI or tokens.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class RlsScreenError(Exception):
+    """Base of every error this package raises on purpose."""
+
+    exit_code: ClassVar[int] = 1
+
+
+class InputError(RlsScreenError):
+    """The input (file, argument, request body) cannot be used as given."""
+
+    exit_code = 2
+
+
+class ConfigurationError(RlsScreenError):
+    """A setting or a shipped/site data file is missing or inconsistent."""
+
+    exit_code = 3
+
+
+class FhirError(RlsScreenError):
+    """Talking to a FHIR server failed."""
+
+    exit_code = 4
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class ServerNotAllowedError(FhirError):
+    """The FHIR base URL is not on the allowlist; no request was sent."""
+
+
+class FhirUnavailableError(FhirError):
+    """The server could not be reached, timed out, or kept failing after retries."""
+
+
+class FhirAuthError(FhirError):
+    """The server refused our credentials (401/403)."""
+
+
+class FhirNotFoundError(FhirError):
+    """The resource does not exist (404/410)."""
+
+
+class FhirOperationError(FhirError):
+    """The server rejected the request with an OperationOutcome (4xx other than auth/not-found)."""

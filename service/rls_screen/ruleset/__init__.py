@@ -1,0 +1,274 @@
+"""The versioned rule set: every threshold of CLINICAL_RULES.md, with its citation, as data.
+
+The JSON file beside this module is what a clinical reviewer reads and changes; these models only
+give it types and reject typos (``extra="forbid"``), so a misspelt threshold fails at start-up rather
+than silently falling back to nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic.alias_generators import to_camel
+
+from rls_screen.errors import ConfigurationError
+
+DEFAULT_RULESET = "rls-secondary-causes-2026.1.json"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True, extra="forbid")
+
+
+class BelowBand(_Model):
+    severity: str
+    below: float
+
+
+class AboveBand(_Model):
+    severity: str
+    above: float
+
+
+class Selection(_Model):
+    rule_id: str
+    usable_statuses: tuple[str, ...]
+    ignored_statuses: tuple[str, ...]
+    pending_statuses: tuple[str, ...]
+    window_days: int
+    window_note: str
+    pediatric_age_below_years: int
+    adult_hemoglobin_from_age_years: int
+    trimester: dict[str, int]
+    gestational_age_implausible_from_weeks: float
+    gestational_age_note: str
+
+
+class Inflammation(_Model):
+    rule_id: str
+    crp_above: float
+    within_days_of_ferritin: int
+    citations: tuple[str, ...]
+
+
+class IronDeficiency(_Model):
+    rule_id: str
+    ferritin_below: float
+    ferritin_below_with_inflammation: float
+    citations: tuple[str, ...]
+
+
+class IronInsufficient(_Model):
+    rule_id: str
+    ferritin_at_most: float
+    tsat_below: float
+    pediatric_ferritin_below: float
+    citations: tuple[str, ...]
+
+
+class IronBand(_Model):
+    rule_id: str
+    oral_or_iv_ferritin_at_most: float
+    iv_only_ferritin_at_most: float
+    tsat_below: float
+    pediatric_ferritin_below: float
+    citations: tuple[str, ...]
+
+
+class SimpleRule(_Model):
+    rule_id: str
+    citations: tuple[str, ...]
+
+
+class OverloadRisk(_Model):
+    rule_id: str
+    tsat_at_least: float
+    citations: tuple[str, ...]
+
+
+class DialysisIvIron(_Model):
+    rule_id: str
+    ferritin_below: float
+    tsat_below: float
+    citations: tuple[str, ...]
+
+
+class Iron(_Model):
+    ferritin_unit: str
+    tsat_unit: str
+    crp_unit: str
+    inflammation: Inflammation
+    deficiency: IronDeficiency
+    insufficient_for_rls: IronInsufficient
+    band: IronBand
+    missing_studies: SimpleRule
+    overload_risk: OverloadRisk
+    dialysis_iv_iron: DialysisIvIron
+
+
+class HemoglobinCutoff(_Model):
+    below: float
+    severity: tuple[BelowBand, ...]
+
+
+class ChildCutoff(_Model):
+    from_months: int
+    to_months_exclusive: int
+    below: float
+
+
+class Anemia(_Model):
+    rule_id: str
+    unit: str
+    citations: tuple[str, ...]
+    adult: dict[Literal["male", "female"], HemoglobinCutoff]
+    pregnant: dict[Literal["1", "2", "3"], HemoglobinCutoff]
+    children: tuple[ChildCutoff, ...]
+    children_note: str
+
+
+class GfrCategory(_Model):
+    category: str
+    below: float | None
+
+
+class KidneyRule(_Model):
+    rule_id: str
+    categories: tuple[str, ...]
+    citations: tuple[str, ...]
+    dialysis_qualifies: bool = False
+
+
+class CkdEpiSex(_Model):
+    kappa: float
+    alpha: float
+    factor: float
+
+
+class CreatinineFallback(_Model):
+    rule_id: str
+    project_choice: bool
+    citations: tuple[str, ...]
+    min_age_years: int
+    constant: float
+    age_base: float
+    high_exponent: float
+    female: CkdEpiSex
+    male: CkdEpiSex
+
+
+class Kidney(_Model):
+    unit: str
+    gfr_categories: tuple[GfrCategory, ...]
+    reduced_function: KidneyRule
+    failure: KidneyRule
+    egfr_precedence: tuple[str, ...]
+    creatinine_fallback: CreatinineFallback
+
+
+class LowElectrolyte(_Model):
+    rule_id: str
+    unit: str
+    below: float
+    severity: tuple[BelowBand, ...]
+    severity_note: str | None = None
+
+
+class HighElectrolyte(_Model):
+    rule_id: str
+    unit: str
+    above: float
+    severity: tuple[AboveBand, ...]
+
+
+class Payne(_Model):
+    coefficient_per_gram_per_litre: float
+    reference_albumin: float
+    citations: tuple[str, ...]
+
+
+class Hypocalcemia(_Model):
+    rule_id: str
+    unit: str
+    ionized_below: float
+    corrected_total_below: float
+    albumin_unit: str
+    payne: Payne
+    ionized_severity: tuple[BelowBand, ...]
+    total_severity: tuple[BelowBand, ...]
+
+
+class Electrolytes(_Model):
+    citations: tuple[str, ...]
+    hypomagnesemia: LowElectrolyte
+    hypokalemia: LowElectrolyte
+    hyperkalemia: HighElectrolyte
+    hypocalcemia: Hypocalcemia
+
+
+class Medications(_Model):
+    rule_id: str
+    aggravating_value_set: str
+    citations: tuple[str, ...]
+
+
+class RuleSet(_Model):
+    id: str
+    version: str
+    title: str
+    status: str
+    specification: str
+    documentation_url: str
+    citations: dict[str, str]
+    selection: Selection
+    iron: Iron
+    anemia: Anemia
+    kidney: Kidney
+    electrolytes: Electrolytes
+    medications: Medications
+
+    def cite(self, keys: tuple[str, ...]) -> tuple[str, ...]:
+        """Full citation texts for citation keys (unknown keys were rejected at load time)."""
+        return tuple(self.citations[key] for key in keys)
+
+
+def _citation_keys(node: object) -> list[str]:
+    """Every citation key used anywhere in the rule set, for the load-time reference check."""
+    keys: list[str] = []
+    if isinstance(node, dict):
+        for name, value in node.items():
+            if name == "citations" and isinstance(value, list):
+                keys.extend(str(item) for item in value)
+            else:
+                keys.extend(_citation_keys(value))
+    elif isinstance(node, list):
+        for item in node:
+            keys.extend(_citation_keys(item))
+    return keys
+
+
+def parse_ruleset(text: str, *, source: str = "rule set") -> RuleSet:
+    """Parse and check a rule-set JSON document."""
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ConfigurationError(f"{source}: not valid JSON ({error.msg} at line {error.lineno})") from error
+    try:
+        ruleset = RuleSet.model_validate(raw)
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise ConfigurationError(f"{source}: {where}: {first['msg']}") from error
+    unknown = sorted({key for key in _citation_keys(raw) if key not in ruleset.citations})
+    if unknown:
+        raise ConfigurationError(f"{source}: citation keys not defined in 'citations': {', '.join(unknown)}")
+    return ruleset
+
+
+def load_ruleset(name: str = DEFAULT_RULESET) -> RuleSet:
+    """Load a rule set shipped inside the package."""
+    text = resources.files(__name__).joinpath(name).read_text(encoding="utf-8")
+    return parse_ruleset(text, source=name)

@@ -1,0 +1,46 @@
+"""Runtime settings: one pydantic-settings class, read from the environment (prefix RLS_SCREEN_).
+
+FHIR_BASE_URL (no prefix, shared with the deploy scripts) is the default server for every command.
+Settings are built by ``get_settings()`` (cached, never at import) so tests can override them.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_FHIR_BASE_URL = "http://127.0.0.1:8080/fhir"
+
+
+class Settings(BaseSettings):
+    """Every knob of the module; field docs are the operator documentation."""
+
+    model_config = SettingsConfigDict(env_prefix="RLS_SCREEN_", extra="ignore")
+
+    fhir_base_url: str = Field(
+        default=DEFAULT_FHIR_BASE_URL,
+        validation_alias=AliasChoices("FHIR_BASE_URL", "RLS_SCREEN_FHIR_BASE_URL"),
+        description="Default FHIR server; always on the allowlist.",
+    )
+    fhir_allowlist: str = Field(
+        default="", description="Comma-separated extra FHIR base URLs the module may call."
+    )
+    fhir_bearer_token: SecretStr | None = Field(default=None, description="Static bearer token.")
+    fhir_connect_timeout_s: float = 3.0
+    fhir_read_timeout_s: float = 30.0
+    fhir_max_retries: int = 3
+    fhir_max_pages: int = Field(default=50, description="Upper bound on Bundle next-link paging.")
+    conceptmap_dir: Path | None = Field(
+        default=None,
+        description="Directory of site ConceptMaps (local lab code -> LOINC), added to the shipped ones.",
+    )
+    state_dir: Path = Field(default=Path("var"), description="Where job databases and reports are written.")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment."""
+    return Settings()

@@ -1,0 +1,129 @@
+"""Unit conversion to each analyte's canonical unit, from the table in ``mappings/units.json``.
+
+Conversion starts from ``Quantity.code`` when ``Quantity.system`` is UCUM. Without a UCUM code, the
+free-text ``Quantity.unit`` is accepted only when it is exactly one of the analyte's UCUM codes or is
+listed in the explicit alias table (CLINICAL_RULES section 7). Anything else is "unit not understood":
+never guessed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any, Literal
+
+from rls_screen.errors import ConfigurationError
+from rls_screen.codesets import UCUM
+
+UnitSource = Literal["ucum-code", "unit-text", "unit-alias"]
+
+
+@dataclass(frozen=True, slots=True)
+class Factor:
+    """``canonical = value * number`` or ``value / number``, kept as the spec writes it."""
+
+    operation: Literal["multiply", "divide"]
+    number: float
+
+    def apply(self, value: float) -> float:
+        return value * self.number if self.operation == "multiply" else value / self.number
+
+    def invert(self, value: float) -> float:
+        """From the canonical unit back to this unit (used by tests and the synthetic panel)."""
+        return value / self.number if self.operation == "multiply" else value * self.number
+
+
+@dataclass(frozen=True, slots=True)
+class Converted:
+    value: float
+    unit: str
+    """The canonical UCUM unit."""
+    source_unit: str
+    """The UCUM unit the value was reported in."""
+    via: UnitSource
+
+
+@dataclass(frozen=True, slots=True)
+class UnitProblem:
+    detail: str
+
+
+@dataclass(frozen=True)
+class UnitTable:
+    version: str
+    canonical_unit: Mapping[str, str]
+    factors: Mapping[str, Mapping[str, Factor]]
+    aliases: Mapping[str, str]
+
+    def resolve_unit(self, analyte: str, quantity: Mapping[str, Any]) -> tuple[str, UnitSource] | UnitProblem:
+        """The UCUM unit of a Quantity for this analyte, or why it cannot be known."""
+        known = self.factors.get(analyte)
+        if known is None:
+            return UnitProblem(f"no unit table for {analyte}")
+        code, system, text = quantity.get("code"), quantity.get("system"), quantity.get("unit")
+        if code and system == UCUM:
+            if code in known:
+                return code, "ucum-code"
+            return UnitProblem(f"UCUM unit '{code}' is not a unit this module converts for {analyte}")
+        for candidate in (text, code):
+            if not isinstance(candidate, str) or not candidate:
+                continue
+            if candidate in known:
+                return candidate, "unit-text"
+            alias = self.aliases.get(candidate)
+            if alias is not None and alias in known:
+                return alias, "unit-alias"
+        shown = text or code
+        if shown:
+            return UnitProblem(f"unit '{shown}' is not understood for {analyte}")
+        return UnitProblem(f"no unit given for {analyte}")
+
+    def to_canonical(
+        self, analyte: str, value: float, quantity: Mapping[str, Any]
+    ) -> Converted | UnitProblem:
+        resolved = self.resolve_unit(analyte, quantity)
+        if isinstance(resolved, UnitProblem):
+            return resolved
+        unit, via = resolved
+        factor = self.factors[analyte][unit]
+        return Converted(factor.apply(value), self.canonical_unit[analyte], unit, via)
+
+
+def parse_unit_table(raw: Mapping[str, Any], source: str = "units.json") -> UnitTable:
+    canonical: dict[str, str] = {}
+    factors: dict[str, dict[str, Factor]] = {}
+    for analyte, spec in raw.get("analytes", {}).items():
+        canonical[analyte] = spec["canonicalUnit"]
+        table: dict[str, Factor] = {}
+        for conversion in spec["conversions"]:
+            multiply, divide = conversion.get("multiply"), conversion.get("divide")
+            if (multiply is None) == (divide is None):
+                raise ConfigurationError(
+                    f"{source}: {analyte} {conversion.get('from')}: give multiply or divide"
+                )
+            number = multiply if multiply is not None else divide
+            if not isinstance(number, int | float) or number <= 0:
+                raise ConfigurationError(f"{source}: {analyte} {conversion.get('from')}: factor must be > 0")
+            table[conversion["from"]] = Factor(
+                "multiply" if multiply is not None else "divide", float(number)
+            )
+        if canonical[analyte] not in table:
+            raise ConfigurationError(f"{source}: {analyte}: the canonical unit needs its own entry")
+        factors[analyte] = table
+    return UnitTable(
+        version=str(raw.get("version", "")),
+        canonical_unit=canonical,
+        factors=factors,
+        aliases=dict(raw.get("unitTextAliases", {})),
+    )
+
+
+def load_unit_table() -> UnitTable:
+    entry = resources.files("rls_screen.mappings").joinpath("units.json")
+    try:
+        raw = json.loads(entry.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as error:
+        raise ConfigurationError(f"mappings/units.json: cannot read ({error})") from error
+    return parse_unit_table(raw)

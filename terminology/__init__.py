@@ -1,0 +1,1 @@
+"""Shipped FHIR ValueSets, CodeSystems and ConceptMaps (data only; loaded by rls_screen.terminology)."""
