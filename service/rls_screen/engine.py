@@ -15,6 +15,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from rls_screen.codesets import RXNORM, Terminology, load_terminology, value_set_url
 from rls_screen.model import (
     Assessment,
     Finding,
@@ -31,7 +32,6 @@ from rls_screen.model import (
 from rls_screen.observations import classify, codings_of, ordering_key, parse_fhir_datetime
 from rls_screen.quantities import Bound, Truth, all3, any3, format_number, not3
 from rls_screen.ruleset import BelowBand, HemoglobinCutoff, RuleSet, load_ruleset
-from rls_screen.codesets import RXNORM, Terminology, load_terminology, value_set_url
 from rls_screen.units import UnitTable, load_unit_table
 
 ACTIVE_CLINICAL_STATUSES = frozenset({"active", "recurrence", "relapse"})

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from typing import Any
 
+from rls_screen.codesets import Coding, Terminology, value_set_url
 from rls_screen.model import LabResult, NotEvaluable
 from rls_screen.quantities import COMPARATORS, Bound, Comparator, format_number
 from rls_screen.ruleset import Selection
-from rls_screen.codesets import Coding, Terminology, value_set_url
 from rls_screen.units import UnitProblem, UnitTable
 
 CODED_ANALYTES = frozenset({"pregnancy-status"})

@@ -33,6 +33,12 @@ class Settings(BaseSettings):
     fhir_read_timeout_s: float = 30.0
     fhir_max_retries: int = 3
     fhir_max_pages: int = Field(default=50, description="Upper bound on Bundle next-link paging.")
+    smart_token_url: str | None = Field(default=None, description="SMART Backend Services token endpoint.")
+    smart_client_id: str | None = None
+    smart_private_key_file: Path | None = Field(default=None, description="PEM private key (RS384/ES384).")
+    smart_algorithm: str = "RS384"
+    smart_key_id: str = "rls-screen"
+    smart_scope: str = "system/Patient.rs system/Observation.rs system/Condition.rs"
     conceptmap_dir: Path | None = Field(
         default=None,
         description="Directory of site ConceptMaps (local lab code -> LOINC), added to the shipped ones.",

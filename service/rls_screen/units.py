@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Literal
 
-from rls_screen.errors import ConfigurationError
 from rls_screen.codesets import UCUM
+from rls_screen.errors import ConfigurationError
 
 UnitSource = Literal["ucum-code", "unit-text", "unit-alias"]
 

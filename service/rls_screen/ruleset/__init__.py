@@ -229,6 +229,8 @@ class RuleSet(_Model):
     kidney: Kidney
     electrolytes: Electrolytes
     medications: Medications
+    advice: dict[str, str]
+    """Finding/advisory code -> what a clinician may consider doing (short, sourced)."""
 
     def cite(self, keys: tuple[str, ...]) -> tuple[str, ...]:
         """Full citation texts for citation keys (unknown keys were rejected at load time)."""

@@ -32,6 +32,8 @@ import org.springframework.context.annotation.Import;
 			// Elasticsearch client jars come in with Hibernate Search; no Elasticsearch is used
 			"org.springframework.boot.autoconfigure.elasticsearch.ElasticsearchRestClientAutoConfiguration",
 			"org.springframework.boot.autoconfigure.elasticsearch.ElasticsearchClientAutoConfiguration",
+			// Thymeleaf is on the classpath for HAPI's narrative generator only; no web templates here
+			"org.springframework.boot.autoconfigure.thymeleaf.ThymeleafAutoConfiguration",
 		})
 @Import({
 	JpaR4Config.class,

@@ -1,0 +1,50 @@
+# The one task runner for humans and CI. Every target sets up what it needs.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+FHIR_PORT ?= 8080
+FHIR_BASE_URL ?= http://127.0.0.1:$(FHIR_PORT)/fhir
+export FHIR_PORT FHIR_BASE_URL
+DEMO_PATIENTS ?= 200
+DEMO_SEED ?= 1
+
+.PHONY: setup demo test test-unit lint fmt fhir-up fhir-down bench clean
+
+$(BIN)/rls-screen: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	@touch $@
+
+setup: $(BIN)/rls-screen ## create .venv and install the module with its dev tools
+
+demo: setup fhir-up ## the main job: local HAPI + synthetic panel, screened and written back
+	$(BIN)/rls-screen demo --patients $(DEMO_PATIENTS) --seed $(DEMO_SEED)
+
+test: setup ## all tests (starts the local HAPI server when none answers at FHIR_BASE_URL)
+	$(BIN)/pytest
+
+test-unit: setup ## pure tests only, no server
+	$(BIN)/pytest -m unit
+
+lint: setup ## ruff (lint + format check) and mypy --strict on service/
+	$(BIN)/ruff check service tests bench
+	$(BIN)/ruff format --check service tests bench
+	$(BIN)/mypy
+
+fmt: setup
+	$(BIN)/ruff format service tests bench
+	$(BIN)/ruff check --fix service tests bench
+
+fhir-up: ## build (cached) and start the local HAPI FHIR server on 127.0.0.1:$(FHIR_PORT)
+	deploy/fhir-up.sh
+
+fhir-down: ## stop the local HAPI FHIR server
+	deploy/fhir-down.sh
+
+bench: setup ## benchmarks; results go to docs/benchmarks.md
+	$(BIN)/python bench/run.py --write docs/benchmarks.md
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache var

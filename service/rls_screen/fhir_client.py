@@ -1,0 +1,450 @@
+"""The one seam to FHIR servers: allowlist, timeouts, retries, paging, auth, typed errors.
+
+Every request the module makes goes through ``FhirClient``. It refuses any URL outside the
+configured allowlist before a socket is opened (plain http only for loopback), retries idempotent
+reads on transient failures and any request on 429/503 (the server did not process it), honours
+Retry-After, follows Bundle next links up to a bound, and turns error responses and their
+OperationOutcome into the typed errors of ``rls_screen.errors``. Logs carry method, resource type,
+status and time: never full URLs (they hold patient ids), bodies or tokens.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from ipaddress import ip_address
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import urlencode, urlsplit
+
+import jwt
+import requests
+from requests.adapters import HTTPAdapter
+
+from rls_screen.errors import (
+    ConfigurationError,
+    FhirAuthError,
+    FhirError,
+    FhirNotFoundError,
+    FhirOperationError,
+    FhirUnavailableError,
+    ServerNotAllowedError,
+)
+from rls_screen.settings import Settings
+
+FHIR_JSON = "application/fhir+json"
+RETRYABLE_READ_STATUSES = frozenset({429, 500, 502, 503, 504})
+RETRYABLE_ANY_STATUSES = frozenset({429, 503})
+MAX_RETRY_AFTER_S = 30.0
+log = logging.getLogger(__name__)
+
+
+def _is_loopback(host: str | None) -> bool:
+    if host is None:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def normalise_base(url: str) -> str:
+    return url.strip().rstrip("/")
+
+
+def check_base_url_scheme(url: str) -> None:
+    parts = urlsplit(url)
+    if parts.scheme == "https" or (parts.scheme == "http" and _is_loopback(parts.hostname)):
+        return
+    raise ServerNotAllowedError(
+        f"refusing {parts.scheme}://{parts.hostname}: plain http is allowed only for loopback"
+    )
+
+
+@dataclass(frozen=True)
+class Allowlist:
+    """FHIR base URLs the module may call; a URL is allowed when it lies under one of them."""
+
+    bases: tuple[str, ...]
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Allowlist:
+        extra = [u for u in settings.fhir_allowlist.split(",") if u.strip()]
+        return cls(tuple(dict.fromkeys(normalise_base(u) for u in [settings.fhir_base_url, *extra])))
+
+    def allows(self, url: str) -> bool:
+        url = normalise_base(url)
+        return any(
+            url == base or url.startswith(base + "/") or url.startswith(base + "?") for base in self.bases
+        )
+
+    def check(self, url: str) -> None:
+        if not self.allows(url):
+            host = urlsplit(url).hostname or "?"
+            raise ServerNotAllowedError(
+                f"FHIR server at {host} is not on the allowlist (FHIR_BASE_URL, RLS_SCREEN_FHIR_ALLOWLIST); "
+                "no request was sent"
+            )
+        check_base_url_scheme(url)
+
+
+class Auth(Protocol):
+    """Supplies the Authorization header; ``invalidate`` drops a cached credential after a 401."""
+
+    def header(self) -> str | None: ...
+
+    def invalidate(self) -> None: ...
+
+
+class NoAuth:
+    def header(self) -> str | None:
+        return None
+
+    def invalidate(self) -> None:
+        return None
+
+
+class BearerAuth:
+    def __init__(self, token: str) -> None:
+        self._token = token
+
+    def header(self) -> str | None:
+        return f"Bearer {self._token}"
+
+    def invalidate(self) -> None:
+        return None
+
+    def __repr__(self) -> str:  # never show the token
+        return "BearerAuth(<redacted>)"
+
+
+class SmartBackendAuth:
+    """SMART Backend Services: client_credentials with a signed JWT assertion (RS384 or ES384).
+
+    The access token is cached until shortly before it expires; a 401 from the FHIR server drops it.
+    """
+
+    ALGORITHMS = frozenset({"RS384", "ES384"})
+
+    def __init__(
+        self,
+        *,
+        token_url: str,
+        client_id: str,
+        private_key_pem: str,
+        algorithm: str,
+        key_id: str,
+        scope: str,
+        session: requests.Session,
+        timeout: tuple[float, float],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if algorithm not in self.ALGORITHMS:
+            raise ConfigurationError(f"SMART backend auth: algorithm must be RS384 or ES384, not {algorithm}")
+        check_base_url_scheme(token_url)
+        self._token_url, self._client_id, self._key = token_url, client_id, private_key_pem
+        self._algorithm, self._kid, self._scope = algorithm, key_id, scope
+        self._session, self._timeout, self._clock = session, timeout, clock
+        self._token: str | None = None
+        self._expires_at = 0.0
+        self._lock = threading.Lock()
+
+    def client_assertion(self) -> str:
+        now = int(self._clock())
+        claims = {
+            "iss": self._client_id,
+            "sub": self._client_id,
+            "aud": self._token_url,
+            "exp": now + 300,
+            "iat": now,
+            "jti": uuid.uuid4().hex,
+        }
+        return jwt.encode(
+            claims, self._key, algorithm=self._algorithm, headers={"kid": self._kid, "typ": "JWT"}
+        )
+
+    def _fetch(self) -> None:
+        form = {
+            "grant_type": "client_credentials",
+            "scope": self._scope,
+            "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            "client_assertion": self.client_assertion(),
+        }
+        try:
+            response = self._session.post(self._token_url, data=form, timeout=self._timeout)
+        except requests.RequestException as error:
+            raise FhirUnavailableError(f"token endpoint unreachable ({type(error).__name__})") from error
+        if response.status_code != 200:
+            raise FhirAuthError(
+                f"token request refused: HTTP {response.status_code}", status=response.status_code
+            )
+        body = response.json()
+        token = body.get("access_token")
+        if not isinstance(token, str):
+            raise FhirAuthError("token response has no access_token")
+        self._token = token
+        self._expires_at = self._clock() + float(body.get("expires_in", 300)) - 30.0
+
+    def header(self) -> str | None:
+        with self._lock:
+            if self._token is None or self._clock() >= self._expires_at:
+                self._fetch()
+            return f"Bearer {self._token}"
+
+    def invalidate(self) -> None:
+        with self._lock:
+            self._token = None
+
+
+def auth_from_settings(settings: Settings, session: requests.Session) -> Auth:
+    if settings.smart_token_url:
+        if not (settings.smart_client_id and settings.smart_private_key_file):
+            raise ConfigurationError(
+                "SMART backend auth needs RLS_SCREEN_SMART_CLIENT_ID and _PRIVATE_KEY_FILE"
+            )
+        try:
+            key = Path(settings.smart_private_key_file).read_text(encoding="utf-8")
+        except OSError as error:
+            raise ConfigurationError(f"cannot read the SMART private key file ({error.strerror})") from error
+        return SmartBackendAuth(
+            token_url=settings.smart_token_url,
+            client_id=settings.smart_client_id,
+            private_key_pem=key,
+            algorithm=settings.smart_algorithm,
+            key_id=settings.smart_key_id,
+            scope=settings.smart_scope,
+            session=session,
+            timeout=(settings.fhir_connect_timeout_s, settings.fhir_read_timeout_s),
+        )
+    if settings.fhir_bearer_token is not None:
+        return BearerAuth(settings.fhir_bearer_token.get_secret_value())
+    return NoAuth()
+
+
+def outcome_text(body: Any) -> str:
+    """The first issue's diagnostics or details text of an OperationOutcome, shortened."""
+    if not isinstance(body, Mapping) or body.get("resourceType") != "OperationOutcome":
+        return ""
+    for issue in body.get("issue", []):
+        text = issue.get("diagnostics") or (issue.get("details") or {}).get("text")
+        if text:
+            return str(text)[:300]
+    return ""
+
+
+def _retry_after_seconds(response: requests.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        parsed = email.utils.parsedate_to_datetime(value)
+        return max(0.0, parsed.timestamp() - time.time()) if parsed else None
+
+
+def _resource_kind(url: str, base: str) -> str:
+    """For logs: the resource type or operation, never ids or query values."""
+    path = url[len(base) :].split("?", 1)[0].strip("/")
+    return path.split("/", 1)[0] or "(system)"
+
+
+class FhirClient:
+    """A FHIR R4 REST client over one pooled ``requests.Session``."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        allowlist: Allowlist,
+        auth: Auth | None = None,
+        session: requests.Session | None = None,
+        connect_timeout_s: float = 3.0,
+        read_timeout_s: float = 30.0,
+        max_retries: int = 3,
+        max_pages: int = 50,
+        backoff_s: float = 0.5,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.base_url = normalise_base(base_url)
+        allowlist.check(self.base_url)
+        self._allowlist = allowlist
+        self._session = session or requests.Session()
+        if session is None:
+            adapter = HTTPAdapter(pool_connections=4, pool_maxsize=32, max_retries=0)
+            self._session.mount("http://", adapter)
+            self._session.mount("https://", adapter)
+        self._auth: Auth = auth or NoAuth()
+        self._timeout = (connect_timeout_s, read_timeout_s)
+        self._max_retries, self._max_pages = max_retries, max_pages
+        self._backoff_s, self._sleep = backoff_s, sleep
+        self.requests_made = 0
+
+    @classmethod
+    def from_settings(cls, settings: Settings, base_url: str | None = None) -> FhirClient:
+        session = requests.Session()
+        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=32, max_retries=0)
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+        return cls(
+            base_url or settings.fhir_base_url,
+            allowlist=Allowlist.from_settings(settings),
+            auth=auth_from_settings(settings, session),
+            session=session,
+            connect_timeout_s=settings.fhir_connect_timeout_s,
+            read_timeout_s=settings.fhir_read_timeout_s,
+            max_retries=settings.fhir_max_retries,
+            max_pages=settings.fhir_max_pages,
+        )
+
+    def close(self) -> None:
+        self._session.close()
+
+    # --- requests -----------------------------------------------------------------------------
+
+    def url(self, path: str, params: Mapping[str, str] | None = None) -> str:
+        url = path if path.startswith(("http://", "https://")) else f"{self.base_url}/{path.lstrip('/')}"
+        return f"{url}?{urlencode(params)}" if params else url
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        json_body: Any = None,
+        headers: Mapping[str, str] | None = None,
+        idempotent: bool | None = None,
+        also_accept: frozenset[int] = frozenset(),
+    ) -> requests.Response:
+        """Send one request with retries; return the response for 2xx, raise a typed error otherwise."""
+        url = self.url(path, params)
+        self._allowlist.check(url)
+        idempotent = method in ("GET", "HEAD") if idempotent is None else idempotent
+        kind = _resource_kind(url, self.base_url)
+        retried_auth = False
+        attempt = 0
+        while True:
+            attempt += 1
+            send_headers = {"Accept": FHIR_JSON, **(headers or {})}
+            if json_body is not None:
+                send_headers["Content-Type"] = FHIR_JSON
+            authorization = self._auth.header()
+            if authorization:
+                send_headers["Authorization"] = authorization
+            started = time.monotonic()
+            try:
+                self.requests_made += 1
+                response = self._session.request(
+                    method, url, json=json_body, headers=send_headers, timeout=self._timeout
+                )
+            except (requests.ConnectionError, requests.Timeout) as error:
+                # A read timeout on a write may have been applied: only retry what is safe to repeat.
+                safe = idempotent or isinstance(error, requests.ConnectTimeout)
+                if safe and attempt <= self._max_retries:
+                    self._wait(attempt, None, method, kind, type(error).__name__)
+                    continue
+                raise FhirUnavailableError(
+                    f"FHIR server at {urlsplit(url).netloc} did not answer ({type(error).__name__}) "
+                    f"after {attempt} attempt(s)"
+                ) from error
+            elapsed_ms = (time.monotonic() - started) * 1000
+            log.info("fhir %s %s -> %s in %.0f ms", method, kind, response.status_code, elapsed_ms)
+            status = response.status_code
+            if status < 400 or status in also_accept:
+                return response
+            retryable = RETRYABLE_READ_STATUSES if idempotent else RETRYABLE_ANY_STATUSES
+            if status in retryable and attempt <= self._max_retries:
+                self._wait(attempt, _retry_after_seconds(response), method, kind, f"HTTP {status}")
+                continue
+            if status == 401 and not retried_auth and not isinstance(self._auth, NoAuth):
+                retried_auth = True
+                self._auth.invalidate()
+                continue
+            raise self._error(response, method, kind)
+
+    def _wait(self, attempt: int, retry_after: float | None, method: str, kind: str, why: str) -> None:
+        delay = min(
+            retry_after if retry_after is not None else self._backoff_s * 2 ** (attempt - 1),
+            MAX_RETRY_AFTER_S,
+        )
+        log.warning("fhir %s %s: %s, retry %d in %.1f s", method, kind, why, attempt, delay)
+        self._sleep(delay)
+
+    @staticmethod
+    def _error(response: requests.Response, method: str, kind: str) -> FhirError:
+        status = response.status_code
+        try:
+            detail = outcome_text(response.json())
+        except ValueError:
+            detail = ""
+        suffix = f": {detail}" if detail else ""
+        if status in (401, 403):
+            return FhirAuthError(f"authorization failed for {method} {kind} (HTTP {status})", status=status)
+        if status in (404, 410):
+            return FhirNotFoundError(f"{method} {kind}: not found (HTTP {status}){suffix}", status=status)
+        if status >= 500 or status == 429:
+            return FhirUnavailableError(f"{method} {kind}: server error HTTP {status}{suffix}", status=status)
+        return FhirOperationError(f"{method} {kind}: HTTP {status}{suffix}", status=status)
+
+    # --- FHIR interactions ---------------------------------------------------------------------
+
+    def read(self, resource_type: str, resource_id: str) -> dict[str, Any]:
+        body: dict[str, Any] = self.request("GET", f"{resource_type}/{resource_id}").json()
+        return body
+
+    def search(self, resource_type: str, params: Mapping[str, str]) -> Iterator[dict[str, Any]]:
+        """Every matching resource (search mode 'match' and 'include'), following next links."""
+        for page in self.search_pages(resource_type, params):
+            for entry in page.get("entry", []):
+                resource = entry.get("resource")
+                if isinstance(resource, dict):
+                    yield resource
+
+    def search_pages(self, resource_type: str, params: Mapping[str, str]) -> Iterator[dict[str, Any]]:
+        url: str | None = self.url(resource_type, params)
+        pages = 0
+        while url is not None:
+            pages += 1
+            if pages > self._max_pages:
+                raise FhirOperationError(
+                    f"search {resource_type}: more than {self._max_pages} pages; narrow the search"
+                )
+            bundle: dict[str, Any] = self.request("GET", url).json()
+            yield bundle
+            url = next(
+                (link.get("url") for link in bundle.get("link", []) if link.get("relation") == "next"), None
+            )
+
+    def transaction(self, bundle: Mapping[str, Any]) -> dict[str, Any]:
+        """POST a transaction Bundle; the server applies all of it or none of it."""
+        response: dict[str, Any] = self.request("POST", "", json_body=bundle, idempotent=False).json()
+        return response
+
+    def validate(self, resource: Mapping[str, Any]) -> dict[str, Any]:
+        """$validate: the server's OperationOutcome, for a valid (200) or an invalid (400/412) resource."""
+        response = self.request(
+            "POST",
+            f"{resource['resourceType']}/$validate",
+            json_body=resource,
+            idempotent=True,
+            also_accept=frozenset({400, 412, 422}),
+        )
+        body: dict[str, Any] = response.json()
+        return body
+
+
+def validation_errors(outcome: Mapping[str, Any]) -> list[str]:
+    """The error/fatal issues of an OperationOutcome, as text."""
+    return [
+        str(issue.get("diagnostics") or (issue.get("details") or {}).get("text") or issue.get("code"))
+        for issue in outcome.get("issue", [])
+        if issue.get("severity") in ("error", "fatal")
+    ]

@@ -1,0 +1,114 @@
+"""Reads what the rules need for one patient from a FHIR server, in at most three requests.
+
+1. ``GET Patient/<id>``
+2. ``GET Observation?subject=...&code=<every analyte code, LOINC and site-mapped local>&date=ge<window>``
+   (paged; plain JSON, only parsed lightly later)
+3. ``GET Condition?subject=...&code=<RLS, pregnancy, dialysis>``
+
+and, for write-back, one batch request for what already exists (Flags, ServiceRequest, the
+RiskAssessment with this evaluation's identifier).
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from typing import Any
+
+from rls_screen.codesets import Terminology, value_set_url
+from rls_screen.engine import Knowledge
+from rls_screen.errors import FhirNotFoundError, FhirOperationError
+from rls_screen.fhir_client import FhirClient
+from rls_screen.patient_data import PatientData, group_resources
+from rls_screen.writeback import (
+    FLAG_ID_SYSTEM,
+    RISK_ASSESSMENT_ID_SYSTEM,
+    SERVICE_REQUEST_ID_SYSTEM,
+    ExistingState,
+    flags_by_code,
+    service_request_identifier,
+)
+
+PAGE_SIZE = "500"
+CONDITION_VALUE_SETS = ("rls-condition", "pregnancy-condition", "dialysis")
+
+
+def _token_list(codings: set[tuple[str, str]]) -> str:
+    return ",".join(f"{system}|{code}" for system, code in sorted(codings))
+
+
+def observation_codes(terminology: Terminology) -> str:
+    """Every code an analyte may arrive under: LOINC plus local codes from site ConceptMaps."""
+    return _token_list(set(terminology.analyte_by_coding))
+
+
+def condition_codes(terminology: Terminology) -> str:
+    codings: set[tuple[str, str]] = set()
+    for name in CONDITION_VALUE_SETS:
+        codings |= set(terminology.value_sets[value_set_url(name)])
+    return _token_list(codings)
+
+
+def observation_search(patient_id: str, knowledge: Knowledge, as_of: date) -> dict[str, str]:
+    window_start = as_of - timedelta(days=knowledge.ruleset.selection.window_days)
+    return {
+        "subject": f"Patient/{patient_id}",
+        "code": observation_codes(knowledge.terminology),
+        "date": f"ge{window_start.isoformat()}",
+        "_count": PAGE_SIZE,
+    }
+
+
+def read_patient_data(client: FhirClient, patient_id: str, knowledge: Knowledge, as_of: date) -> PatientData:
+    try:
+        patient = client.read("Patient", patient_id)
+    except FhirNotFoundError as error:
+        raise FhirNotFoundError(
+            f"Patient/{patient_id} was not found on the FHIR server", status=error.status
+        ) from error
+    observations = list(client.search("Observation", observation_search(patient_id, knowledge, as_of)))
+    conditions = list(
+        client.search(
+            "Condition",
+            {
+                "subject": f"Patient/{patient_id}",
+                "code": condition_codes(knowledge.terminology),
+                "_count": PAGE_SIZE,
+            },
+        )
+    )
+    return group_resources(patient, [*observations, *conditions])
+
+
+def read_existing_state(
+    client: FhirClient, patient_id: str, risk_assessment_identifier: str
+) -> ExistingState:
+    """One batch request: our Flags and ServiceRequest, and whether this RiskAssessment exists."""
+    subject = f"Patient/{patient_id}"
+    requests = [
+        f"Flag?subject={subject}&identifier={FLAG_ID_SYSTEM}|&_count=100",
+        f"ServiceRequest?subject={subject}&identifier={SERVICE_REQUEST_ID_SYSTEM}|"
+        f"{service_request_identifier(patient_id)}",
+        f"RiskAssessment?subject={subject}&identifier={RISK_ASSESSMENT_ID_SYSTEM}|{risk_assessment_identifier}"
+        "&_summary=count",
+    ]
+    batch = {
+        "resourceType": "Bundle",
+        "type": "batch",
+        "entry": [{"request": {"method": "GET", "url": url}} for url in requests],
+    }
+    response = client.request("POST", "", json_body=batch, idempotent=True).json()
+    bundles: list[dict[str, Any]] = []
+    for entry in response.get("entry", []):
+        status = str((entry.get("response") or {}).get("status", ""))
+        if not status.startswith("200"):
+            raise FhirOperationError(f"reading existing write-back resources failed (HTTP {status[:3]})")
+        bundles.append(entry.get("resource") or {})
+    if len(bundles) != len(requests):
+        raise FhirOperationError("the batch response does not answer every request")
+    flags = [e["resource"] for e in bundles[0].get("entry", []) if "resource" in e]
+    service_requests = [e["resource"] for e in bundles[1].get("entry", []) if "resource" in e]
+    return ExistingState(
+        flags=flags_by_code(flags),
+        service_request=service_requests[0] if service_requests else None,
+        risk_assessment_exists=int(bundles[2].get("total", 0)) > 0,
+    )

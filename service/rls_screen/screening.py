@@ -1,0 +1,56 @@
+"""Screen one patient on a FHIR server: read, evaluate, plan the write-back, write it.
+
+The orchestration shared by ``rls-screen screen`` and the batch runner. The clock is injected
+(``recorded``), so a run is reproducible.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from rls_screen.engine import Knowledge, evaluate
+from rls_screen.fhir_client import FhirClient
+from rls_screen.fhir_reader import read_existing_state, read_patient_data
+from rls_screen.model import Assessment
+from rls_screen.writeback import WritePlan, plan_writeback, risk_assessment_identifier
+
+
+@dataclass(frozen=True)
+class ScreenResult:
+    assessment: Assessment
+    plan: WritePlan
+    written: bool
+    response: dict[str, Any] | None
+
+
+def screen_patient(
+    client: FhirClient,
+    patient_id: str,
+    *,
+    knowledge: Knowledge,
+    as_of: date,
+    recorded: datetime,
+    dry_run: bool = False,
+) -> ScreenResult:
+    data = read_patient_data(client, patient_id, knowledge, as_of)
+    assessment = evaluate(
+        data.facts(),
+        data.observations,
+        as_of=as_of,
+        knowledge=knowledge,
+        conditions=data.conditions,
+        procedures=data.procedures,
+        medications=data.medications,
+    )
+    plan = plan_writeback(
+        assessment,
+        read_existing_state(client, patient_id, risk_assessment_identifier(assessment)),
+        terminology=knowledge.terminology,
+        advice=knowledge.ruleset.advice,
+        recorded=recorded,
+    )
+    if dry_run or plan.bundle is None:
+        return ScreenResult(assessment, plan, False, None)
+    return ScreenResult(assessment, plan, True, client.transaction(plan.bundle))
