@@ -45,9 +45,11 @@ def request(method: str, url: str, body=None, headers: dict[str, str] | None = N
         data = json.dumps(body).encode("utf-8") if not isinstance(body, bytes) else body
         hdrs["Content-Type"] = FHIR_JSON
     hdrs.update(headers or {})
-    req = urllib.request.Request(url, data=data, method=method, headers=hdrs)
+    if not url.startswith(("http://", "https://")):
+        raise ValueError(f"not an http(s) URL: {url}")
+    req = urllib.request.Request(url, data=data, method=method, headers=hdrs)  # noqa: S310 - http(s) checked above
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310
             return Response(resp.status, {k.lower(): v for k, v in resp.headers.items()}, resp.read())
     except urllib.error.HTTPError as err:
         return Response(err.code, {k.lower(): v for k, v in err.headers.items()}, err.read())
@@ -70,7 +72,7 @@ class Checks:
             self.failed += 1
             print(f"FAIL {name}: {err}", flush=True)
             return
-        except Exception as err:  # noqa: BLE001 - a smoke test reports any failure
+        except Exception as err:  # a smoke test reports any failure
             self.failed += 1
             print(f"FAIL {name}: {type(err).__name__}: {err}", flush=True)
             return
@@ -92,7 +94,7 @@ class HookListener:
                 self.send_response(200)
                 self.end_headers()
 
-            do_POST = do_PUT = _record
+            do_POST = do_PUT = _record  # noqa: N815 - BaseHTTPRequestHandler's method names
 
             def log_message(self, *args):
                 pass
@@ -114,8 +116,10 @@ def main() -> int:
     ap.add_argument("--skip-export", action="store_true", help="skip the bulk export check")
     ap.add_argument("--skip-hook", action="store_true", help="skip the rest-hook delivery check")
     ap.add_argument("--export-timeout", type=int, default=300, help="seconds to wait for the export")
+    ap.add_argument("--patient-id", default="pat-x1", help="client-assigned id of the test Patient (PUT)")
     args = ap.parse_args()
     base = args.base.rstrip("/")
+    pid = args.patient_id
     run_id = uuid.uuid4().hex[:8]
     checks = Checks()
 
@@ -123,8 +127,10 @@ def main() -> int:
         r = request("GET", f"{base}/metadata")
         assert r.status == 200, f"HTTP {r.status}"
         cs = r.json()
-        assert cs["resourceType"] == "CapabilityStatement" and cs["fhirVersion"] == "4.0.1", cs.get("fhirVersion")
-        return f"FHIR {cs['fhirVersion']}, {cs.get('software', {}).get('name', '')} {cs.get('software', {}).get('version', '')}"
+        assert cs["resourceType"] == "CapabilityStatement", cs["resourceType"]
+        assert cs["fhirVersion"] == "4.0.1", cs.get("fhirVersion")
+        software = cs.get("software", {})
+        return f"FHIR {cs['fhirVersion']}, {software.get('name', '')} {software.get('version', '')}"
 
     def transaction():
         bundle = {
@@ -132,19 +138,29 @@ def main() -> int:
             "type": "transaction",
             "entry": [
                 {
-                    "resource": {"resourceType": "Patient", "id": "pat-x1", "gender": "female",
-                                 "name": [{"family": "Smoke", "given": ["X1"]}], "birthDate": "1970-01-01"},
-                    "request": {"method": "PUT", "url": "Patient/pat-x1"},
+                    "resource": {
+                        "resourceType": "Patient",
+                        "id": pid,
+                        "gender": "female",
+                        "name": [{"family": "Smoke", "given": ["X1"]}],
+                        "birthDate": "1970-01-01",
+                    },
+                    "request": {"method": "PUT", "url": f"Patient/{pid}"},
                 },
                 {
                     "fullUrl": f"urn:uuid:{uuid.uuid4()}",
                     "resource": {
-                        "resourceType": "Observation", "status": "final",
+                        "resourceType": "Observation",
+                        "status": "final",
                         "code": {"coding": [{"system": "http://loinc.org", "code": LOINC_FERRITIN}]},
-                        "subject": {"reference": "Patient/pat-x1"},
+                        "subject": {"reference": f"Patient/{pid}"},
                         "effectiveDateTime": "2024-05-01T08:00:00Z",
-                        "valueQuantity": {"value": 32, "unit": "ng/mL", "system": "http://unitsofmeasure.org",
-                                          "code": "ng/mL"},
+                        "valueQuantity": {
+                            "value": 32,
+                            "unit": "ng/mL",
+                            "system": "http://unitsofmeasure.org",
+                            "code": "ng/mL",
+                        },
                     },
                     "request": {"method": "POST", "url": "Observation"},
                 },
@@ -153,16 +169,19 @@ def main() -> int:
         r = request("POST", base, bundle)
         assert r.status == 200, f"HTTP {r.status}: {r.body[:300]!r}"
         statuses = [e["response"]["status"] for e in r.json()["entry"]]
-        assert len(statuses) == 2 and all(s.startswith(("200", "201")) for s in statuses), statuses
+        assert len(statuses) == 2, statuses
+        assert all(s.startswith(("200", "201")) for s in statuses), statuses
         return ", ".join(e["response"]["location"] for e in r.json()["entry"])
 
     def conditional_create():
         ident = f"cond-{run_id}"
         obs = {
-            "resourceType": "Observation", "status": "final",
+            "resourceType": "Observation",
+            "status": "final",
             "identifier": [{"system": "urn:rls-screen:smoke", "value": ident}],
             "code": {"coding": [{"system": "http://loinc.org", "code": LOINC_FERRITIN}]},
-            "subject": {"reference": "Patient/pat-x1"}, "effectiveDateTime": "2024-06-01T08:00:00Z",
+            "subject": {"reference": f"Patient/{pid}"},
+            "effectiveDateTime": "2024-06-01T08:00:00Z",
             "valueQuantity": {"value": 18, "unit": "ng/mL", "system": "http://unitsofmeasure.org", "code": "ng/mL"},
         }
         hdr = {"If-None-Exist": f"identifier=urn:rls-screen:smoke|{ident}"}
@@ -184,31 +203,44 @@ def main() -> int:
         return f"{len(dates)} results, newest first"
 
     def validate_invalid():
-        bad_code = request("POST", f"{base}/Observation/$validate",
-                           {"resourceType": "Observation", "status": "bogus", "code": {"text": "x"}})
+        bad_code = request(
+            "POST",
+            f"{base}/Observation/$validate",
+            {"resourceType": "Observation", "status": "bogus", "code": {"text": "x"}},
+        )
         oo = bad_code.json()
-        assert oo and oo["resourceType"] == "OperationOutcome", bad_code.body[:200]
+        assert oo, bad_code.body[:200]
+        assert oo["resourceType"] == "OperationOutcome", bad_code.body[:200]
         assert "error" in issue_severities(oo) or "fatal" in issue_severities(oo), issue_severities(oo)
-        missing = request("POST", f"{base}/Observation/$validate",
-                          {"resourceType": "Observation", "subject": {"reference": "Patient/pat-x1"}})
+        missing = request(
+            "POST",
+            f"{base}/Observation/$validate",
+            {"resourceType": "Observation", "subject": {"reference": f"Patient/{pid}"}},
+        )
         oo2 = missing.json()
-        assert oo2 and oo2["resourceType"] == "OperationOutcome", missing.body[:200]
+        assert oo2, missing.body[:200]
+        assert oo2["resourceType"] == "OperationOutcome", missing.body[:200]
         assert "error" in issue_severities(oo2), issue_severities(oo2)
-        return (f"status=bogus -> HTTP {bad_code.status} error; "
-                f"no status/code -> HTTP {missing.status} {issue_severities(oo2).count('error')} errors")
+        return (
+            f"status=bogus -> HTTP {bad_code.status} error; "
+            f"no status/code -> HTTP {missing.status} {issue_severities(oo2).count('error')} errors"
+        )
 
     def validate_valid():
         obs = {
-            "resourceType": "Observation", "status": "final",
+            "resourceType": "Observation",
+            "status": "final",
             "code": {"coding": [{"system": "http://loinc.org", "code": LOINC_FERRITIN}]},
-            "subject": {"reference": "Patient/pat-x1"}, "effectiveDateTime": "2024-06-01T08:00:00Z",
+            "subject": {"reference": f"Patient/{pid}"},
+            "effectiveDateTime": "2024-06-01T08:00:00Z",
             "valueQuantity": {"value": 18, "unit": "ng/mL", "system": "http://unitsofmeasure.org", "code": "ng/mL"},
         }
         r = request("POST", f"{base}/Observation/$validate", obs)
         oo = r.json()
         assert r.status == 200, f"HTTP {r.status}"
         sev = issue_severities(oo)
-        assert "error" not in sev and "fatal" not in sev, [i.get("diagnostics") for i in oo["issue"]]
+        assert "error" not in sev, [i.get("diagnostics") for i in oo["issue"]]
+        assert "fatal" not in sev, [i.get("diagnostics") for i in oo["issue"]]
         return f"HTTP 200, severities {sorted(set(sev))}"
 
     def subscription():
@@ -217,7 +249,9 @@ def main() -> int:
             endpoint = f"http://127.0.0.1:{hook.port}/hook" if hook else "http://127.0.0.1:9/hook"
             code = f"smoke-{run_id}"
             sub = {
-                "resourceType": "Subscription", "status": "requested", "reason": "fhir-smoke",
+                "resourceType": "Subscription",
+                "status": "requested",
+                "reason": "fhir-smoke",
                 "criteria": f"Observation?code=urn:rls-screen:smoke|{code}",
                 "channel": {"type": "rest-hook", "endpoint": endpoint, "payload": FHIR_JSON},
             }
@@ -234,9 +268,12 @@ def main() -> int:
             assert status == "active", f"Subscription/{sub_id} status {status}"
             if not hook:
                 return f"Subscription/{sub_id} active"
-            obs = {"resourceType": "Observation", "status": "final",
-                   "code": {"coding": [{"system": "urn:rls-screen:smoke", "code": code}]},
-                   "subject": {"reference": "Patient/pat-x1"}}
+            obs = {
+                "resourceType": "Observation",
+                "status": "final",
+                "code": {"coding": [{"system": "urn:rls-screen:smoke", "code": code}]},
+                "subject": {"reference": f"Patient/{pid}"},
+            }
             created = request("POST", f"{base}/Observation", obs)
             assert created.status == 201, f"Observation create HTTP {created.status}"
             deadline = time.monotonic() + 60
@@ -253,12 +290,18 @@ def main() -> int:
                 hook.close()
 
     def bulk_export():
-        group = {"resourceType": "Group", "id": "grp-smoke", "type": "person", "actual": True,
-                 "member": [{"entity": {"reference": "Patient/pat-x1"}}]}
+        group = {
+            "resourceType": "Group",
+            "id": "grp-smoke",
+            "type": "person",
+            "actual": True,
+            "member": [{"entity": {"reference": f"Patient/{pid}"}}],
+        }
         r = request("PUT", f"{base}/Group/grp-smoke", group)
         assert r.status in (200, 201), f"Group PUT HTTP {r.status}"
-        kick = request("GET", f"{base}/Group/grp-smoke/$export?_type=Patient,Observation",
-                       headers={"Prefer": "respond-async"})
+        kick = request(
+            "GET", f"{base}/Group/grp-smoke/$export?_type=Patient,Observation", headers={"Prefer": "respond-async"}
+        )
         assert kick.status == 202, f"kick-off HTTP {kick.status}: {kick.body[:300]!r}"
         poll_url = kick.headers.get("content-location")
         assert poll_url, "no Content-Location header"
@@ -277,11 +320,13 @@ def main() -> int:
         binary = request("GET", outputs[0]["url"], headers={"Accept": "application/fhir+ndjson"})
         assert binary.status == 200, f"Binary HTTP {binary.status}"
         lines = [ln for ln in binary.body.decode("utf-8").splitlines() if ln.strip()]
-        assert lines and all(json.loads(ln)["resourceType"] == outputs[0]["type"] for ln in lines), lines[:2]
-        return f"202 -> 200 after {time.monotonic() - t0:.0f}s; outputs {types}; {len(lines)} NDJSON line(s) in first file"
+        assert lines, "empty NDJSON file"
+        assert all(json.loads(ln)["resourceType"] == outputs[0]["type"] for ln in lines), lines[:2]
+        waited = time.monotonic() - t0
+        return f"202 -> 200 after {waited:.0f}s; outputs {types}; {len(lines)} NDJSON line(s) in first file"
 
     checks.run("metadata", metadata)
-    checks.run("transaction Bundle (PUT Patient/pat-x1 + POST Observation)", transaction)
+    checks.run(f"transaction Bundle (PUT Patient/{pid} + POST Observation)", transaction)
     checks.run("conditional create (If-None-Exist) twice -> one resource", conditional_create)
     checks.run("Observation?code=loinc|2276-4&_sort=-date&_count=1000", search_sorted)
     checks.run("$validate invalid Observation -> error OperationOutcome", validate_invalid)

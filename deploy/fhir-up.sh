@@ -80,6 +80,15 @@ wait_healthy() { # $1 = pid, $2 = start time (SECONDS); returns when healthy, di
 
 mkdir -p "$RUN_DIR"
 
+# One fhir-up.sh at a time per run dir: a second caller waits here, then finds the server and reuses it.
+if command -v flock >/dev/null 2>&1; then
+	exec 9>"$RUN_DIR/fhir-up.lock"
+	if ! flock -n 9; then
+		echo "fhir-up: another fhir-up.sh is starting the server from $RUN_DIR; waiting for it" >&2
+		flock -w "$((TIMEOUT + 60))" 9 || die "gave up waiting for the other fhir-up.sh"
+	fi
+fi
+
 # --- a server started earlier by this script? -------------------------------------------------------------
 if [[ -f "$PID_FILE" ]]; then
 	old_pid="$(cat "$PID_FILE" 2>/dev/null || true)"
@@ -94,6 +103,9 @@ if [[ -f "$PID_FILE" ]]; then
 			wait_healthy "$old_pid" "$t0"
 		fi
 		echo "FHIR server already running at $BASE_URL (pid $old_pid); reusing it"
+		if [[ -f "$RUN_DIR/fhir-server.jar" && -n "$(find "$SERVER_DIR/pom.xml" "$SERVER_DIR/src" -newer "$RUN_DIR/fhir-server.jar" -print -quit 2>/dev/null)" ]]; then
+			echo "fhir-up: note: deploy/fhir-server changed since this server was started; restart (fhir-down.sh, fhir-up.sh) to use the changes" >&2
+		fi
 		exit 0
 	fi
 	rm -f "$PID_FILE" "$PORT_FILE" # stale
@@ -108,22 +120,30 @@ if [[ -n "$listener" ]]; then
 	exit 1
 fi
 
-# shellcheck source=fhir-server/java-env.sh
+# shellcheck source-path=SCRIPTDIR/fhir-server
 source "$SERVER_DIR/java-env.sh"
 fhir_find_java || exit 1
 
 "$SERVER_DIR/build.sh" || die "could not build $JAR"
 
 # --- start ------------------------------------------------------------------------------------------------
+# Run a copy of the jar, so a later rebuild (which rewrites target/fhir-server.jar) cannot pull the
+# classes out from under a running server. Only refreshed when no server runs from this run dir.
+RUN_JAR="$RUN_DIR/fhir-server.jar"
+if ! cmp -s "$JAR" "$RUN_JAR" 2>/dev/null; then
+	cp -f "$JAR" "$RUN_JAR.tmp"
+	mv -f "$RUN_JAR.tmp" "$RUN_JAR"
+fi
 [[ -f "$LOG_FILE" ]] && mv -f "$LOG_FILE" "$LOG_FILE.prev"
+read -r -a java_opts <<<"$JAVA_OPTS"
 t0=$SECONDS
 # setsid: own session, so the server outlives this shell and a Ctrl-C in the caller's terminal.
 # The inner shell writes its own pid and then exec's java, so the pid file holds the JVM's pid.
 # shellcheck disable=SC2016
 setsid bash -c 'echo $$ >"$1"; shift; exec "$@"' fhir-server "$PID_FILE" \
-	"$FHIR_JAVA" $JAVA_OPTS -jar "$JAR" \
+	"$FHIR_JAVA" "${java_opts[@]}" -jar "$RUN_JAR" \
 	--server.port="$PORT" --server.address=127.0.0.1 \
-	>"$LOG_FILE" 2>&1 </dev/null &
+	>"$LOG_FILE" 2>&1 </dev/null 9>&- &
 launcher=$!
 for ((i = 0; i < 50; i++)); do [[ -s "$PID_FILE" ]] && break; sleep 0.1; done
 pid="$(cat "$PID_FILE" 2>/dev/null || echo "$launcher")"

@@ -20,7 +20,7 @@ if [[ "$FORCE" == 0 && -f "$JAR" ]] && [[ -z "$(find "$HERE/pom.xml" "$HERE/src"
 	exit 0
 fi
 
-# shellcheck source=java-env.sh
+# shellcheck source-path=SCRIPTDIR
 source "$HERE/java-env.sh"
 fhir_find_java || exit 1
 

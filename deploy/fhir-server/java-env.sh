@@ -1,4 +1,4 @@
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2034
 # Sourced by build.sh and ../fhir-up.sh: picks the Java used to build and run the FHIR server.
 #
 # Order: $FHIR_JAVA_HOME (only that one, if set) ; else the first Java 17 among $JAVA_HOME,

@@ -126,9 +126,7 @@ def _expand(url: str, raw: Mapping[str, dict[str, Any]], seen: tuple[str, ...] =
 def _concepts(code_system: Mapping[str, Any]) -> dict[str, CodeConcept]:
     concepts: dict[str, CodeConcept] = {}
     for concept in code_system.get("concept", []):
-        kind = next(
-            (p.get("valueCode", "") for p in concept.get("property", []) if p.get("code") == "kind"), ""
-        )
+        kind = next((p.get("valueCode", "") for p in concept.get("property", []) if p.get("code") == "kind"), "")
         concepts[concept["code"]] = CodeConcept(
             code=concept["code"],
             display=concept.get("display", concept["code"]),
@@ -147,11 +145,7 @@ def _snomed_outcomes(concept_map: Mapping[str, Any]) -> dict[str, tuple[tuple[st
                 if target.get("equivalence") == "unmatched" or "code" not in target:
                     continue
                 depends = next(
-                    (
-                        d.get("value")
-                        for d in target.get("dependsOn", [])
-                        if d.get("property") == "gfr-category"
-                    ),
+                    (d.get("value") for d in target.get("dependsOn", []) if d.get("property") == "gfr-category"),
                     None,
                 )
                 targets.append((target["code"], depends))
@@ -180,9 +174,7 @@ def _local_mappings(
                         )
                     coding = (source_system, element["code"])
                     if mapped.get(coding, loinc) != loinc:
-                        raise ConfigurationError(
-                            f"{source}: {source_system}|{element['code']} maps to two codes"
-                        )
+                        raise ConfigurationError(f"{source}: {source_system}|{element['code']} maps to two codes")
                     mapped[coding] = loinc
     return mapped
 
@@ -229,9 +221,7 @@ def load_terminology(site_conceptmap_dir: Path | None = None) -> Terminology:
             if system != LOINC:
                 continue
             if analyte_by_loinc.setdefault(code, analyte) != analyte:
-                raise ConfigurationError(
-                    f"LOINC {code} is in two analyte groups: {analyte_by_loinc[code]}, {analyte}"
-                )
+                raise ConfigurationError(f"LOINC {code} is in two analyte groups: {analyte_by_loinc[code]}, {analyte}")
 
     concept_maps: list[tuple[str, dict[str, Any]]] = []
     mappings_dir = resources.files("rls_screen.mappings").joinpath("conceptmaps")
@@ -243,9 +233,7 @@ def load_terminology(site_conceptmap_dir: Path | None = None) -> Terminology:
         concept_maps.extend(_site_concept_maps(site_conceptmap_dir))
     local = _local_mappings(concept_maps, analyte_by_loinc)
 
-    analyte_by_coding: dict[Coding, str] = {
-        (LOINC, code): analyte for code, analyte in analyte_by_loinc.items()
-    }
+    analyte_by_coding: dict[Coding, str] = {(LOINC, code): analyte for code, analyte in analyte_by_loinc.items()}
     analyte_by_coding.update({coding: analyte_by_loinc[loinc] for coding, loinc in local.items()})
     return Terminology(
         value_sets=value_sets,

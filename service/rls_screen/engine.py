@@ -154,11 +154,7 @@ class _Evaluation:
                 self.used[result.reference] = result
 
     def indeterminate(self, analyte: str, rule: str, result: LabResult | None, why: str) -> None:
-        reason = (
-            "comparator-indeterminate"
-            if result and result.value and result.value.comparator
-            else "indeterminate"
-        )
+        reason = "comparator-indeterminate" if result and result.value and result.value.comparator else "indeterminate"
         self.not_evaluable.append(
             NotEvaluable(
                 reason,
@@ -173,8 +169,7 @@ class _Evaluation:
         self.not_evaluable.append(
             NotEvaluable(
                 "missing",
-                f"no usable {what} in the {self.rules.selection.window_days} days "
-                f"before {self.as_of.isoformat()}",
+                f"no usable {what} in the {self.rules.selection.window_days} days before {self.as_of.isoformat()}",
                 analyte,
             )
         )
@@ -222,10 +217,8 @@ def _pregnancy(ev: _Evaluation, conditions: Sequence[Mapping[str, Any]]) -> _Pre
         if _is_active_condition(c)
         and terminology.contains(value_set_url("pregnancy-condition"), codings_of(c.get("code")))
     ]
-    if condition_refs and status is None:
+    if condition_refs:  # S6: a 'Pregnant' status OR an active pregnancy Condition
         pregnant = True
-        basis.extend(condition_refs)
-    elif condition_refs and pregnant:
         basis.extend(condition_refs)
     return _Pregnancy(pregnant, tuple(basis), ev.latest.get("gestational-age") if pregnant else None)
 
@@ -316,7 +309,7 @@ def _evaluate_iron(ev: _Evaluation, age_years: int | None, kidney_failure: Truth
     unit_f, unit_t = rules.ferritin_unit, rules.tsat_unit
 
     # iron-deficiency: ferritin < 15, or < 70 with inflammation (WHO 2020; Thurnham 2010)
-    deficiency: Truth = None
+    deficiency: Truth = False  # defined by ferritin alone: without one it is not established
     if ferritin_value is not None:
         d = rules.deficiency
         deficiency = any3(
@@ -380,14 +373,10 @@ def _evaluate_iron(ev: _Evaluation, age_years: int | None, kidney_failure: Truth
             note="Paediatric threshold (AASM 2024): ferritin < 50 ug/L." if pediatric else None,
         )
     elif insufficient is None and ferritin_value is not None and tsat is not None:
-        ev.indeterminate(
-            "ferritin", "iron insufficient for RLS", ferritin, "a bound does not decide the threshold"
-        )
+        ev.indeterminate("ferritin", "iron insufficient for RLS", ferritin, "a bound does not decide the threshold")
 
     # missing-iron-studies: no usable ferritin OR no usable TSAT (direct or computed)
-    missing_parts = [
-        name for name, present in (("ferritin", ferritin), ("TSAT", tsat_used)) if present is None
-    ]
+    missing_parts = [name for name, present in (("ferritin", ferritin), ("TSAT", tsat_used)) if present is None]
     if missing_parts:
         if ferritin is None:
             ev.missing("ferritin", "ferritin")
@@ -440,9 +429,7 @@ def _evaluate_iron(ev: _Evaluation, age_years: int | None, kidney_failure: Truth
             ],
         )
     if pediatric and (ferritin or tsat_used):
-        ev.add(
-            "advisory", "pediatric-iron-threshold", ins.rule_id, ins.citations, ferritin_values + tsat_values
-        )
+        ev.add("advisory", "pediatric-iron-threshold", ins.rule_id, ins.citations, ferritin_values + tsat_values)
 
     return _iron_band(ev, ferritin_value, tsat, pediatric), inflammation_word
 
@@ -498,14 +485,14 @@ def _evaluate_anemia(ev: _Evaluation, pregnancy: _Pregnancy, age_years: int | No
             "hemoglobin", "anaemia", hb, "birth date unknown, so the age-specific cut-off cannot be chosen"
         )
         return
-    months = age_in_months(birth, hb.effective_date)
+    months = age_in_months(birth, ev.as_of)  # S6: age at the evaluation date
     value = hb.value
     candidates: list[tuple[str, float, tuple[BelowBand, ...]]] = []
     context_note: str | None = None
     if months < rules.children[0].from_months:
         ev.indeterminate("hemoglobin", "anaemia", hb, "no WHO 2024 cut-off under 6 months of age")
         return
-    if age_in_years(birth, hb.effective_date) < ev.rules.selection.adult_hemoglobin_from_age_years:
+    if age_years < ev.rules.selection.adult_hemoglobin_from_age_years:
         child = next(c for c in rules.children if c.from_months <= months < c.to_months_exclusive)
         candidates.append((f"child {months // 12} y", child.below, ()))
     else:
@@ -516,8 +503,14 @@ def _evaluate_anemia(ev: _Evaluation, pregnancy: _Pregnancy, age_years: int | No
         if pregnant_at_draw:
             trimester = _trimester(weeks, ev)
             keys: tuple[str, ...] = (str(trimester),) if trimester else ("1", "2", "3")
+            ga = pregnancy.gestational_age
             if trimester is None:
                 context_note = "Pregnant, gestational age unknown: cut-offs for all trimesters considered."
+            elif ga is not None and ga.value is not None and weeks is not None:
+                context_note = (
+                    f"Trimester {trimester}: gestational age {ga.reported} on {ga.effective_date.isoformat()}, "
+                    f"projected to {weeks:.0f} weeks on the haemoglobin date (project choice)."
+                )
             for key in keys:
                 cutoff: HemoglobinCutoff = rules.pregnant[key]  # type: ignore[index]
                 candidates.append((f"pregnant, trimester {key}", cutoff.below, cutoff.severity))
@@ -537,9 +530,7 @@ def _evaluate_anemia(ev: _Evaluation, pregnancy: _Pregnancy, age_years: int | No
         return
     severities = {_severity(value, bands) if bands else None for _, _, bands in candidates}
     severity = severities.pop() if len(severities) == 1 else None
-    thresholds = [
-        Threshold(f"hemoglobin ({label})", "<", below, rules.unit) for label, below, _ in candidates
-    ]
+    thresholds = [Threshold(f"hemoglobin ({label})", "<", below, rules.unit) for label, below, _ in candidates]
     ev.add(
         "finding",
         "anemia",
@@ -597,10 +588,12 @@ def _selected_egfr(ev: _Evaluation, age_years: int | None) -> list[ValueUsed]:
     if creatinine is None or creatinine.value is None:
         ev.missing("egfr", "eGFR or serum creatinine")
         return []
+    if creatinine.value.value <= 0:
+        ev.indeterminate("egfr", "eGFR from creatinine", creatinine, "a creatinine of 0 is not a plausible result")
+        return []
     formula = ev.rules.kidney.creatinine_fallback
-    birth = ev.patient.birth_date
-    age_at_draw = age_in_years(birth, creatinine.effective_date) if birth else None
-    if age_at_draw is None or age_at_draw < formula.min_age_years:
+    age = age_years  # S6: age at the evaluation date
+    if age is None or age < formula.min_age_years:
         ev.indeterminate(
             "egfr",
             "eGFR from creatinine",
@@ -613,7 +606,7 @@ def _selected_egfr(ev: _Evaluation, age_years: int | None) -> list[ValueUsed]:
     computed = []
     for sex in sexes:
         value = creatinine.value.map_monotonic(
-            lambda scr, s=sex: round(_ckd_epi_2021(ev, scr, age_at_draw, s), 1),  # type: ignore[misc]
+            lambda scr, s=sex: _ckd_epi_2021(ev, scr, age, s),  # type: ignore[misc]
             increasing=False,
         )
         computed.append(
@@ -624,7 +617,7 @@ def _selected_egfr(ev: _Evaluation, age_years: int | None) -> list[ValueUsed]:
                 creatinine.effective_date,
                 (creatinine.reference,),
                 reported=f"creatinine {creatinine.reported}",
-                computed=f"CKD-EPI 2021 (race-free) from creatinine, {sex}, age {age_at_draw}",
+                computed=f"CKD-EPI 2021 (race-free) from creatinine, {sex}, age {age}",
             )
         )
     return computed
@@ -641,8 +634,7 @@ def _dialysis_basis(ev: _Evaluation, records: Sequence[Mapping[str, Any]]) -> tu
             refs.append(f"Condition/{record.get('id', '?')}")
         elif kind == "Procedure" and record.get("status") in ("completed", "in-progress"):
             performed = parse_fhir_datetime(record.get("performedDateTime")) or parse_fhir_datetime(
-                (record.get("performedPeriod") or {}).get("end")
-                or (record.get("performedPeriod") or {}).get("start")
+                (record.get("performedPeriod") or {}).get("end") or (record.get("performedPeriod") or {}).get("start")
             )
             if performed and 0 <= (ev.as_of - performed.date()).days <= ev.rules.selection.window_days:
                 refs.append(f"Procedure/{record.get('id', '?')}")
@@ -664,13 +656,9 @@ def _evaluate_kidney(
     failure_answers = [v.value.below(g5_below) for v in values]
     failure: Truth = True if dialysis_refs else (_agreed(failure_answers) if values else None)
     if values and category is None:
-        ev.indeterminate(
-            "egfr", "GFR category", None, f"eGFR {values[0].value.display()} does not decide the category"
-        )
+        ev.indeterminate("egfr", "GFR category", None, f"eGFR {values[0].value.display()} does not decide the category")
     computed_note = (
-        " eGFR computed from creatinine (CKD-EPI 2021): no usable eGFR."
-        if values and values[0].computed
-        else ""
+        " eGFR computed from creatinine (CKD-EPI 2021): no usable eGFR." if values and values[0].computed else ""
     )
     if failure:
         note = (
@@ -798,14 +786,10 @@ def _evaluate_calcium(ev: _Evaluation) -> None:
     citations = ev.rules.electrolytes.citations
     if same_day_albumin:
         albumin = _select_latest(same_day_albumin)
-        albumin_value = albumin.value or Bound(
-            rule.payne.reference_albumin
-        )  # numeric results always have one
+        albumin_value = albumin.value or Bound(rule.payne.reference_albumin)  # numeric results always have one
         payne = rule.payne
         if albumin_value.comparator and total.value.comparator:
-            ev.indeterminate(
-                "calcium-total", "albumin-corrected calcium", total, "calcium and albumin are both bounds"
-            )
+            ev.indeterminate("calcium-total", "albumin-corrected calcium", total, "calcium and albumin are both bounds")
             return
         if albumin_value.comparator:
             ca = total.value.value
@@ -874,17 +858,11 @@ def _evaluate_medications(ev: _Evaluation, medications: Sequence[Mapping[str, An
         codes = tuple(c for c in codings_of(medication.get("medicationCodeableConcept")) if c[0] == RXNORM)
         if not codes or not terminology.contains(rule.aggravating_value_set, codes):
             continue
-        category = next(
-            (terminology.value_set_titles[u] for u in category_urls if terminology.contains(u, codes)), ""
-        )
+        category = next((terminology.value_set_titles[u] for u in category_urls if terminology.contains(u, codes)), "")
         reference = f"{medication.get('resourceType', 'MedicationRequest')}/{medication.get('id', '?')}"
         concept = medication.get("medicationCodeableConcept") or {}
         name = concept.get("text") or next(
-            (
-                c.get("display")
-                for c in concept.get("coding", [])
-                if isinstance(c, Mapping) and c.get("display")
-            ),
+            (c.get("display") for c in concept.get("coding", []) if isinstance(c, Mapping) and c.get("display")),
             codes[0][1],
         )
         ev.add(
@@ -939,9 +917,7 @@ def evaluate(
         for code in knowledge.terminology.codes_of(url)
     }
     latest = {
-        analyte: _select_latest(
-            results, (lambda code: tiers.get(code, len(tiers))) if analyte == "egfr" else None
-        )
+        analyte: _select_latest(results, (lambda code: tiers.get(code, len(tiers))) if analyte == "egfr" else None)
         for analyte, results in usable.items()
     }
     ev = _Evaluation(knowledge, patient, as_of, latest, usable, not_evaluable=problems)
@@ -973,9 +949,7 @@ def evaluate(
         pregnant=pregnant_now,
         trimester=_trimester(weeks_now, ev) if pregnant_now else None,
         pregnancy_basis=pregnancy.basis if pregnant_now else (),
-        inflammation=None
-        if inflammation_word in ("not-assessed", "indeterminate")
-        else inflammation_word == "present",
+        inflammation=None if inflammation_word in ("not-assessed", "indeterminate") else inflammation_word == "present",
     )
     return Assessment(
         patient=patient.reference,

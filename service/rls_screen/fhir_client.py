@@ -63,9 +63,7 @@ def check_base_url_scheme(url: str) -> None:
     parts = urlsplit(url)
     if parts.scheme == "https" or (parts.scheme == "http" and _is_loopback(parts.hostname)):
         return
-    raise ServerNotAllowedError(
-        f"refusing {parts.scheme}://{parts.hostname}: plain http is allowed only for loopback"
-    )
+    raise ServerNotAllowedError(f"refusing {parts.scheme}://{parts.hostname}: plain http is allowed only for loopback")
 
 
 @dataclass(frozen=True)
@@ -81,9 +79,7 @@ class Allowlist:
 
     def allows(self, url: str) -> bool:
         url = normalise_base(url)
-        return any(
-            url == base or url.startswith(base + "/") or url.startswith(base + "?") for base in self.bases
-        )
+        return any(url == base or url.startswith(base + "/") or url.startswith(base + "?") for base in self.bases)
 
     def check(self, url: str) -> None:
         if not self.allows(url):
@@ -166,9 +162,7 @@ class SmartBackendAuth:
             "iat": now,
             "jti": uuid.uuid4().hex,
         }
-        return jwt.encode(
-            claims, self._key, algorithm=self._algorithm, headers={"kid": self._kid, "typ": "JWT"}
-        )
+        return jwt.encode(claims, self._key, algorithm=self._algorithm, headers={"kid": self._kid, "typ": "JWT"})
 
     def _fetch(self) -> None:
         form = {
@@ -182,9 +176,7 @@ class SmartBackendAuth:
         except requests.RequestException as error:
             raise FhirUnavailableError(f"token endpoint unreachable ({type(error).__name__})") from error
         if response.status_code != 200:
-            raise FhirAuthError(
-                f"token request refused: HTTP {response.status_code}", status=response.status_code
-            )
+            raise FhirAuthError(f"token request refused: HTTP {response.status_code}", status=response.status_code)
         body = response.json()
         token = body.get("access_token")
         if not isinstance(token, str):
@@ -206,9 +198,7 @@ class SmartBackendAuth:
 def auth_from_settings(settings: Settings, session: requests.Session) -> Auth:
     if settings.smart_token_url:
         if not (settings.smart_client_id and settings.smart_private_key_file):
-            raise ConfigurationError(
-                "SMART backend auth needs RLS_SCREEN_SMART_CLIENT_ID and _PRIVATE_KEY_FILE"
-            )
+            raise ConfigurationError("SMART backend auth needs RLS_SCREEN_SMART_CLIENT_ID and _PRIVATE_KEY_FILE")
         try:
             key = Path(settings.smart_private_key_file).read_text(encoding="utf-8")
         except OSError as error:
@@ -419,14 +409,35 @@ class FhirClient:
                 )
             bundle: dict[str, Any] = self.request("GET", url).json()
             yield bundle
-            url = next(
-                (link.get("url") for link in bundle.get("link", []) if link.get("relation") == "next"), None
-            )
+            url = next((link.get("url") for link in bundle.get("link", []) if link.get("relation") == "next"), None)
 
     def transaction(self, bundle: Mapping[str, Any]) -> dict[str, Any]:
         """POST a transaction Bundle; the server applies all of it or none of it."""
         response: dict[str, Any] = self.request("POST", "", json_body=bundle, idempotent=False).json()
         return response
+
+    def download(self, url: str, destination: Path) -> int:
+        """Stream a file (e.g. a Bulk export NDJSON output) to disk; returns bytes written."""
+        self._allowlist.check(url)
+        headers = {"Accept": "application/fhir+ndjson"}
+        authorization = self._auth.header()
+        if authorization:
+            headers["Authorization"] = authorization
+        self.requests_made += 1
+        try:
+            with self._session.get(url, headers=headers, timeout=self._timeout, stream=True) as response:
+                if response.status_code >= 400:
+                    raise self._error(response, "GET", "bulk output")
+                written = 0
+                with destination.open("wb") as sink:
+                    for chunk in response.iter_content(chunk_size=1 << 16):
+                        sink.write(chunk)
+                        written += len(chunk)
+                return written
+        except (requests.ConnectionError, requests.Timeout) as error:
+            raise FhirUnavailableError(
+                f"download from {urlsplit(url).netloc} failed ({type(error).__name__})"
+            ) from error
 
     def validate(self, resource: Mapping[str, Any]) -> dict[str, Any]:
         """$validate: the server's OperationOutcome, for a valid (200) or an invalid (400/412) resource."""

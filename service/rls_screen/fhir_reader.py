@@ -79,9 +79,7 @@ def read_patient_data(client: FhirClient, patient_id: str, knowledge: Knowledge,
     return group_resources(patient, [*observations, *conditions])
 
 
-def read_existing_state(
-    client: FhirClient, patient_id: str, risk_assessment_identifier: str
-) -> ExistingState:
+def read_existing_state(client: FhirClient, patient_id: str, risk_assessment_identifier: str) -> ExistingState:
     """One batch request: our Flags and ServiceRequest, and whether this RiskAssessment exists."""
     subject = f"Patient/{patient_id}"
     requests = [

@@ -16,11 +16,12 @@ from typing import Any
 
 from rls_screen.codesets import Coding, Terminology, value_set_url
 from rls_screen.model import LabResult, NotEvaluable
-from rls_screen.quantities import COMPARATORS, Bound, Comparator, format_number
+from rls_screen.quantities import Bound, Comparator, format_number
 from rls_screen.ruleset import Selection
 from rls_screen.units import UnitProblem, UnitTable
 
 CODED_ANALYTES = frozenset({"pregnancy-status"})
+_COMPARATOR_BY_TEXT: dict[str, Comparator] = {"<": "<", "<=": "<=", ">": ">", ">=": ">="}
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +111,16 @@ def _interpretation_text(observation: Mapping[str, Any]) -> str | None:
     return ", ".join(texts) or None
 
 
+def _absent_reason(observation: Mapping[str, Any]) -> str:
+    """The dataAbsentReason code (any coding, system or not), or 'given'."""
+    absent = observation.get("dataAbsentReason")
+    codings = absent.get("coding") if isinstance(absent, Mapping) else None
+    for coding in codings if isinstance(codings, list) else []:
+        if isinstance(coding, Mapping) and isinstance(coding.get("code"), str):
+            return str(coding["code"])
+    return "given"
+
+
 def classify(
     observation: Mapping[str, Any],
     *,
@@ -155,9 +166,7 @@ def classify(
     if age_days > selection.window_days:
         return problem("stale", f"{age_days} days old (window {selection.window_days} days)", analyte, when)
 
-    version = (
-        observation.get("meta", {}).get("versionId") if isinstance(observation.get("meta"), Mapping) else None
-    )
+    version = observation.get("meta", {}).get("versionId") if isinstance(observation.get("meta"), Mapping) else None
     common: dict[str, Any] = {
         "reference": reference,
         "version_id": str(version) if version is not None else None,
@@ -180,9 +189,7 @@ def classify(
     quantity = observation.get("valueQuantity")
     if not isinstance(quantity, Mapping):
         if "dataAbsentReason" in observation:
-            reason_codes = codings_of(observation.get("dataAbsentReason"))
-            why = reason_codes[0][1] if reason_codes else "given"
-            return problem("no-value", f"no value (data absent reason: {why})", analyte, when)
+            return problem("no-value", f"no value (data absent reason: {_absent_reason(observation)})", analyte, when)
         if "valueString" in observation:
             return problem("no-value", "value is text, not a number: not used", analyte, when)
         return problem("no-value", "no numeric value (valueQuantity)", analyte, when)
@@ -192,11 +199,9 @@ def classify(
     if raw_value < 0:
         return problem("no-value", "negative value: not a plausible result", analyte, when)
     comparator_raw = quantity.get("comparator")
-    if comparator_raw is not None and comparator_raw not in COMPARATORS:
-        return problem(
-            "comparator-indeterminate", f"comparator '{comparator_raw}' not understood", analyte, when
-        )
-    comparator: Comparator | None = comparator_raw
+    comparator = _COMPARATOR_BY_TEXT.get(comparator_raw) if isinstance(comparator_raw, str) else None
+    if comparator_raw is not None and comparator is None:
+        return problem("comparator-indeterminate", "comparator not understood", analyte, when)
 
     converted = units.to_canonical(analyte, float(raw_value), quantity)
     if isinstance(converted, UnitProblem):
@@ -208,9 +213,7 @@ def classify(
             value=Bound(converted.value, comparator),
             unit=converted.unit,
             reported=reported,
-            lab_reference_range=_reference_range_text(
-                observation, str(quantity.get("unit") or converted.source_unit)
-            ),
+            lab_reference_range=_reference_range_text(observation, str(quantity.get("unit") or converted.source_unit)),
             **common,
         ),
         None,

@@ -82,9 +82,7 @@ def from_bundle(bundle: Any) -> PatientData:
         found = bundle.get("resourceType") if isinstance(bundle, Mapping) else type(bundle).__name__
         raise InputError(f"expected a FHIR Bundle, found {found}")
     if bundle.get("type") not in BUNDLE_TYPES:
-        raise InputError(
-            f"Bundle.type '{bundle.get('type')}' is not one of {', '.join(sorted(BUNDLE_TYPES))}"
-        )
+        raise InputError(f"Bundle.type '{bundle.get('type')}' is not one of {', '.join(sorted(BUNDLE_TYPES))}")
     entries = bundle.get("entry") or []
     if not isinstance(entries, list):
         raise InputError("Bundle.entry is not a list")

@@ -89,14 +89,10 @@ def format_text(assessment: Assessment, advice: dict[str, str]) -> str:
     lines.append(f"Iron therapy band: {assessment.iron_band}: {IRON_BAND_TEXT[assessment.iron_band]}")
     if assessment.advisories:
         lines.append("Advisories:")
-        lines.extend(
-            f"  - {a.display}: {a.note or advice.get(a.code, '')}".rstrip(": ") for a in assessment.advisories
-        )
+        lines.extend(f"  - {a.display}: {a.note or advice.get(a.code, '')}".rstrip(": ") for a in assessment.advisories)
     if assessment.not_evaluable:
         counts = Counter(n.reason for n in assessment.not_evaluable)
-        lines.append(
-            "Not used: " + ", ".join(f"{count} {reason}" for reason, count in sorted(counts.items()))
-        )
+        lines.append("Not used: " + ", ".join(f"{count} {reason}" for reason, count in sorted(counts.items())))
         for item in assessment.not_evaluable:
             if item.reason in ("missing", "unit-not-understood", "comparator-indeterminate", "indeterminate"):
                 lines.append(f"  - {item.analyte or 'result'}: {item.detail}")

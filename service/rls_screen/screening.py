@@ -14,15 +14,51 @@ from rls_screen.engine import Knowledge, evaluate
 from rls_screen.fhir_client import FhirClient
 from rls_screen.fhir_reader import read_existing_state, read_patient_data
 from rls_screen.model import Assessment
+from rls_screen.patient_data import PatientData
 from rls_screen.writeback import WritePlan, plan_writeback, risk_assessment_identifier
 
 
 @dataclass(frozen=True)
 class ScreenResult:
     assessment: Assessment
-    plan: WritePlan
+    plan: WritePlan | None
+    """None when the run did not look at the server's state (an offline dry run)."""
     written: bool
     response: dict[str, Any] | None
+
+
+def assess(data: PatientData, *, knowledge: Knowledge, as_of: date) -> Assessment:
+    return evaluate(
+        data.facts(),
+        data.observations,
+        as_of=as_of,
+        knowledge=knowledge,
+        conditions=data.conditions,
+        procedures=data.procedures,
+        medications=data.medications,
+    )
+
+
+def write_back(
+    client: FhirClient,
+    assessment: Assessment,
+    *,
+    knowledge: Knowledge,
+    recorded: datetime,
+    dry_run: bool = False,
+) -> ScreenResult:
+    """Plan against what the server holds and send the one transaction (unless dry run or no change)."""
+    patient_id = assessment.patient.removeprefix("Patient/")
+    plan = plan_writeback(
+        assessment,
+        read_existing_state(client, patient_id, risk_assessment_identifier(assessment)),
+        terminology=knowledge.terminology,
+        advice=knowledge.ruleset.advice,
+        recorded=recorded,
+    )
+    if dry_run or plan.bundle is None:
+        return ScreenResult(assessment, plan, False, None)
+    return ScreenResult(assessment, plan, True, client.transaction(plan.bundle))
 
 
 def screen_patient(
@@ -35,22 +71,5 @@ def screen_patient(
     dry_run: bool = False,
 ) -> ScreenResult:
     data = read_patient_data(client, patient_id, knowledge, as_of)
-    assessment = evaluate(
-        data.facts(),
-        data.observations,
-        as_of=as_of,
-        knowledge=knowledge,
-        conditions=data.conditions,
-        procedures=data.procedures,
-        medications=data.medications,
-    )
-    plan = plan_writeback(
-        assessment,
-        read_existing_state(client, patient_id, risk_assessment_identifier(assessment)),
-        terminology=knowledge.terminology,
-        advice=knowledge.ruleset.advice,
-        recorded=recorded,
-    )
-    if dry_run or plan.bundle is None:
-        return ScreenResult(assessment, plan, False, None)
-    return ScreenResult(assessment, plan, True, client.transaction(plan.bundle))
+    assessment = assess(data, knowledge=knowledge, as_of=as_of)
+    return write_back(client, assessment, knowledge=knowledge, recorded=recorded, dry_run=dry_run)

@@ -25,9 +25,7 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("FHIR_BASE_URL", "RLS_SCREEN_FHIR_BASE_URL"),
         description="Default FHIR server; always on the allowlist.",
     )
-    fhir_allowlist: str = Field(
-        default="", description="Comma-separated extra FHIR base URLs the module may call."
-    )
+    fhir_allowlist: str = Field(default="", description="Comma-separated extra FHIR base URLs the module may call.")
     fhir_bearer_token: SecretStr | None = Field(default=None, description="Static bearer token.")
     fhir_connect_timeout_s: float = 3.0
     fhir_read_timeout_s: float = 30.0

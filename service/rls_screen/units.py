@@ -63,6 +63,8 @@ class UnitTable:
         if known is None:
             return UnitProblem(f"no unit table for {analyte}")
         code, system, text = quantity.get("code"), quantity.get("system"), quantity.get("unit")
+        code = code if isinstance(code, str) else None
+        text = text if isinstance(text, str) else None
         if code and system == UCUM:
             if code in known:
                 return code, "ucum-code"
@@ -80,9 +82,7 @@ class UnitTable:
             return UnitProblem(f"unit '{shown}' is not understood for {analyte}")
         return UnitProblem(f"no unit given for {analyte}")
 
-    def to_canonical(
-        self, analyte: str, value: float, quantity: Mapping[str, Any]
-    ) -> Converted | UnitProblem:
+    def to_canonical(self, analyte: str, value: float, quantity: Mapping[str, Any]) -> Converted | UnitProblem:
         resolved = self.resolve_unit(analyte, quantity)
         if isinstance(resolved, UnitProblem):
             return resolved
@@ -100,15 +100,11 @@ def parse_unit_table(raw: Mapping[str, Any], source: str = "units.json") -> Unit
         for conversion in spec["conversions"]:
             multiply, divide = conversion.get("multiply"), conversion.get("divide")
             if (multiply is None) == (divide is None):
-                raise ConfigurationError(
-                    f"{source}: {analyte} {conversion.get('from')}: give multiply or divide"
-                )
+                raise ConfigurationError(f"{source}: {analyte} {conversion.get('from')}: give multiply or divide")
             number = multiply if multiply is not None else divide
             if not isinstance(number, int | float) or number <= 0:
                 raise ConfigurationError(f"{source}: {analyte} {conversion.get('from')}: factor must be > 0")
-            table[conversion["from"]] = Factor(
-                "multiply" if multiply is not None else "divide", float(number)
-            )
+            table[conversion["from"]] = Factor("multiply" if multiply is not None else "divide", float(number))
         if canonical[analyte] not in table:
             raise ConfigurationError(f"{source}: {analyte}: the canonical unit needs its own entry")
         factors[analyte] = table

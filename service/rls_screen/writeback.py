@@ -138,9 +138,7 @@ def build_risk_assessment(
         }
         for f in assessment.findings
     ]
-    notes = [
-        f"GFR category: {assessment.gfr_category or 'not determined'}; iron band: {assessment.iron_band}."
-    ]
+    notes = [f"GFR category: {assessment.gfr_category or 'not determined'}; iron band: {assessment.iron_band}."]
     notes.extend(f"{a.display}: {a.note or advice.get(a.code, '')}" for a in assessment.advisories)
     if assessment.not_evaluable:
         counts: dict[str, int] = {}
@@ -175,9 +173,7 @@ def flag_text(finding: Finding) -> str:
     value = measured[0] if measured else None
     shown = ""
     if value is not None:
-        shown = (
-            f": {value.analyte} {value.reported or value.value.display()} on {value.effective.isoformat()}"
-        )
+        shown = f": {value.analyte} {value.reported or value.value.display()} on {value.effective.isoformat()}"
     threshold = f" (threshold {finding.thresholds[0].display()}" if finding.thresholds else " ("
     sources = "; ".join(dict.fromkeys(short_source(c) for c in finding.citations))
     closing = f"{threshold}; {sources})" if finding.thresholds else f" ({sources})"
@@ -307,9 +303,7 @@ def plan_writeback(
         old = existing.flags.get(code)
         start = assessment.as_of
         if old is not None and old.get("status") == "active":
-            start = date.fromisoformat(
-                str((old.get("period") or {}).get("start", assessment.as_of.isoformat()))[:10]
-            )
+            start = date.fromisoformat(str((old.get("period") or {}).get("start", assessment.as_of.isoformat()))[:10])
         flag = to_json(
             build_flag(
                 assessment,
@@ -353,15 +347,11 @@ def plan_writeback(
     missing = "missing-iron-studies" in present
     old_request = existing.service_request
     wanted_status = (
-        "active"
-        if missing
-        else ("revoked" if old_request and old_request.get("status") == "active" else None)
+        "active" if missing else ("revoked" if old_request and old_request.get("status") == "active" else None)
     )
     if wanted_status and not (old_request and old_request.get("status") == wanted_status):
         request = to_json(
-            build_service_request(
-                assessment, device_ref=device_url, risk_assessment_ref=ra_ref, status=wanted_status
-            )
+            build_service_request(assessment, device_ref=device_url, risk_assessment_ref=ra_ref, status=wanted_status)
         )
         url = _urn("service-request", patient_id)
         entries.append(
@@ -397,21 +387,14 @@ def plan_writeback(
     provenance = Provenance(
         target=[{"reference": target} for target in targets],
         recorded=recorded.isoformat(),
-        activity={
-            "coding": [
-                {"system": DATA_OPERATION_SYSTEM, "code": "CREATE" if not existing.flags else "UPDATE"}
-            ]
-        },
+        activity={"coding": [{"system": DATA_OPERATION_SYSTEM, "code": "CREATE" if not existing.flags else "UPDATE"}]},
         agent=[
             {
-                "type": {
-                    "coding": [{"system": PROVENANCE_AGENT_SYSTEM, "code": "author", "display": "Author"}]
-                },
+                "type": {"coding": [{"system": PROVENANCE_AGENT_SYSTEM, "code": "author", "display": "Author"}]},
                 "who": {"reference": device_url, "display": f"rls-screen {__version__}"},
             }
         ],
-        entity=[{"role": "source", "what": {"reference": r.reference}} for r in assessment.used_observations]
-        or None,
+        entity=[{"role": "source", "what": {"reference": r.reference}} for r in assessment.used_observations] or None,
     )
     entries.append(
         {
@@ -420,9 +403,7 @@ def plan_writeback(
             "request": {"method": "POST", "url": "Provenance"},
         }
     )
-    return WritePlan(
-        {"resourceType": "Bundle", "type": "transaction", "entry": entries}, ra_identifier, tuple(changes)
-    )
+    return WritePlan({"resourceType": "Bundle", "type": "transaction", "entry": entries}, ra_identifier, tuple(changes))
 
 
 def flags_by_code(flags: Sequence[Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:

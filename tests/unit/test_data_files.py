@@ -143,6 +143,9 @@ SPEC_FINDING_KINDS = {
         "no-value",
         "entered-in-error",
         "unknown-code",
+        "indeterminate",
+        "no-effective-date",
+        "after-as-of",
     },
 }
 # CLINICAL_RULES.md section 9 (single-target findings); reduced-kidney-function is checked separately.

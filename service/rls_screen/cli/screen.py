@@ -31,13 +31,14 @@ def run(args: argparse.Namespace) -> int:
         client.close()
     print(format_text(result.assessment, knowledge.ruleset.advice))
     print()
+    bundle = result.plan.bundle if result.plan else None
     if args.dry_run:
-        if result.plan.bundle is None:
+        if bundle is None:
             print("Dry run: nothing would be written (the server already holds this result).")
         else:
             print("Dry run: this transaction would be sent (nothing was written):")
-            print(json.dumps(result.plan.bundle, indent=2, ensure_ascii=False))
-    elif result.written:
+            print(json.dumps(bundle, indent=2, ensure_ascii=False))
+    elif result.written and result.plan:
         print(f"Written in one transaction: {'; '.join(result.plan.created)}.")
     else:
         print("Nothing written: the server already holds this result.")

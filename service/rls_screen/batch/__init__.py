@@ -1,0 +1,1 @@
+"""Batch screening of a patient panel: sources, a resumable job store, the runner, the report."""

@@ -1,0 +1,182 @@
+"""Runs a batch job: bounded concurrency over one pooled client, state in the job store.
+
+One patient's failure is recorded with its reason and the batch goes on. Transient server errors
+(unreachable, 5xx, 429 after the client's own retries) are retried in later rounds of the same run;
+bad data is never retried. Results are recorded from the main thread only (SQLite has one writer).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, TextIO
+
+from rls_screen.batch.jobs import Job, JobStore
+from rls_screen.engine import Knowledge
+from rls_screen.errors import FhirNotFoundError, FhirUnavailableError, RlsScreenError
+from rls_screen.fhir_client import FhirClient
+from rls_screen.fhir_reader import read_patient_data
+from rls_screen.model import Assessment
+from rls_screen.patient_data import PatientData
+from rls_screen.screening import ScreenResult, assess, write_back
+
+log = logging.getLogger(__name__)
+SUMMARY_ANALYTES = (
+    "ferritin",
+    "tsat",
+    "hemoglobin",
+    "egfr",
+    "magnesium",
+    "potassium",
+    "calcium-total",
+    "calcium-ionized",
+)
+
+PatientLoader = Callable[[str], PatientData]
+
+
+def patient_summary(assessment: Assessment, result: ScreenResult) -> dict[str, Any]:
+    """What the report needs from one patient: codes and key values, no names."""
+    latest: dict[str, float] = {}
+    for finding in (*assessment.findings, *assessment.advisories):
+        for value in finding.values:
+            if (
+                value.analyte in SUMMARY_ANALYTES
+                and not value.value.comparator
+                and value.value.value == value.value.value
+            ):
+                latest.setdefault(value.analyte, round(value.value.value, 3))
+    for used in assessment.used_observations:
+        if used.analyte in SUMMARY_ANALYTES and used.value is not None and not used.value.comparator:
+            latest.setdefault(used.analyte, round(used.value.value, 3))
+    return {
+        "findings": {f.code: f.severity for f in assessment.findings},
+        "advisories": sorted({a.code for a in assessment.advisories}),
+        "gfrCategory": assessment.gfr_category,
+        "ironBand": assessment.iron_band,
+        "notEvaluable": len(assessment.not_evaluable),
+        "values": latest,
+        "changes": list(result.plan.created) if result.plan else [],
+    }
+
+
+class Progress:
+    """A one-line progress bar on a terminal; silent when stderr is not a TTY."""
+
+    def __init__(self, total: int, stream: TextIO = sys.stderr) -> None:
+        self.total, self.done, self.failed = total, 0, 0
+        self._stream = stream
+        self._enabled = stream.isatty()
+        self._started = time.monotonic()
+        self._last = 0.0
+
+    def step(self, failed: bool = False) -> None:
+        self.done += 1
+        self.failed += int(failed)
+        now = time.monotonic()
+        if self._enabled and (now - self._last > 0.1 or self.done == self.total):
+            self._last = now
+            width = 30
+            filled = int(width * self.done / max(self.total, 1))
+            rate = self.done / max(now - self._started, 1e-6)
+            self._stream.write(
+                f"\r[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} "
+                f"({self.failed} failed, {rate:.1f}/s)"
+            )
+            if self.done == self.total:
+                self._stream.write("\n")
+            self._stream.flush()
+
+
+@dataclass
+class BatchOptions:
+    knowledge: Knowledge
+    recorded: datetime
+    concurrency: int = 4
+    retry_rounds: int = 2
+    retry_pause_s: float = 2.0
+    loader: PatientLoader | None = None
+    """Where patient data comes from; None reads it from the FHIR server (search path)."""
+
+
+def _screen_one(client: FhirClient | None, job: Job, patient_id: str, options: BatchOptions) -> dict[str, Any]:
+    if options.loader is not None:
+        data = options.loader(patient_id)
+    elif client is not None:
+        data = read_patient_data(client, patient_id, options.knowledge, job.as_of)
+    else:  # pragma: no cover - guarded by the CLI
+        raise RlsScreenError("no patient source")
+    assessment = assess(data, knowledge=options.knowledge, as_of=job.as_of)
+    if client is None or (job.dry_run and options.loader is not None):
+        result = ScreenResult(assessment, None, False, None)
+    else:
+        result = write_back(
+            client, assessment, knowledge=options.knowledge, recorded=options.recorded, dry_run=job.dry_run
+        )
+    summary = patient_summary(assessment, result)
+    summary["written"] = result.written
+    return summary
+
+
+def _classify_failure(error: BaseException) -> str:
+    if isinstance(error, FhirUnavailableError):
+        return f"transient: {error}"
+    if isinstance(error, FhirNotFoundError):
+        return "patient not found on the FHIR server"
+    if isinstance(error, RlsScreenError):
+        return str(error)
+    # Unexpected: keep the batch going and say what kind of error, without data that may hold PHI.
+    log.error("internal error screening a patient: %s", type(error).__name__)
+    return f"internal error ({type(error).__name__})"
+
+
+def _bounded(
+    executor: ThreadPoolExecutor, ids: list[str], work: Callable[[str], dict[str, Any]], limit: int
+) -> Iterator[tuple[str, Future[dict[str, Any]]]]:
+    """Submit at most ``limit`` tasks at a time, yielding each as it completes (memory stays flat)."""
+    pending: dict[Future[dict[str, Any]], str] = {}
+    queue = iter(ids)
+    while True:
+        while len(pending) < limit:
+            patient_id = next(queue, None)
+            if patient_id is None:
+                break
+            pending[executor.submit(work, patient_id)] = patient_id
+        if not pending:
+            return
+        done, _ = wait(pending, return_when=FIRST_COMPLETED)
+        for future in done:
+            yield pending.pop(future), future
+
+
+def run_job(store: JobStore, job: Job, client: FhirClient | None, options: BatchOptions) -> dict[str, int]:
+    """Screen every pending patient of the job; returns the final status counts."""
+    total = store.patient_count(job.id)
+    counts = store.counts(job.id)
+    progress = Progress(total)
+    progress.done = counts["done"]
+    for round_number in range(options.retry_rounds + 1):
+        ids = store.pending(job.id)
+        if not ids:
+            break
+        if round_number:
+            log.warning("retrying %d patient(s) after transient errors (round %d)", len(ids), round_number)
+            time.sleep(options.retry_pause_s)
+            progress.done -= len(ids)
+        with ThreadPoolExecutor(max_workers=options.concurrency, thread_name_prefix="screen") as executor:
+            work = lambda pid: _screen_one(client, job, pid, options)  # noqa: E731
+            for patient_id, future in _bounded(executor, ids, work, options.concurrency * 2):
+                error = future.exception()
+                if error is None:
+                    store.mark_done(job.id, patient_id, future.result(), bool(future.result().get("written")))
+                else:
+                    store.mark_failed(job.id, patient_id, _classify_failure(error))
+                progress.step(failed=error is not None)
+    final = store.counts(job.id)
+    store.set_job_status(job.id, "complete" if final["pending"] == 0 else "incomplete")
+    return final

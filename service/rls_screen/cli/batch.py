@@ -1,0 +1,154 @@
+"""``rls-screen batch``: screen a whole panel, resumably, with a report.
+
+Exit codes: 0 every patient screened; 1 some patients failed (listed in the report; the rest were
+screened); 2-4 the job could not run (bad input, configuration, FHIR server), as for every command.
+"""
+
+from __future__ import annotations
+
+import argparse
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+from rls_screen.batch import sources
+from rls_screen.batch.jobs import Job, JobStore
+from rls_screen.batch.report import write_report
+from rls_screen.batch.runner import BatchOptions, run_job
+from rls_screen.cli.evaluate import parse_as_of
+from rls_screen.engine import Knowledge, load_knowledge
+from rls_screen.errors import InputError
+from rls_screen.fhir_client import FhirClient
+from rls_screen.settings import Settings, get_settings
+
+
+def _job_dir(settings: Settings, job_id: str) -> Path:
+    return settings.state_dir / "jobs" / job_id
+
+
+def _ndjson_loader(index_path: Path, directory: Path | None) -> sources.NdjsonIndex:
+    fresh = not index_path.exists()
+    index = sources.NdjsonIndex(index_path)
+    if fresh:
+        if directory is None:
+            raise InputError(f"the NDJSON index {index_path} is missing and no directory was given")
+        index.load(directory)
+    return index
+
+
+def _register_panel(
+    args: argparse.Namespace, store: JobStore, client: FhirClient, knowledge: Knowledge, settings: Settings
+) -> tuple[Job, sources.NdjsonIndex | None, tuple[str, ...]]:
+    as_of: date = args.as_of or date.today()
+    created = datetime.now(UTC).replace(microsecond=0).isoformat()
+    index: sources.NdjsonIndex | None = None
+    if args.group:
+        panel, source = sources.from_group(client, args.group), f"group:{args.group}"
+    elif args.patients:
+        panel, source = sources.from_file(args.patients), f"patients:{args.patients}"
+    elif args.condition:
+        panel, source = sources.from_condition_search(client, knowledge.terminology), "condition"
+    else:
+        panel, source = None, ""
+    if panel is not None:
+        job = store.create_job(
+            created=created, source=source, as_of=as_of, dry_run=args.dry_run, fhir_base_url=client.base_url
+        )
+        store.add_patients(job.id, panel.ids)
+        return job, None, panel.problems
+    if args.bulk:
+        job = store.create_job(
+            created=created,
+            source=f"bulk:{args.bulk}",
+            as_of=as_of,
+            dry_run=args.dry_run,
+            fhir_base_url=client.base_url,
+        )
+        export_dir = sources.bulk_export(client, args.bulk, _job_dir(settings, job.id) / "export")
+        index = _ndjson_loader(_job_dir(settings, job.id) / "index.sqlite", export_dir)
+    else:
+        job = store.create_job(
+            created=created,
+            source=f"ndjson:{args.ndjson.resolve()}",
+            as_of=as_of,
+            dry_run=args.dry_run,
+            fhir_base_url=client.base_url,
+        )
+        index = _ndjson_loader(_job_dir(settings, job.id) / "index.sqlite", args.ndjson)
+    if store.add_patients(job.id, index.patient_ids()) == 0:
+        raise InputError("the export holds no Patient resources")
+    return job, index, tuple(index.problems)
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = get_settings()
+    knowledge = load_knowledge(settings.conceptmap_dir)
+    store = JobStore(args.job_db or settings.state_dir / "jobs.sqlite")
+    try:
+        if args.resume:
+            job = store.job(args.resume)
+            client = FhirClient.from_settings(settings, args.fhir_url or job.fhir_base_url)
+            index = None
+            if job.source.startswith(("ndjson:", "bulk:")):
+                directory = Path(job.source.split(":", 1)[1]) if job.source.startswith("ndjson:") else None
+                index = _ndjson_loader(_job_dir(settings, job.id) / "index.sqlite", directory)
+            problems: tuple[str, ...] = ()
+        else:
+            client = FhirClient.from_settings(settings, args.fhir_url)
+            job, index, problems = _register_panel(args, store, client, knowledge, settings)
+        for problem in problems[:20]:
+            print(f"skipped: {problem}")
+        if len(problems) > 20:
+            print(f"skipped: ... and {len(problems) - 20} more")
+        print(f"Job {job.id}: {store.patient_count(job.id)} patients (resume with: rls-screen batch --resume {job.id})")
+        options = BatchOptions(
+            knowledge=knowledge,
+            recorded=datetime.now(UTC).replace(microsecond=0),
+            concurrency=args.concurrency,
+            loader=index.patient_data if index is not None else None,
+        )
+        offline = job.dry_run and index is not None
+        counts = run_job(store, job, None if offline else client, options)
+        summary, html_path, csv_path = write_report(
+            store, store.job(job.id), args.report_dir or settings.state_dir / "reports"
+        )
+        print(summary.text())
+        print(f"Report: {html_path}\nPer-patient CSV: {csv_path}")
+        client.close()
+        if index is not None:
+            index.close()
+        return 0 if counts["failed"] == 0 and counts["pending"] == 0 else 1
+    finally:
+        store.close()
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from error
+    if not 1 <= value <= 64:
+        raise argparse.ArgumentTypeError("must be between 1 and 64")
+    return value
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "batch",
+        help="screen a patient panel (resumable) and write a report",
+        description="Screen every patient of a panel, write back per patient, and report. "
+        "Exit 0 when every patient was screened, 1 when some failed (see the report).",
+    )
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--group", metavar="Group/ID", help="the members of a FHIR Group")
+    source.add_argument("--patients", type=Path, metavar="FILE", help="a file with one patient id per line")
+    source.add_argument("--condition", action="store_true", help="every patient with an active RLS Condition")
+    source.add_argument("--bulk", metavar="Group/ID", help="FHIR Bulk Data $export of a Group, then screen the files")
+    source.add_argument("--ndjson", type=Path, metavar="DIR", help="already-exported NDJSON files")
+    source.add_argument("--resume", metavar="JOB_ID", help="continue a job that was stopped")
+    parser.add_argument("--fhir-url", help="FHIR base URL (default: FHIR_BASE_URL)")
+    parser.add_argument("--as-of", type=parse_as_of, help="evaluation date YYYY-MM-DD (default: today)")
+    parser.add_argument("--dry-run", action="store_true", help="write nothing to the server")
+    parser.add_argument("--concurrency", type=positive_int, default=4, help="patients screened at once (default 4)")
+    parser.add_argument("--job-db", type=Path, help="job database (default: $RLS_SCREEN_STATE_DIR/jobs.sqlite)")
+    parser.add_argument("--report-dir", type=Path, help="where reports go (default: $RLS_SCREEN_STATE_DIR/reports)")
+    parser.set_defaults(run=run)

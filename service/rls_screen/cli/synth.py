@@ -1,0 +1,247 @@
+"""``rls-screen synth``: generate the synthetic RLS panel; write NDJSON / transaction Bundles, or load it.
+
+Generation streams (``rls_screen.synth.iter_patient_records``): each patient is written and/or posted
+as it is drawn, so 100k patients never sit in memory at once. This is the only place the synthetic
+panel reads the clock (the default ``--as-of`` is today).
+
+Loading posts transaction Bundles (PUT by id: reloading is idempotent) through ``post_transaction``,
+a small requests-based stand-in until the shared ``rls_screen.fhir_client`` takes over.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import orjson
+import requests
+from pydantic import ValidationError
+
+from rls_screen import synth
+from rls_screen.errors import (
+    ConfigurationError,
+    FhirError,
+    FhirOperationError,
+    FhirUnavailableError,
+    InputError,
+    ServerNotAllowedError,
+)
+from rls_screen.settings import get_settings
+
+CONNECT_TIMEOUT_S = 5.0
+READ_TIMEOUT_S = 120.0
+FHIR_JSON = "application/fhir+json"
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "synth",
+        help="generate a deterministic synthetic RLS patient panel (test data)",
+        description=(
+            "Generate a deterministic synthetic panel of RLS patients (FHIR R4 Patients, Conditions, "
+            "lab Observations and a Group), with the mess of real lab feeds. Same arguments, same bytes. "
+            "See docs/synthetic-panel.md."
+        ),
+    )
+    parser.add_argument(
+        "-n", "--patients", type=_integer, default=200, metavar="N", help="number of patients (default 200)"
+    )
+    parser.add_argument("--seed", type=_integer, default=1, help="random seed (default 1)")
+    parser.add_argument(
+        "--as-of",
+        type=_iso_date,
+        default=None,
+        metavar="YYYY-MM-DD",
+        help="the date results are dated back from (default: today)",
+    )
+    parser.add_argument("--id-prefix", default="syn", help="prefix of every resource id (default 'syn')")
+    parser.add_argument("--ndjson", type=Path, metavar="DIR", help="write <Type>.ndjson files (Bulk layout)")
+    parser.add_argument("--bundles", type=Path, metavar="DIR", help="write transaction Bundle JSON files")
+    parser.add_argument(
+        "--patients-per-bundle",
+        type=_integer,
+        default=20,
+        metavar="K",
+        help="patients per transaction Bundle for --bundles and --load (default 20)",
+    )
+    parser.add_argument("--load", action="store_true", help="post the transaction Bundles to the FHIR server")
+    parser.add_argument("--fhir-url", metavar="URL", help="FHIR base URL for --load (default: setting FHIR_BASE_URL)")
+    parser.set_defaults(run=run)
+
+
+def _integer(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+
+
+def _iso_date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
+
+
+def run(args: argparse.Namespace) -> int:
+    started = time.perf_counter()
+    as_of: date = args.as_of if args.as_of is not None else date.today()
+    records = synth.iter_patient_records(args.patients, args.seed, as_of, args.id_prefix)
+    per_bundle: int = args.patients_per_bundle
+    if not 1 <= per_bundle <= 1000:
+        raise InputError(f"--patients-per-bundle must be from 1 to 1000, got {per_bundle}")
+    base_url = _load_target(args.fhir_url) if args.load else None
+    bundle_dir: Path | None = args.bundles
+    if bundle_dir is not None:
+        _make_dir(bundle_dir)
+
+    resources: Counter[str] = Counter()
+    scenarios: Counter[str] = Counter()
+    bundles_written = bundles_posted = 0
+    writer = synth.NdjsonWriter(args.ndjson, manifest=True) if args.ndjson is not None else None
+    paths: dict[str, Path] | None = None
+
+    def counted(stream: Iterable[synth.PatientRecord]) -> Iterator[synth.PatientRecord]:
+        for record in stream:
+            scenarios[record.manifest.scenario] += 1
+            resources.update(resource["resourceType"] for resource in record.all_resources())
+            if writer is not None:
+                writer.add(record)
+            yield record
+
+    try:
+        if bundle_dir is None and base_url is None:
+            for _ in counted(records):
+                pass
+        else:
+            session = requests.Session() if base_url is not None else None
+            for number, bundle in enumerate(synth.chunked_transaction_bundles(counted(records), per_bundle), 1):
+                if bundle_dir is not None:
+                    _write_bundle(bundle_dir / f"bundle-{number:06d}.json", bundle)
+                    bundles_written += 1
+                if base_url is not None and session is not None:
+                    try:
+                        post_transaction(base_url, bundle, session)
+                    except FhirError as error:
+                        raise type(error)(f"bundle {number}: {error}", status=error.status) from error
+                    bundles_posted += 1
+        paths = writer.close() if writer is not None else None
+    except BaseException:
+        if writer is not None:
+            writer.abort()
+        raise
+    resources["Group"] += 1
+
+    elapsed = time.perf_counter() - started
+    patients = sum(scenarios.values())
+    print(f"synth: {patients} patients (seed {args.seed}, as of {as_of.isoformat()}, id prefix {args.id_prefix!r})")
+    print("resources: " + ", ".join(f"{kind} {count}" for kind, count in sorted(resources.items())))
+    print("scenarios: " + ", ".join(f"{name} {count}" for name, count in sorted(scenarios.items())))
+    if paths is not None:
+        print(f"ndjson: {args.ndjson} ({', '.join(path.name for path in paths.values())})")
+    if bundle_dir is not None:
+        print(f"bundles: {bundle_dir} ({bundles_written} files, {per_bundle} patients each, Group last)")
+    if base_url is not None:
+        print(f"loaded: {bundles_posted} transaction bundles to {base_url}")
+    if paths is None and bundle_dir is None and base_url is None:
+        print("nothing written (use --ndjson, --bundles or --load)")
+    print(f"elapsed: {elapsed:.2f} s ({patients / elapsed if elapsed > 0 else 0.0:.0f} patients/s)")
+    return 0
+
+
+def _make_dir(path: Path) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise InputError(f"cannot create output directory {path}: {error.strerror}") from error
+
+
+def _write_bundle(path: Path, bundle: dict[str, Any]) -> None:
+    try:
+        path.write_bytes(orjson.dumps(bundle) + b"\n")
+    except OSError as error:
+        raise InputError(f"cannot write {path}: {error.strerror}") from error
+
+
+def _normalise(url: str) -> str:
+    return url.strip().rstrip("/")
+
+
+def _load_target(explicit: str | None) -> str:
+    """The base URL to load into: given, or the setting; it must be the setting or on the allowlist."""
+    try:
+        settings = get_settings()
+    except ValidationError as error:
+        raise ConfigurationError(f"settings are invalid: {error.error_count()} error(s)") from None
+    base_url = _normalise(explicit or settings.fhir_base_url)
+    if not base_url.startswith(("http://", "https://")):
+        raise InputError(f"FHIR base URL must start with http:// or https://, got {base_url!r}")
+    allowed = {_normalise(settings.fhir_base_url)} | {
+        _normalise(url) for url in settings.fhir_allowlist.split(",") if url.strip()
+    }
+    if base_url not in allowed:
+        raise ServerNotAllowedError(
+            f"{base_url} is neither FHIR_BASE_URL nor on RLS_SCREEN_FHIR_ALLOWLIST; no data was sent"
+        )
+    return base_url
+
+
+def post_transaction(base_url: str, bundle: dict[str, Any], session: requests.Session) -> dict[str, Any]:
+    """POST one transaction Bundle to the server root; the transaction-response Bundle, or a FhirError."""
+    headers = {"Content-Type": FHIR_JSON, "Accept": FHIR_JSON}
+    token = _bearer_token()
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    try:
+        response = session.post(
+            _normalise(base_url),
+            data=orjson.dumps(bundle),
+            headers=headers,
+            timeout=(CONNECT_TIMEOUT_S, READ_TIMEOUT_S),
+        )
+    except requests.Timeout:
+        raise FhirUnavailableError(f"FHIR server at {base_url} timed out") from None
+    except requests.ConnectionError:
+        raise FhirUnavailableError(f"cannot connect to the FHIR server at {base_url}") from None
+    except requests.RequestException as error:
+        raise FhirUnavailableError(f"request to {base_url} failed: {type(error).__name__}") from None
+    status = response.status_code
+    if status >= 500:
+        raise FhirUnavailableError(f"FHIR server answered HTTP {status}: {_outcome_text(response)}", status=status)
+    if status >= 400:
+        raise FhirOperationError(
+            f"FHIR server refused the transaction (HTTP {status}): {_outcome_text(response)}", status=status
+        )
+    try:
+        body = response.json()
+    except ValueError:
+        raise FhirOperationError(f"FHIR server answered HTTP {status} without JSON", status=status) from None
+    if not isinstance(body, dict) or body.get("resourceType") != "Bundle" or body.get("type") != "transaction-response":
+        raise FhirOperationError(
+            f"FHIR server answered HTTP {status} without a transaction-response Bundle", status=status
+        )
+    return body
+
+
+def _bearer_token() -> str | None:
+    token = get_settings().fhir_bearer_token
+    return token.get_secret_value() if token is not None else None
+
+
+def _outcome_text(response: requests.Response) -> str:
+    """The OperationOutcome's first diagnostics (one line, at most 300 characters), else the reason."""
+    try:
+        body = response.json()
+    except ValueError:
+        return response.reason or "no details"
+    if isinstance(body, dict) and body.get("resourceType") == "OperationOutcome":
+        for issue in body.get("issue") or ():
+            text = issue.get("diagnostics") or (issue.get("details") or {}).get("text")
+            if text:
+                return " ".join(str(text).split())[:300]
+    return response.reason or "no details"

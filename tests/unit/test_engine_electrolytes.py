@@ -1,0 +1,329 @@
+"""Electrolytes, CLINICAL_RULES.md section 5: thresholds, units, albumin correction (Payne 1973) and
+CTCAE v5.0 grades; and the wording rule: these are NOT established causes of RLS.
+
+Equivalent values in other units are computed from the spec's factors (section 7) and kept clear of
+the threshold, so a test never depends on the last bit of a floating-point division.
+"""
+
+from __future__ import annotations
+
+import pytest
+from engine_helpers import (
+    ALBUMIN,
+    CALCIUM_IONIZED,
+    CALCIUM_TOTAL,
+    MAGNESIUM,
+    POTASSIUM,
+    advisory,
+    advisory_codes,
+    assess,
+    knowledge,
+    not_evaluable,
+    obs,
+    ref,
+)
+
+pytestmark = pytest.mark.unit
+
+MG_PER_DL_PER_MMOL_MG = 2.4305  # section 7: Mg mmol/L = mg/dL / 2.4305
+MG_PER_DL_PER_MMOL_CA = 4.008  # section 7: Ca mmol/L = mg/dL / 4.008
+
+
+def finding(observations: list[dict], code: str) -> tuple[bool, str | None]:
+    found = assess(observations).finding(code)
+    return (found is not None, found.severity if found else None)
+
+
+# --- magnesium ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "unit", "unit_text", "low"),
+    [
+        (0.69, "mmol/L", None, True),
+        (0.699, "mmol/L", None, True),
+        (0.70, "mmol/L", None, False),
+        (0.71, "mmol/L", None, False),
+        (0.69 * MG_PER_DL_PER_MMOL_MG, "mg/dL", None, True),  # 1.677 mg/dL
+        (1.69, "mg/dL", None, True),  # 0.6953 mmol/L
+        (1.71, "mg/dL", None, False),  # 0.7036 mmol/L
+        (0.71 * MG_PER_DL_PER_MMOL_MG, "mg/dL", None, False),
+        (1.38, "meq/L", None, True),  # 0.69 mmol/L
+        (1.4, "meq/L", None, False),  # 0.70 mmol/L, section 5's "1.4 mEq/L"
+        (1.39, None, "mEq/L", True),  # free-text alias
+        (1.4, None, "mEq/L", False),
+        (1.69, None, "mg/dl", True),
+    ],
+)
+def test_hypomagnesemia_below_0_70_mmol_per_litre(
+    value: float, unit: str | None, unit_text: str | None, low: bool
+) -> None:
+    assert finding([obs(MAGNESIUM, value, unit, unit_text=unit_text)], "hypomagnesemia")[0] is low
+
+
+@pytest.mark.parametrize("loinc", ["19123-9", "2601-3", "2593-2", "21377-7"])
+def test_every_magnesium_code(loinc: str) -> None:
+    assert finding([obs(loinc, 0.6, "mmol/L")], "hypomagnesemia")[0] is True
+
+
+@pytest.mark.parametrize(
+    ("value", "grade"),
+    # CTCAE v5.0 hypomagnesaemia: G1 <LLN-0.5, G2 <0.5-0.4, G3 <0.4-0.3, G4 <0.3 mmol/L
+    [
+        (0.69, "grade-1"),
+        (0.5, "grade-1"),
+        (0.49, "grade-2"),
+        (0.4, "grade-2"),
+        (0.39, "grade-3"),
+        (0.3, "grade-3"),
+        (0.29, "grade-4"),
+    ],
+)
+def test_hypomagnesemia_ctcae_grade(value: float, grade: str) -> None:
+    assert finding([obs(MAGNESIUM, value, "mmol/L")], "hypomagnesemia") == (True, grade)
+
+
+# --- potassium ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "unit", "hypo", "hyper"),
+    [
+        (3.49, "mmol/L", True, False),
+        (3.5, "mmol/L", False, False),
+        (3.51, "mmol/L", False, False),
+        (4.5, "mmol/L", False, False),
+        (5.0, "mmol/L", False, False),
+        (5.01, "mmol/L", False, True),
+        (3.49, "meq/L", True, False),
+        (3.5, "meq/L", False, False),
+        (5.0, "meq/L", False, False),
+        (5.01, "meq/L", False, True),
+    ],
+)
+def test_potassium_thresholds(value: float, unit: str, hypo: bool, hyper: bool) -> None:
+    assessment = assess([obs(POTASSIUM, value, unit)])
+    assert (assessment.finding("hypokalemia") is not None) is hypo
+    assert (assessment.finding("hyperkalemia") is not None) is hyper
+
+
+@pytest.mark.parametrize(
+    ("value", "code", "grade"),
+    # CTCAE v5.0: hypokalaemia G1/G2 <LLN-3.0 (told apart by symptoms), G3 <3.0-2.5, G4 <2.5;
+    # hyperkalaemia G1 >ULN-5.5, G2 >5.5-6.0, G3 >6.0-7.0, G4 >7.0 mmol/L
+    [
+        (3.49, "hypokalemia", "grade-1-2"),
+        (3.0, "hypokalemia", "grade-1-2"),
+        (2.99, "hypokalemia", "grade-3"),
+        (2.5, "hypokalemia", "grade-3"),
+        (2.49, "hypokalemia", "grade-4"),
+        (5.01, "hyperkalemia", "grade-1"),
+        (5.5, "hyperkalemia", "grade-1"),
+        (5.51, "hyperkalemia", "grade-2"),
+        (6.0, "hyperkalemia", "grade-2"),
+        (6.01, "hyperkalemia", "grade-3"),
+        (7.0, "hyperkalemia", "grade-3"),
+        (7.01, "hyperkalemia", "grade-4"),
+    ],
+)
+def test_potassium_ctcae_grade(value: float, code: str, grade: str) -> None:
+    assert finding([obs(POTASSIUM, value, "mmol/L")], code) == (True, grade)
+
+
+@pytest.mark.parametrize(
+    ("comparator", "value", "hypo", "hyper"),
+    [("<", 3.5, True, False), ("<", 3.0, True, False), (">", 5.0, False, True), (">", 6.5, False, True)],
+)
+def test_potassium_bounds_decide(comparator: str, value: float, hypo: bool, hyper: bool) -> None:
+    assessment = assess([obs(POTASSIUM, value, "mmol/L", comparator=comparator)])
+    assert (assessment.finding("hypokalemia") is not None) is hypo
+    assert (assessment.finding("hyperkalemia") is not None) is hyper
+
+
+def test_potassium_bound_that_cannot_decide_is_indeterminate() -> None:
+    assessment = assess([obs(POTASSIUM, 4.0, "mmol/L", comparator="<")])
+    assert assessment.finding("hypokalemia") is None
+    assert "comparator-indeterminate" in {n.reason for n in not_evaluable(assessment, analyte="potassium")}
+
+
+# --- calcium ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "unit", "low"),
+    [
+        (1.14, "mmol/L", True),
+        (1.149, "mmol/L", True),
+        (1.15, "mmol/L", False),
+        (1.16, "mmol/L", False),
+        (4.6, "mg/dL", True),  # 1.1477 mmol/L
+        (4.61, "mg/dL", False),  # 1.1502 mmol/L
+        (2.28, "meq/L", True),  # 1.14 mmol/L
+        (2.3, "meq/L", False),  # 1.15 mmol/L
+    ],
+)
+def test_ionized_calcium_below_1_15(value: float, unit: str, low: bool) -> None:
+    assert finding([obs(CALCIUM_IONIZED, value, unit)], "hypocalcemia")[0] is low
+
+
+@pytest.mark.parametrize("loinc", ["1994-3", "1995-0", "12180-6", "47596-2", "34581-9", "38230-9", "17863-2"])
+def test_every_ionized_calcium_code(loinc: str) -> None:
+    assert finding([obs(loinc, 1.1, "mmol/L")], "hypocalcemia")[0] is True
+
+
+@pytest.mark.parametrize(
+    ("ionized", "total", "low"),
+    [
+        (1.20, 1.8, False),  # normal ionized: a low total does not count
+        (1.14, 2.4, True),  # low ionized: a normal total does not rescue it
+        (1.15, 2.0, False),
+    ],
+)
+def test_ionized_calcium_is_preferred_over_total(ionized: float, total: float, low: bool) -> None:
+    ion, tot = obs(CALCIUM_IONIZED, ionized, "mmol/L"), obs(CALCIUM_TOTAL, total, "mmol/L")
+    found = assess([ion, tot]).finding("hypocalcemia")
+    assert (found is not None) is low
+    if found is not None:
+        assert found.basis == (ref(ion),)
+
+
+@pytest.mark.parametrize(
+    ("calcium", "albumin", "low"),
+    [
+        (2.0, 30, False),  # corrected 2.20: the brief's example
+        (2.0, 34.5, True),  # corrected 2.11
+        (2.0, 33.5, False),  # corrected 2.13
+        (2.11, 40, True),
+        (2.12, 40, False),
+        (2.0, 44, True),  # corrected 1.92
+        (2.2, 45, True),  # corrected 2.10: a normal total becomes low
+        (2.2, 44, False),  # corrected 2.12
+        (1.9, 20, False),  # corrected 2.30
+    ],
+)
+def test_total_calcium_corrected_with_same_day_albumin(calcium: float, albumin: float, low: bool) -> None:
+    assert finding([obs(CALCIUM_TOTAL, calcium, "mmol/L"), obs(ALBUMIN, albumin, "g/L")], "hypocalcemia")[0] is low
+
+
+def test_corrected_calcium_value_and_basis() -> None:
+    ca, alb = obs(CALCIUM_TOTAL, 1.9, "mmol/L"), obs(ALBUMIN, 35, "g/L")
+    found = assess([ca, alb]).finding("hypocalcemia")
+    assert found is not None
+    corrected = [v for v in found.values if v.computed]
+    assert len(corrected) == 1
+    assert corrected[0].value.value == pytest.approx(1.9 + 0.02 * (40 - 35))
+    assert set(found.basis) == {ref(ca), ref(alb)}
+    assert any("Payne" in citation for citation in found.citations)
+
+
+@pytest.mark.parametrize(
+    ("calcium", "ca_unit", "albumin", "alb_unit", "low"),
+    [
+        (8.0, "mg/dL", 3.0, "g/dL", False),  # 8.0 + 0.8 x 1.0 = 8.8 mg/dL
+        (8.0, "mg/dL", 4.0, "g/dL", True),  # 8.0 mg/dL = 1.996 mmol/L
+        (2.0, "mmol/L", 3.0, "g/dL", False),
+        (8.0, "mg/dL", 30, "g/L", False),
+        (4.0, "meq/L", 30, "g/L", False),  # 2.0 mmol/L
+    ],
+)
+def test_albumin_correction_in_other_units(
+    calcium: float, ca_unit: str, albumin: float, alb_unit: str, low: bool
+) -> None:
+    observations = [obs(CALCIUM_TOTAL, calcium, ca_unit), obs(ALBUMIN, albumin, alb_unit)]
+    assert finding(observations, "hypocalcemia")[0] is low
+
+
+@pytest.mark.parametrize("loinc", ["1751-7", "61151-7", "61152-5"])
+def test_every_albumin_code(loinc: str) -> None:
+    assert finding([obs(CALCIUM_TOTAL, 2.0, "mmol/L"), obs(loinc, 30, "g/L")], "hypocalcemia")[0] is False
+
+
+@pytest.mark.parametrize(
+    ("calcium", "low", "grade"),
+    # CTCAE v5.0 corrected calcium: G1 <LLN-2.0, G2 <2.0-1.75, G3 <1.75-1.5, G4 <1.5 mmol/L
+    [
+        (2.0, True, "grade-1"),
+        (2.11, True, "grade-1"),
+        (2.12, False, None),
+        (1.99, True, "grade-2"),
+        (1.6, True, "grade-3"),
+        (1.4, True, "grade-4"),
+    ],
+)
+def test_total_calcium_without_albumin_is_judged_uncorrected(calcium: float, low: bool, grade: str | None) -> None:
+    assessment = assess([obs(CALCIUM_TOTAL, calcium, "mmol/L")])
+    found = assessment.finding("hypocalcemia")
+    assert (found is not None, found.severity if found else None) == (low, grade)
+    if found is not None:
+        assert found.note is not None
+        assert "not corrected" in found.note
+
+
+@pytest.mark.parametrize("albumin_days_ago", [9, 11, 40])
+def test_albumin_from_another_day_is_not_used(albumin_days_ago: int) -> None:
+    ca, alb = obs(CALCIUM_TOTAL, 2.0, "mmol/L", days_ago=10), obs(ALBUMIN, 30, "g/L", days_ago=albumin_days_ago)
+    found = assess([ca, alb]).finding("hypocalcemia")
+    assert found is not None  # uncorrected 2.0 < 2.12
+    assert found.basis == (ref(ca),)
+
+
+@pytest.mark.parametrize("loinc", ["17861-6", "2000-8", "1996-8", "49765-1"])
+def test_every_total_calcium_code(loinc: str) -> None:
+    assert finding([obs(loinc, 2.0, "mmol/L")], "hypocalcemia")[0] is True
+
+
+@pytest.mark.parametrize(
+    ("ionized", "grade"),
+    # CTCAE v5.0 ionized calcium: G1 <LLN-1.0, G2 <1.0-0.9, G3 <0.9-0.8, G4 <0.8 mmol/L
+    [
+        (1.14, "grade-1"),
+        (1.0, "grade-1"),
+        (0.99, "grade-2"),
+        (0.9, "grade-2"),
+        (0.89, "grade-3"),
+        (0.8, "grade-3"),
+        (0.79, "grade-4"),
+    ],
+)
+def test_ionized_calcium_ctcae_grade(ionized: float, grade: str) -> None:
+    assert finding([obs(CALCIUM_IONIZED, ionized, "mmol/L")], "hypocalcemia") == (True, grade)
+
+
+# --- wording: not an established cause ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("observation", "code"),
+    [
+        (obs(MAGNESIUM, 0.6, "mmol/L"), "hypomagnesemia"),
+        (obs(POTASSIUM, 3.0, "mmol/L"), "hypokalemia"),
+        (obs(POTASSIUM, 5.8, "mmol/L"), "hyperkalemia"),
+        (obs(CALCIUM_IONIZED, 1.0, "mmol/L"), "hypocalcemia"),
+        (obs(CALCIUM_TOTAL, 1.9, "mmol/L"), "hypocalcemia"),
+    ],
+)
+def test_electrolyte_finding_comes_with_not_established_cause_advisory(observation: dict, code: str) -> None:
+    assessment = assess([observation])
+    assert code in assessment.finding_codes
+    caveat = advisory(assessment, "electrolyte-not-established-cause")
+    assert caveat is not None
+    assert "not an established" in caveat.display.lower()
+
+
+@pytest.mark.parametrize(
+    "observations",
+    [
+        [],
+        [obs(MAGNESIUM, 0.8, "mmol/L"), obs(POTASSIUM, 4.0, "mmol/L"), obs(CALCIUM_IONIZED, 1.2, "mmol/L")],
+        [obs(CALCIUM_TOTAL, 2.0, "mmol/L"), obs(ALBUMIN, 30, "g/L")],
+    ],
+)
+def test_no_electrolyte_advisory_without_an_electrolyte_finding(observations: list[dict]) -> None:
+    assert "electrolyte-not-established-cause" not in advisory_codes(assess(observations))
+
+
+def test_electrolyte_caveat_text_says_not_an_established_cause() -> None:
+    concept = knowledge().terminology.concepts["electrolyte-not-established-cause"]
+    text = f"{concept.display} {concept.definition}".lower()
+    assert "not" in text
+    assert "established" in text
