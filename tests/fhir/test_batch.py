@@ -99,7 +99,8 @@ def test_a_job_killed_midway_resumes_with_each_patient_screened_once(
     env = {**os.environ, "RLS_SCREEN_STATE_DIR": str(tmp_path / "state"), "FHIR_BASE_URL": fhir_base_url}
     command = [sys.executable, "-m", "rls_screen.cli", "batch", "--group", f"Group/{unique_prefix}-panel",
                "--as-of", AS_OF.isoformat(), "--job-db", str(db), "--concurrency", "1"]
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    log = (tmp_path / "killed.log").open("wb")
+    process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 120
     done = 0
     while time.monotonic() < deadline and done < 8:
@@ -112,6 +113,7 @@ def test_a_job_killed_midway_resumes_with_each_patient_screened_once(
                     done = 0
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=30)
+    log.close()
     assert 8 <= done < 30, "the job should have been killed midway"
     store = JobStore(db)
     job_id = store._db.execute("SELECT id FROM job").fetchone()[0]

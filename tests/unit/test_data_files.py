@@ -343,6 +343,11 @@ def test_expected_artifacts_are_shipped() -> None:
             "pregnancy-status-pregnant",
             "dialysis",
             "aggravating-medications",
+            # RLS treatment drugs matched by the CDS order service (docs/cds-hooks.md)
+            "rls-dopaminergic-ingredients",
+            "rls-alpha2delta-ingredients",
+            "rls-dopaminergic-clinical-drugs",
+            "rls-alpha2delta-clinical-drugs",
         ]
     }
     expected |= {("CodeSystem", "rls-finding"), ("ConceptMap", "finding-to-snomed")}

@@ -213,12 +213,7 @@ def test_gestational_age_without_pregnant_status_is_not_pregnancy() -> None:
     assert assessment.finding("anemia") is not None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine/spec disagreement: S6 says pregnancy comes from a 'Pregnant' status Observation OR an "
-    "active pregnancy Condition; the engine ignores an active Condition when the latest status "
-    "Observation is not 'Pregnant'",
-)
+# S6: a "Pregnant" status Observation OR an active pregnancy Condition (regression: engine fixed in a040851)
 def test_active_pregnancy_condition_counts_even_with_a_not_pregnant_status_observation() -> None:
     who = patient("female", age_years=30)
     assessment = assess([pregnancy_status(False, days_ago=100), hb(112)], who=who, conditions=[condition("77386006")])
@@ -293,12 +288,7 @@ def test_unknown_birth_date_cannot_choose_a_cutoff() -> None:
     assert not_evaluable(assessment, analyte="hemoglobin")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine/spec disagreement: S6 takes age at the evaluation (as-of) date; the engine picks the "
-    "WHO cut-off by age at the Hb draw date (a 15-year-old male on the as-of date, 14 at the draw, "
-    "gets the child cut-off < 120 instead of the adult male < 130)",
-)
+# S6: age at the evaluation date picks the cut-off (regression: engine fixed in a040851)
 def test_hemoglobin_cutoff_uses_age_at_the_evaluation_date() -> None:
     born = birth_date_for(15)  # 15th birthday on the as-of date
     assert day(30) < born.replace(year=born.year + 15)

@@ -148,47 +148,41 @@ def test_coded_observation_with_several_codings_uses_the_known_one() -> None:
     assert assess([observation]).finding("iron-deficiency") is not None
 
 
+# regression: an unhashable comparator raised TypeError before a040851
 @pytest.mark.parametrize("comparator", [["<"], {"value": "<"}])
-@pytest.mark.xfail(
-    strict=True,
-    raises=TypeError,
-    reason="engine bug: an unhashable Quantity.comparator (list/dict) raises TypeError in "
-    "observations.classify (`comparator_raw not in COMPARATORS`, a frozenset) instead of a "
-    "comparator-indeterminate not_evaluable entry",
-)
 def test_malformed_comparator_is_not_evaluable(comparator: object) -> None:
     observation = _quantity(comparator=comparator)
     assessment = assess([observation])
     assert [e.reason for e in not_evaluable(assessment, observation=ref(observation))] == ["comparator-indeterminate"]
 
 
-@pytest.mark.parametrize("code", [["ug/L"], {"code": "ug/L"}])
-@pytest.mark.xfail(
-    strict=True,
-    raises=TypeError,
-    reason="engine bug: an unhashable Quantity.code (list/dict) with system UCUM raises TypeError in "
-    "units.UnitTable.resolve_unit (`code in known`, a dict) instead of a unit-not-understood entry",
+# regression: an unhashable Quantity.code with system UCUM raised TypeError before a040851
+@pytest.mark.parametrize("code", [["ug/L"], {"code": "ug/L"}, 7, True])
+@pytest.mark.parametrize(
+    ("unit", "used"),
+    [
+        (_DROP, False),  # nothing to read: not understood
+        ("nanograms per millilitre", False),  # free text outside the alias table: never guessed
+        ("mcg/L", True),  # the alias table applies when the code carries no UCUM code
+    ],
 )
-def test_malformed_ucum_code_is_not_evaluable(code: object) -> None:
-    observation = _quantity(code=code)
+def test_malformed_ucum_code_never_raises(code: object, unit: object, used: bool) -> None:
+    observation = _quantity(code=code, unit=unit)
     assessment = assess([observation])
-    assert [e.reason for e in not_evaluable(assessment, observation=ref(observation))] == ["unit-not-understood"]
+    assert (assessment.finding("iron-deficiency") is not None) is used
+    reasons = [e.reason for e in not_evaluable(assessment, observation=ref(observation))]
+    assert reasons == ([] if used else ["unit-not-understood"])
 
 
+# regression: a zero creatinine raised ZeroDivisionError in CKD-EPI before a040851
 @pytest.mark.parametrize(
     ("loinc", "value", "unit"),
     [
         (CREATININE, 0, "mg/dL"),
         (CREATININE, 0.0, "mg/dL"),
         (CREATININE_UMOL, 0, "umol/L"),
-        (CREATININE_UMOL, 5e-324, "umol/L"),
+        (CREATININE_UMOL, 5e-324, "umol/L"),  # converts to 0.0 mg/dL
     ],
-)
-@pytest.mark.xfail(
-    strict=True,
-    raises=ZeroDivisionError,
-    reason="engine bug: a creatinine of 0 (or one that converts to 0.0) with no eGFR raises "
-    "ZeroDivisionError in engine._ckd_epi_2021 (0.0 ** -0.241) instead of a not_evaluable entry",
 )
 def test_zero_creatinine_does_not_raise(loinc: str, value: float, unit: str) -> None:
     assessment = assess([obs(loinc, value, unit)], who=patient("female", age_years=60))
@@ -208,3 +202,69 @@ def test_malformed_coding_list_is_not_evaluable(coding: object) -> None:
     observation = _ferritin(code={"coding": coding})
     assessment = assess([observation])
     assert [e.reason for e in not_evaluable(assessment, observation=ref(observation))] == ["unknown-code"]
+
+
+# --- bad input in Conditions, Procedures and MedicationRequests ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        {"resourceType": "Condition", "id": "c1", "code": {"coding": True}},
+        {
+            "resourceType": "Condition",
+            "id": "c2",
+            "code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "Z99.2"}]},
+            "clinicalStatus": {"coding": 1},
+        },
+    ],
+)
+@pytest.mark.xfail(
+    strict=True,
+    raises=TypeError,
+    reason="engine bug: a Condition CodeableConcept whose 'coding' is a scalar raises TypeError in "
+    "observations.codings_of (same root cause as test_malformed_coding_list_is_not_evaluable)",
+)
+def test_malformed_condition_does_not_raise(record: dict[str, Any]) -> None:
+    assessment = assess([], conditions=[record])
+    assert assessment.finding("kidney-failure") is None
+
+
+@pytest.mark.parametrize("period", [True, "2026-03-01", ["2026-03-01"]])
+@pytest.mark.xfail(
+    strict=True,
+    raises=AttributeError,
+    reason="engine bug: a dialysis Procedure whose performedPeriod is not an object (true, a string, a "
+    "list) and that has no usable performedDateTime raises AttributeError in engine._dialysis_basis "
+    "(`(record.get('performedPeriod') or {}).get('end')`)",
+)
+def test_malformed_procedure_period_does_not_raise(period: object) -> None:
+    record = {
+        "resourceType": "Procedure",
+        "id": "p1",
+        "status": "completed",
+        "code": {"coding": [{"system": "http://snomed.info/sct", "code": "302497006"}]},
+        "performedPeriod": period,
+    }
+    assessment = assess([], procedures=[record])
+    assert assessment.finding("kidney-failure") is None  # no usable date: not evidence of dialysis
+
+
+@pytest.mark.parametrize("status", [["active"], {"code": "active"}])
+@pytest.mark.xfail(
+    strict=True,
+    raises=TypeError,
+    reason="engine bug: an unhashable MedicationRequest.status (list/dict) raises TypeError in "
+    "engine._evaluate_medications (`status not in ACTIVE_MEDICATION_STATUSES`, a frozenset)",
+)
+def test_malformed_medication_status_does_not_raise(status: object) -> None:
+    request = {
+        "resourceType": "MedicationRequest",
+        "id": "m1",
+        "status": status,
+        "medicationCodeableConcept": {
+            "coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "5093"}]
+        },
+    }
+    assessment = assess([], medications=[request])
+    assert "aggravating-medication" not in {a.code for a in assessment.advisories}

@@ -204,12 +204,7 @@ def test_insufficiency_basis_is_what_triggered_it() -> None:
     }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: TSAT < 20 % with no usable ferritin gives no iron-insufficient-for-rls "
-    "(engine treats NOT iron-deficiency as unknown); spec section 2: (ferritin <= 75 OR TSAT < 20) "
-    "AND NOT iron-deficiency, and iron-deficiency is defined only by a ferritin",
-)
+# Section 2: iron-deficiency needs a ferritin, so TSAT < 20 alone is insufficiency (regression: fixed in a040851)
 def test_tsat_below_20_without_ferritin_is_insufficient_and_missing_studies() -> None:
     found = codes([tsat(15)])
     assert found == {"iron-insufficient-for-rls", "missing-iron-studies"}

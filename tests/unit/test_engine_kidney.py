@@ -273,12 +273,7 @@ def test_reduced_function_from_computed_egfr_rests_on_the_creatinine() -> None:
     assert finding.basis == (ref(scr),)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: the computed CKD-EPI eGFR is rounded to 0.1 before it is categorised, so "
-    "female 60 y creatinine 1.0625 mg/dL (eGFR 59.97, G3a per section 4) is categorised from 60.0 "
-    "as G2 and reduced-kidney-function is lost",
-)
+# Section 4: the computed eGFR is categorised as computed (regression: it was rounded to 0.1 before a040851)
 def test_computed_egfr_is_categorised_unrounded() -> None:
     expected = ckd_epi_2021(1.0625, 60, "female")
     assert 59.95 < expected < 60
@@ -287,11 +282,7 @@ def test_computed_egfr_is_categorised_unrounded() -> None:
     assert assessment.finding("reduced-kidney-function") is not None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine/spec disagreement: S6 takes age at the evaluation (as-of) date; the engine computes "
-    "CKD-EPI with the age at the creatinine draw date",
-)
+# S6: age at the evaluation date (regression: the engine used the age at the draw before a040851)
 def test_ckd_epi_uses_age_at_the_evaluation_date() -> None:
     born = date(1965, 6, 1)  # 60 on the as-of date 2026-03-15, 59 on 2025-05-01
     assert birth_date_for(61) < born <= birth_date_for(60)

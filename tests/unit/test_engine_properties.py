@@ -394,14 +394,6 @@ any_patient = st.builds(
 )
 
 
-def _hashable(value: object) -> bool:
-    try:
-        hash(value)
-    except TypeError:
-        return False
-    return True
-
-
 def _uniterable_coding(concept: object) -> bool:
     if not isinstance(concept, Mapping):
         return False
@@ -418,23 +410,7 @@ def hits_known_engine_bug(observation: Mapping[str, Any]) -> bool:
         observation.get("dataAbsentReason"),
         *(interpretations if isinstance(interpretations, list) else []),
     ]
-    if any(_uniterable_coding(c) for c in concepts):
-        return True  # test_malformed_coding_list_is_not_evaluable
-    quantity = observation.get("valueQuantity")
-    if not isinstance(quantity, Mapping):
-        return False
-    if not _hashable(quantity.get("comparator")):
-        return True  # test_malformed_comparator_is_not_evaluable
-    if quantity.get("system") == UCUM and quantity.get("code") and not _hashable(quantity.get("code")):
-        return True  # test_malformed_ucum_code_is_not_evaluable
-    value = quantity.get("value")
-    code = observation.get("code")
-    coded = code.get("coding") if isinstance(code, Mapping) else None
-    creatinine = isinstance(coded, list) and any(
-        isinstance(c, Mapping) and c.get("code") in ("2160-0", "14682-9", "38483-4", "59826-8") for c in coded
-    )
-    # test_zero_creatinine_does_not_raise: 0, or small enough to convert to 0.0
-    return creatinine and isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value < 1e-300
+    return any(_uniterable_coding(c) for c in concepts)  # test_malformed_coding_list_is_not_evaluable
 
 
 @BOUNDED
@@ -453,7 +429,6 @@ def test_arbitrary_observation_json_never_raises_unexpected_errors(resources: li
 @BOUNDED
 @given(value=st.floats(min_value=0, max_value=1e308), analyte=st.sampled_from(NUMERIC), data=st.data())
 def test_extreme_but_finite_values_never_raise(value: float, analyte: str, data: st.DataObject) -> None:
-    assume(not (analyte == "creatinine" and value < 1e-300))  # test_zero_creatinine_does_not_raise
     unit = data.draw(st.sampled_from(units_of(analyte)))
     loinc = MOLAR_LOINC.get((analyte, unit), ANALYTES[analyte][0])
     companions = [obs("2498-4", 50, "ug/dL"), obs("2500-7", value, "ug/dL"), obs("1751-7", value, "g/L")]

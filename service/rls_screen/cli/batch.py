@@ -79,6 +79,32 @@ def _register_panel(
     return job, index, tuple(index.problems)
 
 
+def execute_job(
+    store: JobStore,
+    job: Job,
+    client: FhirClient,
+    knowledge: Knowledge,
+    index: sources.NdjsonIndex | None,
+    *,
+    concurrency: int,
+    report_dir: Path,
+) -> int:
+    """Run a registered job to the end, print the summary and report paths; returns the exit code."""
+    print(f"Job {job.id}: {store.patient_count(job.id)} patients (resume with: rls-screen batch --resume {job.id})")
+    options = BatchOptions(
+        knowledge=knowledge,
+        recorded=datetime.now(UTC).replace(microsecond=0),
+        concurrency=concurrency,
+        loader=index.patient_data if index is not None else None,
+    )
+    offline = job.dry_run and index is not None
+    counts = run_job(store, job, None if offline else client, options)
+    summary, html_path, csv_path = write_report(store, store.job(job.id), report_dir)
+    print(summary.text())
+    print(f"Report: {html_path}\nPer-patient CSV: {csv_path}")
+    return 0 if counts["failed"] == 0 and counts["pending"] == 0 else 1
+
+
 def run(args: argparse.Namespace) -> int:
     settings = get_settings()
     knowledge = load_knowledge(settings.conceptmap_dir)
@@ -99,24 +125,19 @@ def run(args: argparse.Namespace) -> int:
             print(f"skipped: {problem}")
         if len(problems) > 20:
             print(f"skipped: ... and {len(problems) - 20} more")
-        print(f"Job {job.id}: {store.patient_count(job.id)} patients (resume with: rls-screen batch --resume {job.id})")
-        options = BatchOptions(
-            knowledge=knowledge,
-            recorded=datetime.now(UTC).replace(microsecond=0),
+        code = execute_job(
+            store,
+            job,
+            client,
+            knowledge,
+            index,
             concurrency=args.concurrency,
-            loader=index.patient_data if index is not None else None,
+            report_dir=args.report_dir or settings.state_dir / "reports",
         )
-        offline = job.dry_run and index is not None
-        counts = run_job(store, job, None if offline else client, options)
-        summary, html_path, csv_path = write_report(
-            store, store.job(job.id), args.report_dir or settings.state_dir / "reports"
-        )
-        print(summary.text())
-        print(f"Report: {html_path}\nPer-patient CSV: {csv_path}")
         client.close()
         if index is not None:
             index.close()
-        return 0 if counts["failed"] == 0 and counts["pending"] == 0 else 1
+        return code
     finally:
         store.close()
 

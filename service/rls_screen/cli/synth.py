@@ -119,17 +119,17 @@ def run(args: argparse.Namespace) -> int:
             for _ in counted(records):
                 pass
         else:
-            session = requests.Session() if base_url is not None else None
-            for number, bundle in enumerate(synth.chunked_transaction_bundles(counted(records), per_bundle), 1):
-                if bundle_dir is not None:
-                    _write_bundle(bundle_dir / f"bundle-{number:06d}.json", bundle)
-                    bundles_written += 1
-                if base_url is not None and session is not None:
-                    try:
-                        post_transaction(base_url, bundle, session)
-                    except FhirError as error:
-                        raise type(error)(f"bundle {number}: {error}", status=error.status) from error
-                    bundles_posted += 1
+            with requests.Session() as session:
+                for number, bundle in enumerate(synth.chunked_transaction_bundles(counted(records), per_bundle), 1):
+                    if bundle_dir is not None:
+                        _write_bundle(bundle_dir / f"bundle-{number:06d}.json", bundle)
+                        bundles_written += 1
+                    if base_url is not None:
+                        try:
+                            post_transaction(base_url, bundle, session)
+                        except FhirError as error:
+                            raise type(error)(f"bundle {number}: {error}", status=error.status) from error
+                        bundles_posted += 1
         paths = writer.close() if writer is not None else None
     except BaseException:
         if writer is not None:

@@ -1,0 +1,329 @@
+"""Verifies the EHR's bearer JWT on every call, as CDS Hooks 2.0 ("Trusting CDS Clients") requires.
+
+Order of checks (cheap and local first, so a forged or stale token costs no JWKS fetch):
+
+1. ``Authorization: Bearer <jwt>`` is present and the JWT has three parts.
+2. Header: ``alg`` is ES384 or RS384 (never ``none``, never HMAC), ``kid`` is present, ``typ`` is
+   JWT when given, ``jku`` (if any) is on the allowlist or is the issuer's configured ``jwks_uri``.
+3. Claims, unverified yet: ``iss`` is a trusted issuer; ``aud`` (string or array) holds
+   RLS_SCREEN_PUBLIC_URL + the request path; ``exp``, ``iat`` and ``jti`` are present and sane
+   (``exp`` in the future, ``iat`` not in the future, lifetime bounded); ``nbf`` if sent has passed.
+   Rejecting on these before the signature is safe: nothing is accepted until step 4 passes.
+4. The key: ``kid`` in the issuer's JWK Set (inline, ``jwks_uri`` or allowlisted ``jku``; fetched
+   sets are cached and refetched once on an unknown ``kid``), of the type ``alg`` needs (EC P-384
+   for ES384, RSA >= 2048 bits for RS384); the signature is verified with that one algorithm.
+5. ``jti`` replay cache: a (iss, jti) pair is accepted once until its ``exp`` has passed.
+
+Any failure raises ``AuthenticationFailed``: the API answers a bare 401. The reason goes to the log;
+the token never does.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jwt
+import requests
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
+
+from rls_screen.cds.errors import AuthenticationFailed
+from rls_screen.errors import ConfigurationError, ServerNotAllowedError
+from rls_screen.fhir_client import check_base_url_scheme
+
+# CDS Hooks 2.0: "ES384 and RS384 are RECOMMENDED"; none and symmetric (HMAC) algorithms SHALL NOT be used.
+ALLOWED_ALGORITHMS = frozenset({"ES384", "RS384"})
+REQUIRED_CLAIMS = ("iss", "aud", "exp", "iat", "jti")
+MIN_RSA_BITS = 2048
+MAX_TOKEN_CHARS = 16384
+JWKS_REFETCH_MIN_INTERVAL_S = 30.0
+JWKS_TIMEOUT_S = (2.0, 5.0)
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrustedIssuer:
+    issuer: str
+    jwks: Mapping[str, Any] | None
+    jwks_uri: str | None
+
+
+@dataclass(frozen=True)
+class VerifiedClient:
+    """Who called: the issuer and tenant of a verified JWT (or dev mode's placeholder)."""
+
+    issuer: str
+    tenant: str | None = None
+    verified: bool = True
+
+
+DEV_MODE_CLIENT = VerifiedClient(issuer="(dev mode: not verified)", verified=False)
+
+
+def load_trusted_issuers(path: Path) -> dict[str, TrustedIssuer]:
+    """Read the issuer allowlist file; any shape error is a ConfigurationError at start-up."""
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise ConfigurationError(f"cannot read the trusted issuers file {path} ({error.strerror})") from error
+    except json.JSONDecodeError as error:
+        raise ConfigurationError(f"trusted issuers file {path}: not valid JSON ({error.msg})") from error
+    if not isinstance(raw, dict) or not raw:
+        raise ConfigurationError(f"trusted issuers file {path}: expected a non-empty object keyed by issuer")
+    issuers: dict[str, TrustedIssuer] = {}
+    for issuer, entry in raw.items():
+        if not isinstance(entry, dict):
+            raise ConfigurationError(f"trusted issuers file: entry for {issuer!r} is not an object")
+        jwks, jwks_uri = entry.get("jwks"), entry.get("jwks_uri")
+        if (jwks is None) == (jwks_uri is None):
+            raise ConfigurationError(f"trusted issuer {issuer!r}: give exactly one of 'jwks' or 'jwks_uri'")
+        if jwks is not None and not (isinstance(jwks, dict) and isinstance(jwks.get("keys"), list)):
+            raise ConfigurationError(f"trusted issuer {issuer!r}: 'jwks' must be a JWK Set {{'keys': [...]}}")
+        if jwks_uri is not None:
+            if not isinstance(jwks_uri, str):
+                raise ConfigurationError(f"trusted issuer {issuer!r}: 'jwks_uri' must be a URL")
+            try:
+                check_base_url_scheme(jwks_uri)
+            except ServerNotAllowedError as error:
+                raise ConfigurationError(f"trusted issuer {issuer!r}: {error}") from error
+        issuers[issuer] = TrustedIssuer(issuer, jwks, jwks_uri)
+    return issuers
+
+
+class JwksCache:
+    """JWK Sets fetched from URLs, reused for ``ttl_s``; an unknown kid triggers one early refetch."""
+
+    def __init__(self, session: requests.Session, ttl_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._session, self._ttl, self._clock = session, ttl_s, clock
+        self._sets: dict[str, tuple[float, Mapping[str, Any]]] = {}
+        self._lock = threading.Lock()
+
+    def key(self, url: str, kid: str) -> Mapping[str, Any] | None:
+        fetched = self._cached(url)
+        if fetched is not None:
+            found = _find_key(fetched[1], kid)
+            if found is not None or self._clock() - fetched[0] < JWKS_REFETCH_MIN_INTERVAL_S:
+                return found
+        return _find_key(self._fetch(url), kid)
+
+    def _cached(self, url: str) -> tuple[float, Mapping[str, Any]] | None:
+        with self._lock:
+            entry = self._sets.get(url)
+        if entry is None or self._clock() - entry[0] > self._ttl:
+            return None
+        return entry
+
+    def _fetch(self, url: str) -> Mapping[str, Any]:
+        try:
+            check_base_url_scheme(url)
+        except ServerNotAllowedError as error:
+            raise AuthenticationFailed("JWK Set URL is not https") from error
+        try:
+            response = self._session.get(url, timeout=JWKS_TIMEOUT_S, headers={"Accept": "application/json"})
+            response.raise_for_status()
+            body = response.json()
+        except (requests.RequestException, ValueError) as error:
+            raise AuthenticationFailed(f"JWK Set could not be fetched ({type(error).__name__})") from error
+        if not isinstance(body, dict) or not isinstance(body.get("keys"), list):
+            raise AuthenticationFailed("JWK Set URL did not return a JWK Set")
+        with self._lock:
+            self._sets[url] = (self._clock(), body)
+        return body
+
+
+def _find_key(jwks: Mapping[str, Any], kid: str) -> Mapping[str, Any] | None:
+    for key in jwks.get("keys", []):
+        if isinstance(key, Mapping) and key.get("kid") == kid:
+            return key
+    return None
+
+
+class ReplayCache:
+    """(iss, jti) pairs seen, kept until their token expires; bounded by the token lifetime cap."""
+
+    def __init__(self) -> None:
+        self._seen: dict[tuple[str, str], float] = {}
+        self._lock = threading.Lock()
+        self._next_sweep = 0.0
+
+    def first_use(self, issuer: str, jti: str, expires_at: float, now: float) -> bool:
+        with self._lock:
+            if now >= self._next_sweep:
+                self._seen = {k: exp for k, exp in self._seen.items() if exp > now}
+                self._next_sweep = now + 60.0
+            key = (issuer, jti)
+            previous = self._seen.get(key)
+            if previous is not None and previous > now:
+                return False
+            self._seen[key] = expires_at
+            return True
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+
+def _number(claims: Mapping[str, Any], name: str) -> float:
+    value = claims.get(name)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise AuthenticationFailed(f"claim {name} is missing or not a number")
+    return float(value)
+
+
+class JwtVerifier:
+    def __init__(
+        self,
+        *,
+        issuers: Mapping[str, TrustedIssuer],
+        public_url: str,
+        jku_allowlist: tuple[str, ...],
+        jwks_cache: JwksCache,
+        leeway_s: float,
+        max_lifetime_s: float,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._issuers, self._public_url = issuers, public_url.rstrip("/")
+        self._jku_allowlist = frozenset(jku_allowlist)
+        self._jwks, self._leeway, self._max_lifetime, self._clock = jwks_cache, leeway_s, max_lifetime_s, clock
+        self._replay = ReplayCache()
+        self._parsed: dict[tuple[str, str, str], jwt.PyJWK] = {}
+        self._parsed_lock = threading.Lock()
+
+    def audience_for(self, path: str) -> str:
+        return self._public_url + path
+
+    def verify(self, authorization: str | None, path: str) -> VerifiedClient:
+        token = _bearer_token(authorization)
+        header = _header(token)
+        alg, kid = header["alg"], header["kid"]
+        claims = _unverified_claims(token)
+        issuer = claims.get("iss")
+        trusted = self._issuers.get(issuer) if isinstance(issuer, str) else None
+        if trusted is None:
+            raise AuthenticationFailed("issuer is not on the trusted-issuers list")
+        now = self._clock()
+        self._check_times(claims, now)
+        self._check_audience(claims.get("aud"), path)
+        jti = claims.get("jti")
+        if not isinstance(jti, str) or not jti or len(jti) > 256:
+            raise AuthenticationFailed("claim jti is missing or malformed")
+        jwk = self._key(trusted, header, kid, alg)
+        try:
+            jwt.decode(
+                token,
+                key=jwk.key,
+                algorithms=[alg],
+                options={
+                    "verify_signature": True,
+                    "verify_exp": False,  # checked above with our clock and leeway
+                    "verify_iat": False,
+                    "verify_nbf": False,
+                    "verify_aud": False,
+                    "verify_iss": False,
+                },
+            )
+        except jwt.InvalidTokenError as error:
+            raise AuthenticationFailed(f"signature not valid ({type(error).__name__})") from error
+        if not self._replay.first_use(trusted.issuer, jti, _number(claims, "exp") + self._leeway, now):
+            raise AuthenticationFailed("jti already used (replay)")
+        tenant = claims.get("tenant")
+        return VerifiedClient(issuer=trusted.issuer, tenant=tenant if isinstance(tenant, str) else None)
+
+    def _check_times(self, claims: Mapping[str, Any], now: float) -> None:
+        exp, iat = _number(claims, "exp"), _number(claims, "iat")
+        if exp <= now - self._leeway:
+            raise AuthenticationFailed("token expired")
+        if iat > now + self._leeway:
+            raise AuthenticationFailed("token issued in the future (iat)")
+        if exp - now > self._max_lifetime:
+            raise AuthenticationFailed("token lifetime exceeds the configured maximum")
+        if "nbf" in claims and _number(claims, "nbf") > now + self._leeway:
+            raise AuthenticationFailed("token not yet valid (nbf)")
+
+    def _check_audience(self, audience: Any, path: str) -> None:
+        expected = self.audience_for(path)
+        values = [audience] if isinstance(audience, str) else audience if isinstance(audience, list) else []
+        if expected not in [v.rstrip("/") if isinstance(v, str) else v for v in values]:
+            raise AuthenticationFailed("aud is not this endpoint's URL")
+
+    def _key(self, trusted: TrustedIssuer, header: Mapping[str, Any], kid: str, alg: str) -> jwt.PyJWK:
+        jku = header.get("jku")
+        if jku is not None:
+            if not isinstance(jku, str) or (jku not in self._jku_allowlist and jku != trusted.jwks_uri):
+                raise AuthenticationFailed("jku is not on the allowlist")
+            source, raw = jku, self._jwks.key(jku, kid)
+        elif trusted.jwks is not None:
+            source, raw = f"inline:{trusted.issuer}", _find_key(trusted.jwks, kid)
+        elif trusted.jwks_uri is not None:
+            source, raw = trusted.jwks_uri, self._jwks.key(trusted.jwks_uri, kid)
+        else:  # load_trusted_issuers guarantees one of the two
+            raise AuthenticationFailed("issuer has no JWK Set configured")
+        if raw is None:
+            raise AuthenticationFailed("kid not found in the issuer's JWK Set")
+        return self._parse_key(source, kid, alg, raw)
+
+    def _parse_key(self, source: str, kid: str, alg: str, raw: Mapping[str, Any]) -> jwt.PyJWK:
+        cache_key = (source, kid, alg)
+        with self._parsed_lock:
+            cached = self._parsed.get(cache_key)
+        if cached is not None:
+            return cached
+        if raw.get("alg") not in (None, alg):
+            raise AuthenticationFailed("the key's alg differs from the token's alg")
+        if raw.get("use") not in (None, "sig"):
+            raise AuthenticationFailed("the key is not a signing key")
+        expected_kty = "EC" if alg == "ES384" else "RSA"
+        if raw.get("kty") != expected_kty or (alg == "ES384" and raw.get("crv") != "P-384"):
+            raise AuthenticationFailed("the key type does not fit the token's alg")
+        try:
+            parsed = jwt.PyJWK(dict(raw), algorithm=alg)
+        except (jwt.PyJWKError, jwt.InvalidKeyError, ValueError, TypeError) as error:
+            raise AuthenticationFailed(f"the key cannot be used ({type(error).__name__})") from error
+        if isinstance(parsed.key, RSAPublicKey) and parsed.key.key_size < MIN_RSA_BITS:
+            raise AuthenticationFailed("RSA key shorter than 2048 bits")
+        with self._parsed_lock:
+            self._parsed[cache_key] = parsed
+        return parsed
+
+
+def _bearer_token(authorization: str | None) -> str:
+    if not authorization:
+        raise AuthenticationFailed("no Authorization header")
+    scheme, _, token = authorization.strip().partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise AuthenticationFailed("Authorization is not a Bearer token")
+    if len(token) > MAX_TOKEN_CHARS or token.count(".") != 2:
+        raise AuthenticationFailed("bearer token is not a compact JWS")
+    return token
+
+
+def _header(token: str) -> dict[str, Any]:
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.InvalidTokenError as error:
+        raise AuthenticationFailed(f"JWT header unreadable ({type(error).__name__})") from error
+    alg = header.get("alg")
+    if alg not in ALLOWED_ALGORITHMS:
+        raise AuthenticationFailed(f"alg {str(alg)[:16]!r} not allowed (ES384, RS384 only)")
+    if not isinstance(header.get("kid"), str) or not header["kid"]:
+        raise AuthenticationFailed("JWT header has no kid")
+    if "typ" in header and str(header["typ"]).upper() != "JWT":
+        raise AuthenticationFailed("JWT header typ is not JWT")
+    return header
+
+
+def _unverified_claims(token: str) -> dict[str, Any]:
+    try:
+        claims = jwt.decode(token, options={"verify_signature": False})
+    except jwt.InvalidTokenError as error:
+        raise AuthenticationFailed(f"JWT payload unreadable ({type(error).__name__})") from error
+    missing = [name for name in REQUIRED_CLAIMS if name not in claims]
+    if missing:
+        raise AuthenticationFailed(f"JWT lacks required claims: {', '.join(missing)}")
+    return claims
