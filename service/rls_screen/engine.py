@@ -214,7 +214,8 @@ def _pregnancy(ev: _Evaluation, conditions: Sequence[Mapping[str, Any]]) -> _Pre
     condition_refs = [
         f"Condition/{c.get('id', '?')}"
         for c in conditions
-        if _is_active_condition(c)
+        if isinstance(c, Mapping)
+        and _is_active_condition(c)
         and terminology.contains(value_set_url("pregnancy-condition"), codings_of(c.get("code")))
     ]
     if condition_refs:  # S6: a 'Pregnant' status OR an active pregnancy Condition
@@ -627,14 +628,16 @@ def _dialysis_basis(ev: _Evaluation, records: Sequence[Mapping[str, Any]]) -> tu
     terminology, dialysis = ev.knowledge.terminology, value_set_url("dialysis")
     refs = []
     for record in records:
-        if not terminology.contains(dialysis, codings_of(record.get("code"))):
+        if not isinstance(record, Mapping) or not terminology.contains(dialysis, codings_of(record.get("code"))):
             continue
         kind = record.get("resourceType")
         if kind == "Condition" and _is_active_condition(record):
             refs.append(f"Condition/{record.get('id', '?')}")
         elif kind == "Procedure" and record.get("status") in ("completed", "in-progress"):
+            period = record.get("performedPeriod")
+            period = period if isinstance(period, Mapping) else {}
             performed = parse_fhir_datetime(record.get("performedDateTime")) or parse_fhir_datetime(
-                (record.get("performedPeriod") or {}).get("end") or (record.get("performedPeriod") or {}).get("start")
+                period.get("end") or period.get("start")
             )
             if performed and 0 <= (ev.as_of - performed.date()).days <= ev.rules.selection.window_days:
                 refs.append(f"Procedure/{record.get('id', '?')}")
@@ -844,6 +847,19 @@ def _evaluate_calcium(ev: _Evaluation) -> None:
 # --- medications (section 8) -----------------------------------------------------------------------
 
 
+def _concept_name(concept: Any) -> str | None:
+    """CodeableConcept.text, else the first coding display; None for anything malformed."""
+    if not isinstance(concept, Mapping):
+        return None
+    if isinstance(concept.get("text"), str):
+        return str(concept["text"])
+    codings = concept.get("coding")
+    for coding in codings if isinstance(codings, list) else []:
+        if isinstance(coding, Mapping) and isinstance(coding.get("display"), str):
+            return str(coding["display"])
+    return None
+
+
 def _evaluate_medications(ev: _Evaluation, medications: Sequence[Mapping[str, Any]]) -> None:
     rule = ev.rules.medications
     terminology = ev.knowledge.terminology
@@ -853,18 +869,18 @@ def _evaluate_medications(ev: _Evaluation, medications: Sequence[Mapping[str, An
         if url.startswith(value_set_url("aggravating-")) and url != rule.aggravating_value_set
     ]
     for medication in medications:
-        if medication.get("status") not in ACTIVE_MEDICATION_STATUSES:
+        if not isinstance(medication, Mapping):
+            continue
+        status = medication.get("status")
+        if not isinstance(status, str) or status not in ACTIVE_MEDICATION_STATUSES:
             continue
         codes = tuple(c for c in codings_of(medication.get("medicationCodeableConcept")) if c[0] == RXNORM)
         if not codes or not terminology.contains(rule.aggravating_value_set, codes):
             continue
         category = next((terminology.value_set_titles[u] for u in category_urls if terminology.contains(u, codes)), "")
         reference = f"{medication.get('resourceType', 'MedicationRequest')}/{medication.get('id', '?')}"
-        concept = medication.get("medicationCodeableConcept") or {}
-        name = concept.get("text") or next(
-            (c.get("display") for c in concept.get("coding", []) if isinstance(c, Mapping) and c.get("display")),
-            codes[0][1],
-        )
+        concept = medication.get("medicationCodeableConcept")
+        name = _concept_name(concept) or codes[0][1]
         ev.add(
             "advisory",
             "aggravating-medication",
@@ -895,6 +911,9 @@ def evaluate(
     problems: list[NotEvaluable] = []
     seen: set[str] = set()
     for observation in observations:
+        if not isinstance(observation, Mapping):
+            problems.append(NotEvaluable("unknown-code", "an entry that is not a FHIR resource was skipped"))
+            continue
         reference = f"Observation/{observation.get('id', '?')}"
         if reference in seen and reference != "Observation/?":
             continue  # the same resource twice (e.g. overlapping pages) counts once

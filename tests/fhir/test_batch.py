@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.support.fhir_data import count, observation, patient, put_all, search
 
 from rls_screen.batch.jobs import JobStore
 from rls_screen.cli import main
@@ -23,7 +24,6 @@ from rls_screen.fhir_client import Allowlist, FhirClient
 from rls_screen.patient_data import group_resources
 from rls_screen.screening import assess
 from rls_screen.synth import Panel, chunked_transaction_bundles, generate_panel
-from tests.support.fhir_data import count, observation, patient, put_all, search
 
 AS_OF = date(2026, 11, 25)
 REPO = Path(__file__).resolve().parents[2]
@@ -55,8 +55,20 @@ def active_flags(base_url: str, patient_id: str) -> set[str]:
 
 
 def batch(tmp_path: Path, base_url: str, *args: str) -> int:
-    return main(["batch", "--fhir-url", base_url, "--as-of", AS_OF.isoformat(), "--job-db", str(tmp_path / "jobs.sqlite"),
-                 "--report-dir", str(tmp_path / "reports"), *args])
+    return main(
+        [
+            "batch",
+            "--fhir-url",
+            base_url,
+            "--as-of",
+            AS_OF.isoformat(),
+            "--job-db",
+            str(tmp_path / "jobs.sqlite"),
+            "--report-dir",
+            str(tmp_path / "reports"),
+            *args,
+        ]
+    )
 
 
 @pytest.fixture
@@ -79,9 +91,12 @@ def test_the_panel_is_screened_and_every_expected_flag_exists(
     for patient_id, codes in expected_findings(panel).items():
         assert active_flags(fhir_base_url, patient_id) == codes, patient_id
     report = next((tmp_path / "reports").glob("*.html")).read_text()
-    assert "<svg" in report and "Patients per finding" in report and "Test Patient" not in report
+    assert "<svg" in report
+    assert "Patients per finding" in report
+    assert "Test Patient" not in report
     rows = (next((tmp_path / "reports").glob("*.csv"))).read_text().splitlines()
-    assert len(rows) == 25 and rows[0].startswith("patient,status")
+    assert len(rows) == 25
+    assert rows[0].startswith("patient,status")
 
     # Running the whole batch again on unchanged data writes nothing new.
     before = count(fhir_base_url, "RiskAssessment"), count(fhir_base_url, "Flag"), count(fhir_base_url, "Provenance")
@@ -97,8 +112,20 @@ def test_a_job_killed_midway_resumes_with_each_patient_screened_once(
     panel = load_panel(fhir_base_url, unique_prefix, 30, seed=11)
     db = tmp_path / "jobs.sqlite"
     env = {**os.environ, "RLS_SCREEN_STATE_DIR": str(tmp_path / "state"), "FHIR_BASE_URL": fhir_base_url}
-    command = [sys.executable, "-m", "rls_screen.cli", "batch", "--group", f"Group/{unique_prefix}-panel",
-               "--as-of", AS_OF.isoformat(), "--job-db", str(db), "--concurrency", "1"]
+    command = [
+        sys.executable,
+        "-m",
+        "rls_screen.cli",
+        "batch",
+        "--group",
+        f"Group/{unique_prefix}-panel",
+        "--as-of",
+        AS_OF.isoformat(),
+        "--job-db",
+        str(db),
+        "--concurrency",
+        "1",
+    ]
     log = (tmp_path / "killed.log").open("wb")
     process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 120
@@ -120,12 +147,18 @@ def test_a_job_killed_midway_resumes_with_each_patient_screened_once(
     assert store.counts(job_id)["pending"] > 0
     store.close()
 
-    resumed = subprocess.run([sys.executable, "-m", "rls_screen.cli", "batch", "--resume", job_id, "--job-db", str(db)],
-                             env=env, capture_output=True, text=True, timeout=300)
+    resumed = subprocess.run(
+        [sys.executable, "-m", "rls_screen.cli", "batch", "--resume", job_id, "--job-db", str(db)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert resumed.returncode == 0, resumed.stderr
     store = JobStore(db)
     rows = list(store.rows(job_id))
-    assert len(rows) == 30 and all(row.status == "done" for row in rows)
+    assert len(rows) == 30
+    assert all(row.status == "done" for row in rows)
     store.close()
     expected = expected_findings(panel)
     for record in panel.patients:
@@ -155,7 +188,9 @@ def test_bulk_export_and_search_paths_give_the_same_findings(
 def test_bad_panels_get_clear_messages(
     fhir_base_url: str, unique_prefix: str, tmp_path: Path, state_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    put_all(fhir_base_url, [{"resourceType": "Group", "id": f"{unique_prefix}-empty", "type": "person", "actual": True}])
+    put_all(
+        fhir_base_url, [{"resourceType": "Group", "id": f"{unique_prefix}-empty", "type": "person", "actual": True}]
+    )
     assert batch(tmp_path, fhir_base_url, "--group", f"Group/{unique_prefix}-empty") == 2
     assert "has no active Patient members" in capsys.readouterr().err
     assert batch(tmp_path, fhir_base_url, "--group", f"Group/{unique_prefix}-missing") == 2
@@ -166,12 +201,19 @@ def test_an_id_file_with_blank_and_malformed_lines_and_a_garbage_patient(
     fhir_base_url: str, unique_prefix: str, tmp_path: Path, state_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     good, garbage = f"{unique_prefix}-good", f"{unique_prefix}-garbage"
-    put_all(fhir_base_url, [
-        patient(good), observation(good, 1, "2276-4", 8, "ug/L", "2026-10-01"),
-        patient(garbage),
-        {**observation(garbage, 1, "2276-4", 8, "ug/L", "2026-10-01"), "valueQuantity": {"value": 8, "unit": "bananas"}},
-        {**observation(garbage, 2, "718-7", 1, "g/dL", "2026-10-01"), "status": "entered-in-error"},
-    ])
+    put_all(
+        fhir_base_url,
+        [
+            patient(good),
+            observation(good, 1, "2276-4", 8, "ug/L", "2026-10-01"),
+            patient(garbage),
+            {
+                **observation(garbage, 1, "2276-4", 8, "ug/L", "2026-10-01"),
+                "valueQuantity": {"value": 8, "unit": "bananas"},
+            },
+            {**observation(garbage, 2, "718-7", 1, "g/dL", "2026-10-01"), "status": "entered-in-error"},
+        ],
+    )
     ids = tmp_path / "ids.txt"
     ids.write_text(f"{good}\n\n   \nnot a valid id!\nPatient/{garbage}\n{unique_prefix}-nobody\n# comment\n")
     assert batch(tmp_path, fhir_base_url, "--patients", str(ids)) == 1
@@ -189,8 +231,23 @@ def test_ndjson_path_streams_files_offline(tmp_path: Path, unique_prefix: str, s
 
     panel = generate_panel(15, seed=3, as_of=AS_OF, id_prefix=unique_prefix)
     write_ndjson(panel, tmp_path / "ndjson")
-    assert main(["batch", "--ndjson", str(tmp_path / "ndjson"), "--dry-run", "--as-of", AS_OF.isoformat(),
-                 "--job-db", str(tmp_path / "jobs.sqlite"), "--report-dir", str(tmp_path / "r")]) == 0
+    assert (
+        main(
+            [
+                "batch",
+                "--ndjson",
+                str(tmp_path / "ndjson"),
+                "--dry-run",
+                "--as-of",
+                AS_OF.isoformat(),
+                "--job-db",
+                str(tmp_path / "jobs.sqlite"),
+                "--report-dir",
+                str(tmp_path / "r"),
+            ]
+        )
+        == 0
+    )
     store = JobStore(tmp_path / "jobs.sqlite")
     job = store._db.execute("SELECT id FROM job").fetchone()[0]
     results: dict[str, Any] = {r.patient_id: set(r.result["findings"]) for r in store.rows(job)}

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 
 import pytest
+from tests.support.fhir_data import count, observation, patient, put_all, search
 
 from rls_screen.cli import main
 from rls_screen.engine import Knowledge, load_knowledge
@@ -12,7 +13,6 @@ from rls_screen.errors import FhirOperationError
 from rls_screen.fhir_client import Allowlist, FhirClient, validation_errors
 from rls_screen.fhir_reader import read_patient_data
 from rls_screen.screening import screen_patient
-from tests.support.fhir_data import count, observation, patient, put_all, search
 
 AS_OF = date(2026, 11, 25)
 RECORDED = datetime(2026, 11, 25, 9, 30, tzinfo=UTC)
@@ -43,10 +43,14 @@ def iron_deficient_patient(fhir_base_url: str, prefix: str) -> None:
 
 
 def counts(fhir_base_url: str, prefix: str) -> dict[str, int]:
-    return {t: count(fhir_base_url, t, subject=f"Patient/{prefix}") for t in ("RiskAssessment", "Flag", "ServiceRequest")}
+    return {
+        t: count(fhir_base_url, t, subject=f"Patient/{prefix}") for t in ("RiskAssessment", "Flag", "ServiceRequest")
+    }
 
 
-def test_read_takes_at_most_three_requests(fhir_base_url: str, client: FhirClient, knowledge: Knowledge, unique_prefix: str) -> None:
+def test_read_takes_at_most_three_requests(
+    fhir_base_url: str, client: FhirClient, knowledge: Knowledge, unique_prefix: str
+) -> None:
     iron_deficient_patient(fhir_base_url, unique_prefix)
     data = read_patient_data(client, unique_prefix, knowledge, AS_OF)
     assert client.requests_made <= 3
@@ -78,7 +82,9 @@ def test_screening_twice_writes_nothing_new(
     before = counts(fhir_base_url, unique_prefix)
     provenance_before = count(fhir_base_url, "Provenance")
     second = screen_patient(client, unique_prefix, knowledge=knowledge, as_of=AS_OF, recorded=RECORDED)
-    assert first.written and not second.written and second.plan.bundle is None
+    assert first.written
+    assert not second.written
+    assert second.plan.bundle is None
     assert counts(fhir_base_url, unique_prefix) == before
     assert count(fhir_base_url, "Provenance") == provenance_before
     assert before == {"RiskAssessment": 1, "Flag": 5, "ServiceRequest": 1}
@@ -93,7 +99,10 @@ def test_a_newer_normal_result_turns_the_flag_inactive_and_adds_a_risk_assessmen
     later = screen_patient(client, unique_prefix, knowledge=knowledge, as_of=AS_OF, recorded=RECORDED)
     assert "hypokalemia" not in later.assessment.finding_codes
     assert count(fhir_base_url, "RiskAssessment", subject=f"Patient/{unique_prefix}") == 2
-    flags = {f["identifier"][0]["value"].rsplit(".", 1)[-1]: f for f in search(fhir_base_url, "Flag", subject=f"Patient/{unique_prefix}")}
+    flags = {
+        f["identifier"][0]["value"].rsplit(".", 1)[-1]: f
+        for f in search(fhir_base_url, "Flag", subject=f"Patient/{unique_prefix}")
+    }
     assert len(flags) == 5
     assert flags["hypokalemia"]["status"] == "inactive"
     assert flags["hypokalemia"]["period"]["end"] == AS_OF.isoformat()
@@ -106,7 +115,8 @@ def test_a_rejected_entry_leaves_nothing_half_written(
     iron_deficient_patient(fhir_base_url, unique_prefix)
     planned = screen_patient(client, unique_prefix, knowledge=knowledge, as_of=AS_OF, recorded=RECORDED, dry_run=True)
     bundle = planned.plan.bundle
-    assert bundle is not None and not planned.written
+    assert bundle is not None
+    assert not planned.written
     # The last Flag now points at a patient that does not exist: the server must reject the whole transaction.
     flag_entry = next(e for e in reversed(bundle["entry"]) if e["resource"]["resourceType"] == "Flag")
     flag_entry["resource"]["subject"] = {"reference": f"Patient/{unique_prefix}-missing"}
@@ -121,20 +131,29 @@ def test_cli_screen_prints_summary_and_what_was_written(
     iron_deficient_patient(fhir_base_url, unique_prefix)
     assert main(["screen", "--patient", unique_prefix, "--fhir-url", fhir_base_url, "--as-of", "2026-11-25"]) == 0
     out = capsys.readouterr().out
-    assert "Iron deficiency" in out and "ferritin 9 ug/L on 2026-10-01" in out
+    assert "Iron deficiency" in out
+    assert "ferritin 9 ug/L on 2026-10-01" in out
     assert "Written in one transaction" in out
-    assert main(["screen", "--patient", unique_prefix, "--fhir-url", fhir_base_url, "--as-of", "2026-11-25", "--dry-run"]) == 0
+    assert (
+        main(["screen", "--patient", unique_prefix, "--fhir-url", fhir_base_url, "--as-of", "2026-11-25", "--dry-run"])
+        == 0
+    )
     assert "nothing would be written" in capsys.readouterr().out
 
 
-def test_cli_screen_unknown_patient_is_a_clear_error(fhir_base_url: str, unique_prefix: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_screen_unknown_patient_is_a_clear_error(
+    fhir_base_url: str, unique_prefix: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     code = main(["screen", "--patient", f"{unique_prefix}-nobody", "--fhir-url", fhir_base_url])
     assert code != 0
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "was not found" in err[0]
+    assert len(err) == 1
+    assert "was not found" in err[0]
 
 
-def test_cli_screen_refuses_a_server_off_the_allowlist(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_screen_refuses_a_server_off_the_allowlist(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     from rls_screen.settings import get_settings
 
     monkeypatch.setenv("FHIR_BASE_URL", "http://127.0.0.1:8080/fhir")

@@ -11,6 +11,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from tests.support.scripted_server import Received, Reply, base_url, scripted_server
 
 from rls_screen.errors import (
     FhirAuthError,
@@ -21,7 +22,6 @@ from rls_screen.errors import (
 )
 from rls_screen.fhir_client import Allowlist, BearerAuth, FhirClient, SmartBackendAuth
 from rls_screen.settings import Settings
-from tests.support.scripted_server import Received, Reply, base_url, scripted_server
 
 OUTCOME = {
     "resourceType": "OperationOutcome",
@@ -61,8 +61,13 @@ def test_plain_http_is_refused_for_a_remote_host() -> None:
 
 
 def test_reads_retry_on_503_and_honour_retry_after() -> None:
-    replies = iter([Reply(503, headers={"Retry-After": "2"}), Reply(429, headers={"Retry-After": "1"}),
-                    Reply(200, {"resourceType": "Patient", "id": "p1"})])
+    replies = iter(
+        [
+            Reply(503, headers={"Retry-After": "2"}),
+            Reply(429, headers={"Retry-After": "1"}),
+            Reply(200, {"resourceType": "Patient", "id": "p1"}),
+        ]
+    )
     with scripted_server(lambda r: next(replies)) as server:
         client, slept = client_for(base_url(server))
         assert client.read("Patient", "p1")["id"] == "p1"
@@ -98,7 +103,8 @@ def test_401_says_authorization_failed_without_the_token() -> None:
         with pytest.raises(FhirAuthError) as caught:
             client.read("Patient", "p1")
         assert "authorization failed" in str(caught.value)
-        assert "s3cr3t" not in str(caught.value) and "s3cr3t" not in repr(client._auth)
+        assert "s3cr3t" not in str(caught.value)
+        assert "s3cr3t" not in repr(client._auth)
         assert server.received[0].headers["Authorization"] == "Bearer s3cr3t-token-value"
 
 
@@ -134,8 +140,15 @@ def test_search_follows_next_links_and_is_bounded() -> None:
     def page(received: Received) -> Reply:
         number = int(parse_qs(received.path.split("?", 1)[1]).get("page", ["1"])[0])
         links = [{"relation": "next", "url": f"{root}/Observation?page={number + 1}"}] if number < 3 else []
-        return Reply(200, {"resourceType": "Bundle", "type": "searchset", "link": links,
-                           "entry": [{"resource": {"resourceType": "Observation", "id": f"o{number}"}}]})
+        return Reply(
+            200,
+            {
+                "resourceType": "Bundle",
+                "type": "searchset",
+                "link": links,
+                "entry": [{"resource": {"resourceType": "Observation", "id": f"o{number}"}}],
+            },
+        )
 
     with scripted_server(page) as server:
         root = base_url(server)
@@ -147,8 +160,15 @@ def test_search_follows_next_links_and_is_bounded() -> None:
 
 
 def test_a_next_link_to_another_server_is_refused() -> None:
-    with scripted_server(lambda r: Reply(200, {"resourceType": "Bundle", "link": [
-        {"relation": "next", "url": "https://elsewhere.example/fhir/Observation?page=2"}]})) as server:
+    with scripted_server(
+        lambda r: Reply(
+            200,
+            {
+                "resourceType": "Bundle",
+                "link": [{"relation": "next", "url": "https://elsewhere.example/fhir/Observation?page=2"}],
+            },
+        )
+    ) as server:
         client, _ = client_for(base_url(server))
         with pytest.raises(ServerNotAllowedError):
             list(client.search("Observation", {}))
@@ -176,25 +196,42 @@ def test_smart_backend_services_token_is_verified_cached_and_sent(algorithm: str
         if form.get("grant_type") != "client_credentials":
             return Reply(400, {"error": "unsupported_grant_type"})
         try:
-            claims = jwt.decode(form["client_assertion"], public_key, algorithms=[algorithm],  # type: ignore[arg-type]
-                                audience=token_url, issuer="rls-client")
+            claims = jwt.decode(
+                form["client_assertion"],
+                public_key,
+                algorithms=[algorithm],  # type: ignore[arg-type]
+                audience=token_url,
+                issuer="rls-client",
+            )
         except jwt.PyJWTError:
             return Reply(401, {"error": "invalid_client"})
-        assert claims["sub"] == "rls-client" and claims["jti"]
+        assert claims["sub"] == "rls-client"
+        assert claims["jti"]
         assert jwt.get_unverified_header(form["client_assertion"])["kid"] == "key-1"
         issued.append(f"token-{len(issued) + 1}")
-        return Reply(200, {"access_token": issued[-1], "token_type": "bearer", "expires_in": 300},
-                     headers={"Content-Type": "application/json"})
+        return Reply(
+            200,
+            {"access_token": issued[-1], "token_type": "bearer", "expires_in": 300},
+            headers={"Content-Type": "application/json"},
+        )
 
-    with scripted_server(token_endpoint) as auth_server, scripted_server(
-        lambda r: Reply(200, {"resourceType": "Patient", "id": "p1"})
-    ) as fhir_server:
+    with (
+        scripted_server(token_endpoint) as auth_server,
+        scripted_server(lambda r: Reply(200, {"resourceType": "Patient", "id": "p1"})) as fhir_server,
+    ):
         token_url = base_url(auth_server, "/token")
         import requests
 
-        auth = SmartBackendAuth(token_url=token_url, client_id="rls-client", private_key_pem=private_pem,
-                                algorithm=algorithm, key_id="key-1", scope="system/Patient.rs",
-                                session=requests.Session(), timeout=(2, 5))
+        auth = SmartBackendAuth(
+            token_url=token_url,
+            client_id="rls-client",
+            private_key_pem=private_pem,
+            algorithm=algorithm,
+            key_id="key-1",
+            scope="system/Patient.rs",
+            session=requests.Session(),
+            timeout=(2, 5),
+        )
         client, _ = client_for(base_url(fhir_server), auth=auth)
         client.read("Patient", "p1")
         client.read("Patient", "p1")
@@ -218,8 +255,16 @@ def test_smart_backend_services_rejects_a_wrong_key_at_the_token_endpoint() -> N
         token_url = base_url(auth_server, "/token")
         import requests
 
-        auth = SmartBackendAuth(token_url=token_url, client_id="c", private_key_pem=private_pem, algorithm="RS384",
-                                key_id="k", scope="s", session=requests.Session(), timeout=(2, 5))
+        auth = SmartBackendAuth(
+            token_url=token_url,
+            client_id="c",
+            private_key_pem=private_pem,
+            algorithm="RS384",
+            key_id="k",
+            scope="s",
+            session=requests.Session(),
+            timeout=(2, 5),
+        )
         client, _ = client_for(base_url(fhir_server), auth=auth)
         with pytest.raises(FhirAuthError, match="token request refused"):
             client.read("Patient", "p1")

@@ -39,9 +39,7 @@ def put_all(base_url: str, resources: list[dict[str, Any]]) -> None:
             {"resource": r, "request": {"method": "PUT", "url": f"{r['resourceType']}/{r['id']}"}} for r in resources
         ],
     }
-    response = requests.post(
-        base_url, json=bundle, headers={"Content-Type": "application/fhir+json"}, timeout=60
-    )
+    response = requests.post(base_url, json=bundle, headers={"Content-Type": "application/fhir+json"}, timeout=60)
     response.raise_for_status()
 
 
@@ -58,7 +56,10 @@ def count(base_url: str, resource_type: str, **params: str) -> int:
 
 def search(base_url: str, resource_type: str, **params: str) -> list[dict[str, Any]]:
     response = requests.get(
-        f"{base_url}/{resource_type}", params={**params, "_count": "200"}, headers={"Cache-Control": "no-cache"}, timeout=30
+        f"{base_url}/{resource_type}",
+        params={**params, "_count": "200"},
+        headers={"Cache-Control": "no-cache"},
+        timeout=30,
     )
     response.raise_for_status()
     return [e["resource"] for e in response.json().get("entry", [])]

@@ -45,8 +45,10 @@ class _Handler(BaseHTTPRequestHandler):
         reply = self.server.script(received)
         if reply.delay_s:
             time.sleep(reply.delay_s)
-        payload = b"" if reply.body is None else (
-            reply.body if isinstance(reply.body, bytes) else json.dumps(reply.body).encode()
+        payload = (
+            b""
+            if reply.body is None
+            else (reply.body if isinstance(reply.body, bytes) else json.dumps(reply.body).encode())
         )
         self.send_response(reply.status)
         self.send_header("Content-Type", reply.headers.get("Content-Type", "application/fhir+json"))

@@ -34,7 +34,9 @@ def obs(oid: str, quantity: dict[str, Any] | None = None, code: str | None = "22
     return resource
 
 
-def run(tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str | dict[str, Any], *extra: str) -> tuple[int, str, str]:
+def run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str | dict[str, Any], *extra: str
+) -> tuple[int, str, str]:
     path = tmp_path / "in.json"
     path.write_text(content if isinstance(content, str) else json.dumps(content), encoding="utf-8")
     code = main(["evaluate", str(path), "--as-of", "2026-11-25", *extra])
@@ -43,14 +45,21 @@ def run(tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str | dict[
 
 
 def test_json_output_has_the_documented_shape(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    ferritin = obs("f1", {"value": 5, "comparator": "<", "unit": "ug/L", "system": "http://unitsofmeasure.org", "code": "ug/L"})
+    ferritin = obs(
+        "f1", {"value": 5, "comparator": "<", "unit": "ug/L", "system": "http://unitsofmeasure.org", "code": "ug/L"}
+    )
     code, out, err = run(tmp_path, capsys, bundle(PATIENT, ferritin, kind="searchset"), "--format", "json")
-    assert code == 0 and err == ""
+    assert code == 0
+    assert err == ""
     result = json.loads(out)
-    assert result["patient"] == "Patient/p1" and result["asOf"] == "2026-11-25" and result["ruleSetVersion"] == "2026.1"
+    assert result["patient"] == "Patient/p1"
+    assert result["asOf"] == "2026-11-25"
+    assert result["ruleSetVersion"] == "2026.1"
     deficiency = next(f for f in result["findings"] if f["code"] == "iron-deficiency")
-    assert deficiency["ruleId"] == "IRON-DEFICIENCY" and deficiency["basis"] == ["Observation/f1"]
-    assert result["ironBand"] == "oral-or-iv" and result["gfrCategory"] is None
+    assert deficiency["ruleId"] == "IRON-DEFICIENCY"
+    assert deficiency["basis"] == ["Observation/f1"]
+    assert result["ironBand"] == "oral-or-iv"
+    assert result["gfrCategory"] is None
     assert {"advisories", "notEvaluable", "findings"} <= set(result)
 
 
@@ -78,8 +87,10 @@ def test_unreadable_input_gives_one_clear_line_and_exit_2(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], content: Any, message: str
 ) -> None:
     code, out, err = run(tmp_path, capsys, content)
-    assert code == 2 and out == ""
-    assert len(err.strip().splitlines()) == 1 and message in err
+    assert code == 2
+    assert out == ""
+    assert len(err.strip().splitlines()) == 1
+    assert message in err
 
 
 def test_a_missing_file_is_a_clear_error(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
@@ -100,11 +111,23 @@ UCUM = "http://unitsofmeasure.org"
 @pytest.mark.parametrize(
     ("observation", "reason", "detail"),
     [
-        (obs("x1", {"value": 20, "unit": "ug/L", "system": UCUM, "code": "ug/L"}, code=None), "unknown-code", "no coded test"),
-        (obs("x2", {"value": 20, "unit": "ug/L", "system": UCUM, "code": "ug/L"}, code="1234-5"), "unknown-code", "not one this module"),
+        (
+            obs("x1", {"value": 20, "unit": "ug/L", "system": UCUM, "code": "ug/L"}, code=None),
+            "unknown-code",
+            "no coded test",
+        ),
+        (
+            obs("x2", {"value": 20, "unit": "ug/L", "system": UCUM, "code": "ug/L"}, code="1234-5"),
+            "unknown-code",
+            "not one this module",
+        ),
         (obs("x3", None), "no-value", "no numeric value"),
         (obs("x4", None, valueString="low"), "no-value", "value is text"),
-        (obs("x5", {"value": 20, "unit": "furlongs", "system": UCUM, "code": "[fur_us]"}), "unit-not-understood", "[fur_us]"),
+        (
+            obs("x5", {"value": 20, "unit": "furlongs", "system": UCUM, "code": "[fur_us]"}),
+            "unit-not-understood",
+            "[fur_us]",
+        ),
         (obs("x6", {"value": 20, "unit": "nanograms per ml"}), "unit-not-understood", "nanograms per ml"),
         (obs("x7", {"value": "20", "unit": "ug/L", "system": UCUM, "code": "ug/L"}), "no-value", "not a number"),
         (obs("x8", None, dataAbsentReason={"coding": [{"code": "error"}]}), "no-value", "data absent reason: error"),
@@ -117,5 +140,6 @@ def test_bad_observations_are_reported_not_used_and_nothing_crashes(
     assert code == 0
     result = json.loads(out)
     entry = next(n for n in result["notEvaluable"] if n.get("observation") == f"Observation/{observation['id']}")
-    assert entry["reason"] == reason and detail in entry["detail"]
+    assert entry["reason"] == reason
+    assert detail in entry["detail"]
     assert all(observation["id"] not in json.dumps(f["basis"]) for f in result["findings"])

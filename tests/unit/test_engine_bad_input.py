@@ -230,14 +230,8 @@ def test_malformed_condition_does_not_raise(record: dict[str, Any]) -> None:
     assert assessment.finding("kidney-failure") is None
 
 
+# regression: a non-object performedPeriod raised AttributeError in _dialysis_basis (fixed after a040851)
 @pytest.mark.parametrize("period", [True, "2026-03-01", ["2026-03-01"]])
-@pytest.mark.xfail(
-    strict=True,
-    raises=AttributeError,
-    reason="engine bug: a dialysis Procedure whose performedPeriod is not an object (true, a string, a "
-    "list) and that has no usable performedDateTime raises AttributeError in engine._dialysis_basis "
-    "(`(record.get('performedPeriod') or {}).get('end')`)",
-)
 def test_malformed_procedure_period_does_not_raise(period: object) -> None:
     record = {
         "resourceType": "Procedure",
@@ -250,13 +244,8 @@ def test_malformed_procedure_period_does_not_raise(period: object) -> None:
     assert assessment.finding("kidney-failure") is None  # no usable date: not evidence of dialysis
 
 
+# regression: an unhashable MedicationRequest.status raised TypeError (fixed after a040851)
 @pytest.mark.parametrize("status", [["active"], {"code": "active"}])
-@pytest.mark.xfail(
-    strict=True,
-    raises=TypeError,
-    reason="engine bug: an unhashable MedicationRequest.status (list/dict) raises TypeError in "
-    "engine._evaluate_medications (`status not in ACTIVE_MEDICATION_STATUSES`, a frozenset)",
-)
 def test_malformed_medication_status_does_not_raise(status: object) -> None:
     request = {
         "resourceType": "MedicationRequest",
@@ -268,3 +257,10 @@ def test_malformed_medication_status_does_not_raise(status: object) -> None:
     }
     assessment = assess([], medications=[request])
     assert "aggravating-medication" not in {a.code for a in assessment.advisories}
+
+
+@pytest.mark.parametrize("entry", [None, "Observation/1", 7, [], [{"resourceType": "Observation"}]])
+def test_entry_that_is_not_a_resource_does_not_raise(entry: object) -> None:
+    good = obs(FERRITIN, 10, "ug/L")
+    assessment = assess([entry, good])  # type: ignore[list-item]
+    assert assessment.finding("iron-deficiency") is not None

@@ -23,7 +23,6 @@ from typing import Any
 
 import orjson
 import pytest
-import requests
 import ucumvert
 from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.condition import Condition
@@ -33,9 +32,7 @@ from fhir.resources.R4B.patient import Patient
 
 from rls_screen import synth
 from rls_screen.cli import main
-from rls_screen.cli import synth as synth_cli
-from rls_screen.errors import FhirOperationError, FhirUnavailableError, InputError
-from rls_screen.settings import get_settings
+from rls_screen.errors import InputError
 
 AS_OF = date(2026, 3, 15)
 LOINC = "http://loinc.org"
@@ -699,77 +696,7 @@ def test_cli_writes_ndjson_and_bundles(capsys: pytest.CaptureFixture[str], tmp_p
 
 
 @pytest.mark.unit
-def test_cli_loads_bundles_in_order(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
-    posted: list[tuple[str, dict[str, Any]]] = []
-    monkeypatch.setattr(synth_cli, "post_transaction", lambda url, bundle, session: posted.append((url, bundle)))
-    base = get_settings().fhir_base_url.rstrip("/")
-    code, out, err = _run(["synth", "-n", "5", "--as-of", "2026-03-15", "--load", "--patients-per-bundle", "2"], capsys)
-    assert code == 0, err
-    assert [url for url, _ in posted] == [base] * 4
-    assert posted[-1][1]["entry"][0]["resource"]["resourceType"] == "Group"
-    assert f"loaded: 4 transaction bundles to {base}" in out
-
-
-@pytest.mark.unit
-def test_cli_load_refuses_a_server_not_on_the_allowlist(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    def fail(*_: Any) -> None:
-        raise AssertionError("nothing may be sent")
-
-    monkeypatch.setattr(synth_cli, "post_transaction", fail)
+def test_cli_load_refuses_a_server_not_on_the_allowlist(capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = _run(["synth", "-n", "2", "--load", "--fhir-url", "https://elsewhere.invalid/fhir"], capsys)
     assert code == 4
-    assert "https://elsewhere.invalid/fhir is neither FHIR_BASE_URL nor on" in err
-
-
-class _FakeSession:
-    def __init__(self, status: int = 200, body: Any = None, error: Exception | None = None) -> None:
-        self.status, self.body, self.error = status, body, error
-        self.calls: list[dict[str, Any]] = []
-
-    def post(self, url: str, **kwargs: Any) -> requests.Response:
-        self.calls.append({"url": url, **kwargs})
-        if self.error is not None:
-            raise self.error
-        response = requests.Response()
-        response.status_code = self.status
-        response._content = orjson.dumps(self.body) if self.body is not None else b"<html>oops</html>"
-        response.reason = "Reason"
-        return response
-
-
-@pytest.mark.unit
-def test_post_transaction_success() -> None:
-    session = _FakeSession(body={"resourceType": "Bundle", "type": "transaction-response", "entry": []})
-    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": []}
-    answer = synth_cli.post_transaction("http://fhir.test/fhir/", bundle, session)  # type: ignore[arg-type]
-    assert answer["type"] == "transaction-response"
-    call = session.calls[0]
-    assert call["url"] == "http://fhir.test/fhir"
-    assert call["headers"]["Content-Type"] == "application/fhir+json"
-    assert call["timeout"] == (5.0, 120.0)
-    assert orjson.loads(call["data"]) == bundle
-
-
-@pytest.mark.unit
-@pytest.mark.parametrize(
-    ("session", "error", "message"),
-    [
-        (
-            _FakeSession(
-                400, {"resourceType": "OperationOutcome", "issue": [{"diagnostics": "HAPI-0450: bad\nthing"}]}
-            ),
-            FhirOperationError,
-            "HTTP 400): HAPI-0450: bad thing",
-        ),
-        (_FakeSession(503), FhirUnavailableError, "HTTP 503"),
-        (_FakeSession(200), FhirOperationError, "without JSON"),
-        (_FakeSession(200, {"resourceType": "OperationOutcome"}), FhirOperationError, "transaction-response"),
-        (_FakeSession(error=requests.ConnectionError("refused")), FhirUnavailableError, "cannot connect"),
-        (_FakeSession(error=requests.ReadTimeout("slow")), FhirUnavailableError, "timed out"),
-    ],
-)
-def test_post_transaction_failures(session: _FakeSession, error: type[Exception], message: str) -> None:
-    with pytest.raises(error, match=re.escape(message)):
-        synth_cli.post_transaction("http://fhir.test/fhir", {"resourceType": "Bundle"}, session)  # type: ignore[arg-type]
+    assert "not on the allowlist" in err

@@ -42,11 +42,15 @@ def lab(n: int, loinc: str, value: float, unit: str, day: str = "2026-10-01", ve
 
 
 def assess(knowledge: Knowledge, observations: list[dict[str, Any]]) -> Assessment:
-    return evaluate(PatientFacts("Patient/p1", "female", date(1970, 1, 1)), observations, as_of=AS_OF, knowledge=knowledge)
+    return evaluate(
+        PatientFacts("Patient/p1", "female", date(1970, 1, 1)), observations, as_of=AS_OF, knowledge=knowledge
+    )
 
 
 def plan(knowledge: Knowledge, assessment: Assessment, existing: ExistingState = NOTHING) -> Any:
-    return plan_writeback(assessment, existing, terminology=knowledge.terminology, advice=knowledge.ruleset.advice, recorded=RECORDED)
+    return plan_writeback(
+        assessment, existing, terminology=knowledge.terminology, advice=knowledge.ruleset.advice, recorded=RECORDED
+    )
 
 
 LOW_IRON = [lab(1, "2276-4", 9, "ug/L"), lab(2, "2823-3", 3.2, "mmol/L")]
@@ -62,7 +66,8 @@ def test_the_bundle_is_a_valid_r4_transaction_with_device_first_and_provenance_l
     bundle = plan(knowledge, assess(knowledge, LOW_IRON)).bundle
     Bundle.model_validate(bundle)
     types = [e["resource"]["resourceType"] for e in bundle["entry"]]
-    assert types[0] == "Device" and types[-1] == "Provenance"
+    assert types[0] == "Device"
+    assert types[-1] == "Provenance"
     assert types.count("RiskAssessment") == 1
     assert types.count("Flag") == 3  # iron-deficiency, missing-iron-studies, hypokalemia
     assert types.count("ServiceRequest") == 1
@@ -103,10 +108,13 @@ def test_a_finding_that_is_gone_makes_its_flag_inactive_and_keeps_its_start(know
         "period": {"start": "2026-01-05"},
     }
     result = plan(knowledge, assess(knowledge, LOW_IRON), ExistingState({"hyperkalemia": old_flag}, None, False))
-    changed = next(e for e in result.bundle["entry"] if e["resource"].get("identifier", [{}])[0].get("value") == "p1.hyperkalemia")
+    changed = next(
+        e for e in result.bundle["entry"] if e["resource"].get("identifier", [{}])[0].get("value") == "p1.hyperkalemia"
+    )
     assert changed["resource"]["status"] == "inactive"
     assert changed["resource"]["period"] == {"start": "2026-01-05", "end": "2026-11-25"}
-    assert changed["request"]["method"] == "PUT" and changed["request"]["url"].startswith("Flag?identifier=")
+    assert changed["request"]["method"] == "PUT"
+    assert changed["request"]["url"].startswith("Flag?identifier=")
 
 
 def test_an_active_flag_keeps_its_original_start_date(knowledge: Knowledge) -> None:
@@ -121,22 +129,33 @@ def test_an_active_flag_keeps_its_original_start_date(knowledge: Knowledge) -> N
     }
     result = plan(knowledge, assessment, ExistingState({"hypokalemia": existing_flag}, None, False))
     flag = next(
-        e["resource"] for e in result.bundle["entry"] if e["resource"].get("identifier", [{}])[0].get("value") == "p1.hypokalemia"
+        e["resource"]
+        for e in result.bundle["entry"]
+        if e["resource"].get("identifier", [{}])[0].get("value") == "p1.hypokalemia"
     )
-    assert flag["period"]["start"] == "2026-06-01" and flag["status"] == "active"
+    assert flag["period"]["start"] == "2026-06-01"
+    assert flag["status"] == "active"
 
 
 def test_the_iron_studies_proposal_is_revoked_once_studies_exist(knowledge: Knowledge) -> None:
     complete = [lab(1, "2276-4", 120, "ug/L"), lab(3, "2502-3", 30, "%")]
-    active_request = {"resourceType": "ServiceRequest", "status": "active", "intent": "proposal", "subject": {"reference": "Patient/p1"}}
+    active_request = {
+        "resourceType": "ServiceRequest",
+        "status": "active",
+        "intent": "proposal",
+        "subject": {"reference": "Patient/p1"},
+    }
     result = plan(knowledge, assess(knowledge, complete), ExistingState({}, active_request, True))
     request = next(e["resource"] for e in result.bundle["entry"] if e["resource"]["resourceType"] == "ServiceRequest")
-    assert request["status"] == "revoked" and request["intent"] == "proposal"
+    assert request["status"] == "revoked"
+    assert request["intent"] == "proposal"
 
 
 def test_flag_text_is_short_and_sourced(knowledge: Knowledge) -> None:
     finding = assess(knowledge, LOW_IRON).finding("iron-deficiency")
     assert finding is not None
     text = flag_text(finding)
-    assert text == "RLS screen: Iron deficiency: ferritin 9 ug/L on 2026-10-01 (threshold < 15 ug/L; WHO 2020; AASM 2024)"
+    assert (
+        text == "RLS screen: Iron deficiency: ferritin 9 ug/L on 2026-10-01 (threshold < 15 ug/L; WHO 2020; AASM 2024)"
+    )
     assert len(text) < 140

@@ -4,8 +4,8 @@ Generation streams (``rls_screen.synth.iter_patient_records``): each patient is 
 as it is drawn, so 100k patients never sit in memory at once. This is the only place the synthetic
 panel reads the clock (the default ``--as-of`` is today).
 
-Loading posts transaction Bundles (PUT by id: reloading is idempotent) through ``post_transaction``,
-a small requests-based stand-in until the shared ``rls_screen.fhir_client`` takes over.
+Loading posts transaction Bundles (PUT by id: reloading is idempotent) through the shared
+``FhirClient`` (allowlist, retries, typed errors).
 """
 
 from __future__ import annotations
@@ -19,23 +19,11 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import requests
-from pydantic import ValidationError
 
 from rls_screen import synth
-from rls_screen.errors import (
-    ConfigurationError,
-    FhirError,
-    FhirOperationError,
-    FhirUnavailableError,
-    InputError,
-    ServerNotAllowedError,
-)
+from rls_screen.errors import FhirError, InputError
+from rls_screen.fhir_client import FhirClient
 from rls_screen.settings import get_settings
-
-CONNECT_TIMEOUT_S = 5.0
-READ_TIMEOUT_S = 120.0
-FHIR_JSON = "application/fhir+json"
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -95,7 +83,8 @@ def run(args: argparse.Namespace) -> int:
     per_bundle: int = args.patients_per_bundle
     if not 1 <= per_bundle <= 1000:
         raise InputError(f"--patients-per-bundle must be from 1 to 1000, got {per_bundle}")
-    base_url = _load_target(args.fhir_url) if args.load else None
+    client = FhirClient.from_settings(get_settings(), args.fhir_url) if args.load else None
+    base_url = client.base_url if client is not None else None
     bundle_dir: Path | None = args.bundles
     if bundle_dir is not None:
         _make_dir(bundle_dir)
@@ -119,22 +108,24 @@ def run(args: argparse.Namespace) -> int:
             for _ in counted(records):
                 pass
         else:
-            with requests.Session() as session:
-                for number, bundle in enumerate(synth.chunked_transaction_bundles(counted(records), per_bundle), 1):
-                    if bundle_dir is not None:
-                        _write_bundle(bundle_dir / f"bundle-{number:06d}.json", bundle)
-                        bundles_written += 1
-                    if base_url is not None:
-                        try:
-                            post_transaction(base_url, bundle, session)
-                        except FhirError as error:
-                            raise type(error)(f"bundle {number}: {error}", status=error.status) from error
-                        bundles_posted += 1
+            for number, bundle in enumerate(synth.chunked_transaction_bundles(counted(records), per_bundle), 1):
+                if bundle_dir is not None:
+                    _write_bundle(bundle_dir / f"bundle-{number:06d}.json", bundle)
+                    bundles_written += 1
+                if client is not None:
+                    try:
+                        client.transaction(bundle)
+                    except FhirError as error:
+                        raise type(error)(f"bundle {number}: {error}", status=error.status) from error
+                    bundles_posted += 1
         paths = writer.close() if writer is not None else None
     except BaseException:
         if writer is not None:
             writer.abort()
         raise
+    finally:
+        if client is not None:
+            client.close()
     resources["Group"] += 1
 
     elapsed = time.perf_counter() - started
@@ -166,82 +157,3 @@ def _write_bundle(path: Path, bundle: dict[str, Any]) -> None:
         path.write_bytes(orjson.dumps(bundle) + b"\n")
     except OSError as error:
         raise InputError(f"cannot write {path}: {error.strerror}") from error
-
-
-def _normalise(url: str) -> str:
-    return url.strip().rstrip("/")
-
-
-def _load_target(explicit: str | None) -> str:
-    """The base URL to load into: given, or the setting; it must be the setting or on the allowlist."""
-    try:
-        settings = get_settings()
-    except ValidationError as error:
-        raise ConfigurationError(f"settings are invalid: {error.error_count()} error(s)") from None
-    base_url = _normalise(explicit or settings.fhir_base_url)
-    if not base_url.startswith(("http://", "https://")):
-        raise InputError(f"FHIR base URL must start with http:// or https://, got {base_url!r}")
-    allowed = {_normalise(settings.fhir_base_url)} | {
-        _normalise(url) for url in settings.fhir_allowlist.split(",") if url.strip()
-    }
-    if base_url not in allowed:
-        raise ServerNotAllowedError(
-            f"{base_url} is neither FHIR_BASE_URL nor on RLS_SCREEN_FHIR_ALLOWLIST; no data was sent"
-        )
-    return base_url
-
-
-def post_transaction(base_url: str, bundle: dict[str, Any], session: requests.Session) -> dict[str, Any]:
-    """POST one transaction Bundle to the server root; the transaction-response Bundle, or a FhirError."""
-    headers = {"Content-Type": FHIR_JSON, "Accept": FHIR_JSON}
-    token = _bearer_token()
-    if token is not None:
-        headers["Authorization"] = f"Bearer {token}"
-    try:
-        response = session.post(
-            _normalise(base_url),
-            data=orjson.dumps(bundle),
-            headers=headers,
-            timeout=(CONNECT_TIMEOUT_S, READ_TIMEOUT_S),
-        )
-    except requests.Timeout:
-        raise FhirUnavailableError(f"FHIR server at {base_url} timed out") from None
-    except requests.ConnectionError:
-        raise FhirUnavailableError(f"cannot connect to the FHIR server at {base_url}") from None
-    except requests.RequestException as error:
-        raise FhirUnavailableError(f"request to {base_url} failed: {type(error).__name__}") from None
-    status = response.status_code
-    if status >= 500:
-        raise FhirUnavailableError(f"FHIR server answered HTTP {status}: {_outcome_text(response)}", status=status)
-    if status >= 400:
-        raise FhirOperationError(
-            f"FHIR server refused the transaction (HTTP {status}): {_outcome_text(response)}", status=status
-        )
-    try:
-        body = response.json()
-    except ValueError:
-        raise FhirOperationError(f"FHIR server answered HTTP {status} without JSON", status=status) from None
-    if not isinstance(body, dict) or body.get("resourceType") != "Bundle" or body.get("type") != "transaction-response":
-        raise FhirOperationError(
-            f"FHIR server answered HTTP {status} without a transaction-response Bundle", status=status
-        )
-    return body
-
-
-def _bearer_token() -> str | None:
-    token = get_settings().fhir_bearer_token
-    return token.get_secret_value() if token is not None else None
-
-
-def _outcome_text(response: requests.Response) -> str:
-    """The OperationOutcome's first diagnostics (one line, at most 300 characters), else the reason."""
-    try:
-        body = response.json()
-    except ValueError:
-        return response.reason or "no details"
-    if isinstance(body, dict) and body.get("resourceType") == "OperationOutcome":
-        for issue in body.get("issue") or ():
-            text = issue.get("diagnostics") or (issue.get("details") or {}).get("text")
-            if text:
-                return " ".join(str(text).split())[:300]
-    return response.reason or "no details"

@@ -1,0 +1,303 @@
+"""The data a call needs: from the prefetch when the EHR sent it, else from the EHR's FHIR server.
+
+CDS Hooks 2.0 ("Providing FHIR Resources to a CDS Service"), per prefetch key:
+
+- absent                   -> the EHR did not fill it: read it from ``fhirServer``
+- ``null``                 -> no data exists (an empty list; for the Patient, data unobtainable)
+- an OperationOutcome      -> the EHR's prefetch failed: read it from ``fhirServer``
+- a Bundle with a next link -> the EHR paginated it: follow the links on ``fhirServer``
+
+Reads use the ``fhirAuthorization`` bearer token, and only when ``fhirServer`` is on the module's
+allowlist (FHIR_BASE_URL + RLS_SCREEN_FHIR_ALLOWLIST); next links must lie under that same server,
+so the token never travels elsewhere. When data is needed and cannot be had, ``DataUnavailable``
+(HTTP 412) says which and why, without patient data. Keys are resolved lazily, so a call that
+needs no labs (a patient without RLS) never asks for them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any, Literal
+
+import requests
+
+from rls_screen.cds.errors import DataUnavailable, InvalidRequest
+from rls_screen.engine import Knowledge
+from rls_screen.errors import (
+    FhirAuthError,
+    FhirError,
+    FhirNotFoundError,
+    FhirOperationError,
+    FhirUnavailableError,
+    ServerNotAllowedError,
+)
+from rls_screen.fhir_client import Allowlist, BearerAuth, FhirClient, NoAuth, normalise_base
+from rls_screen.fhir_reader import PAGE_SIZE, condition_codes, observation_codes, observation_search
+
+PATIENT_KEY = "patient"
+CONDITIONS_KEY = "conditions"
+OBSERVATIONS_KEY = "observations"
+MEDICATIONS_KEY = "medications"
+PREFETCH_PAGE_SIZE = "100"
+SEARCH_BUNDLE_TYPES = frozenset({"searchset", "collection"})
+Source = Literal["prefetch", "prefetch+pages", "fetched", "null"]
+log = logging.getLogger(__name__)
+
+
+def prefetch_templates(knowledge: Knowledge) -> dict[str, str]:
+    """Every prefetch template the services use (R4 search syntax; ``_sort=-date``, not ``sort:desc``)."""
+    terminology = knowledge.terminology
+    return {
+        PATIENT_KEY: "Patient/{{context.patientId}}",
+        CONDITIONS_KEY: f"Condition?patient={{{{context.patientId}}}}&code={condition_codes(terminology)}"
+        f"&_count={PAGE_SIZE}",
+        OBSERVATIONS_KEY: f"Observation?patient={{{{context.patientId}}}}&code={observation_codes(terminology)}"
+        f"&_sort=-date&_count={PREFETCH_PAGE_SIZE}",
+        MEDICATIONS_KEY: f"MedicationRequest?patient={{{{context.patientId}}}}&status=active&_count={PAGE_SIZE}",
+    }
+
+
+@dataclass(frozen=True)
+class FhirAccessConfig:
+    """What the service allows when it reads from an EHR's FHIR server."""
+
+    allowlist: Allowlist
+    session: requests.Session
+    connect_timeout_s: float
+    read_timeout_s: float
+    max_retries: int
+    max_pages: int
+
+
+class FhirAccess:
+    """A FhirClient for this call's ``fhirServer``, built on first use; why not, when it cannot be."""
+
+    def __init__(self, config: FhirAccessConfig, fhir_server: str | None, token: str | None) -> None:
+        self._config, self._server, self._token = config, fhir_server, token
+        self._client: FhirClient | None = None
+        self._unavailable: str | None = None
+
+    @property
+    def server(self) -> str | None:
+        return normalise_base(self._server) if self._server else None
+
+    @property
+    def max_pages(self) -> int:
+        return self._config.max_pages
+
+    @property
+    def requests_made(self) -> int:
+        """FHIR requests sent for this call (for the log and the benchmark)."""
+        return self._client.requests_made if self._client is not None else 0
+
+    def client(self, why: str) -> FhirClient:
+        if self._client is not None:
+            return self._client
+        if self._unavailable is None:
+            if self._server is None:
+                self._unavailable = "no fhirServer was given"
+            else:
+                try:
+                    self._client = FhirClient(
+                        self._server,
+                        allowlist=self._config.allowlist,
+                        auth=BearerAuth(self._token) if self._token else NoAuth(),
+                        session=self._config.session,
+                        connect_timeout_s=self._config.connect_timeout_s,
+                        read_timeout_s=self._config.read_timeout_s,
+                        max_retries=self._config.max_retries,
+                        max_pages=self._config.max_pages,
+                        backoff_s=0.2,
+                    )
+                    return self._client
+                except ServerNotAllowedError:
+                    self._unavailable = "fhirServer is not on this service's FHIR allowlist"
+        raise DataUnavailable(f"{why} is needed, was not prefetched, and cannot be read: {self._unavailable}")
+
+
+def _fhir_failure(error: FhirError) -> str:
+    """A PHI-free description (server messages may quote ids, so they are not passed on)."""
+    if isinstance(error, FhirAuthError):
+        return "the FHIR server refused the access token"
+    if isinstance(error, FhirNotFoundError):
+        return "the FHIR server does not have it"
+    if isinstance(error, FhirUnavailableError):
+        return "the FHIR server did not answer in time or failed"
+    if isinstance(error, ServerNotAllowedError):
+        return "a link pointed outside the allowed FHIR server"
+    if isinstance(error, FhirOperationError):
+        return f"the FHIR server rejected the request (HTTP {error.status or '4xx'})"
+    return "reading from the FHIR server failed"
+
+
+@dataclass
+class PatientDataResolver:
+    """Resolves the four data sets of one call, each at most once."""
+
+    patient_id: str
+    prefetch: Mapping[str, Any] | None
+    access: FhirAccess
+    knowledge: Knowledge
+    as_of: date
+    sources: dict[str, Source] = field(default_factory=dict)
+    _cache: dict[str, Any] = field(default_factory=dict)
+
+    # --- the four data sets -----------------------------------------------------------------------
+
+    def patient(self) -> Mapping[str, Any]:
+        if PATIENT_KEY in self._cache:
+            return dict(self._cache[PATIENT_KEY])
+        value = self._prefetched(PATIENT_KEY)
+        if value is None and self._has_null(PATIENT_KEY):
+            raise DataUnavailable("the Patient is needed and the prefetch says it does not exist")
+        if value is None:
+            patient = self._read_patient()
+        else:
+            if value.get("resourceType") != "Patient":
+                raise InvalidRequest("prefetch 'patient' is not a Patient resource")
+            if value.get("id") != self.patient_id:
+                raise InvalidRequest("prefetch 'patient' is not the Patient of context.patientId")
+            patient = value
+            self.sources[PATIENT_KEY] = "prefetch"
+        self._cache[PATIENT_KEY] = patient
+        return patient
+
+    def conditions(self) -> list[Mapping[str, Any]]:
+        params = {
+            "subject": f"Patient/{self.patient_id}",
+            "code": condition_codes(self.knowledge.terminology),
+            "_count": PAGE_SIZE,
+        }
+        return self._search_key(CONDITIONS_KEY, "Condition", params, "the patient's Conditions")
+
+    def observations(self) -> list[Mapping[str, Any]]:
+        params = observation_search(self.patient_id, self.knowledge, self.as_of)
+        return self._search_key(OBSERVATIONS_KEY, "Observation", params, "the patient's lab Observations")
+
+    def medications(self) -> list[Mapping[str, Any]] | None:
+        """Active MedicationRequests; optional: None when neither prefetched nor readable."""
+        params = {"subject": f"Patient/{self.patient_id}", "status": "active", "_count": PAGE_SIZE}
+        try:
+            return self._search_key(MEDICATIONS_KEY, "MedicationRequest", params, "the patient's medications")
+        except DataUnavailable as error:
+            log.info("cds: medications not available, aggravating-medication check skipped (%s)", error.message)
+            return None
+
+    # --- mechanics --------------------------------------------------------------------------------
+
+    def _has_null(self, key: str) -> bool:
+        return self.prefetch is not None and key in self.prefetch and self.prefetch[key] is None
+
+    def _prefetched(self, key: str) -> Mapping[str, Any] | None:
+        """The usable prefetch value, or None when absent, null or an OperationOutcome (failed)."""
+        if self.prefetch is None or key not in self.prefetch:
+            return None
+        value = self.prefetch[key]
+        if value is None:
+            return None
+        if not isinstance(value, Mapping):
+            raise InvalidRequest(f"prefetch '{key}' is not a FHIR resource")
+        if value.get("resourceType") == "OperationOutcome":
+            log.info("cds: prefetch '%s' is an OperationOutcome (the EHR's prefetch failed): reading it", key)
+            return None
+        return value
+
+    def _search_key(
+        self, key: str, resource_type: str, params: Mapping[str, str], why: str
+    ) -> list[Mapping[str, Any]]:
+        if key in self._cache:
+            return list(self._cache[key])
+        if self._has_null(key):
+            self.sources[key] = "null"
+            resources: list[Mapping[str, Any]] = []
+        else:
+            value = self._prefetched(key)
+            if value is None:
+                resources = self._search(resource_type, params, why)
+                self.sources[key] = "fetched"
+            else:
+                resources = self._from_bundle(key, value, resource_type, why)
+        self._cache[key] = resources
+        return list(resources)
+
+    def _from_bundle(
+        self, key: str, bundle: Mapping[str, Any], resource_type: str, why: str
+    ) -> list[Mapping[str, Any]]:
+        if bundle.get("resourceType") != "Bundle" or bundle.get("type", "searchset") not in SEARCH_BUNDLE_TYPES:
+            raise InvalidRequest(f"prefetch '{key}' is not a searchset Bundle")
+        resources = list(_entries(bundle, resource_type))
+        next_url = _next_link(bundle)
+        if next_url is None:
+            self.sources[key] = "prefetch"
+            return resources
+        client = self.access.client(f"{why} (the rest of a paginated prefetch)")
+        server = self.access.server or ""
+        pages = 1
+        try:
+            while next_url is not None:
+                if not (normalise_base(next_url) + "/").startswith(server + "/"):
+                    raise DataUnavailable(f"prefetch '{key}': a next link points outside fhirServer")
+                pages += 1
+                if pages > self.access.max_pages:
+                    raise DataUnavailable(f"prefetch '{key}': more than {pages - 1} pages")
+                page = client.request("GET", next_url).json()
+                if not isinstance(page, Mapping) or page.get("resourceType") != "Bundle":
+                    raise DataUnavailable(f"prefetch '{key}': a next page is not a Bundle")
+                resources.extend(_entries(page, resource_type))
+                next_url = _next_link(page)
+        except FhirError as error:
+            raise DataUnavailable(f"{why}: {_fhir_failure(error)}") from error
+        except ValueError as error:
+            raise DataUnavailable(f"{why}: a next page is not JSON") from error
+        self.sources[key] = "prefetch+pages"
+        return resources
+
+    def _search(self, resource_type: str, params: Mapping[str, str], why: str) -> list[Mapping[str, Any]]:
+        client = self.access.client(why)
+        try:
+            return [r for r in client.search(resource_type, params) if r.get("resourceType") == resource_type]
+        except FhirError as error:
+            raise DataUnavailable(f"{why}: {_fhir_failure(error)}") from error
+        except ValueError as error:
+            raise DataUnavailable(f"{why}: the FHIR server's answer is not JSON") from error
+
+    def _read_patient(self) -> Mapping[str, Any]:
+        client = self.access.client("the Patient")
+        try:
+            patient = client.read("Patient", self.patient_id)
+        except FhirError as error:
+            raise DataUnavailable(f"the Patient: {_fhir_failure(error)}") from error
+        except ValueError as error:
+            raise DataUnavailable("the Patient: the FHIR server's answer is not JSON") from error
+        if not isinstance(patient, Mapping) or patient.get("resourceType") != "Patient":
+            raise DataUnavailable("the Patient: the FHIR server did not return a Patient")
+        self.sources[PATIENT_KEY] = "fetched"
+        return patient
+
+
+def _entries(bundle: Mapping[str, Any], resource_type: str) -> Iterator[Mapping[str, Any]]:
+    entries = bundle.get("entry") or []
+    if not isinstance(entries, list):
+        return
+    for entry in entries:
+        if not isinstance(entry, Mapping):
+            continue
+        search = entry.get("search")
+        if isinstance(search, Mapping) and search.get("mode") == "outcome":
+            continue
+        resource = entry.get("resource")
+        if isinstance(resource, Mapping) and resource.get("resourceType") == resource_type:
+            yield resource
+
+
+def _next_link(bundle: Mapping[str, Any]) -> str | None:
+    links = bundle.get("link") or []
+    if not isinstance(links, list):
+        return None
+    for link in links:
+        if isinstance(link, Mapping) and link.get("relation") == "next" and isinstance(link.get("url"), str):
+            return str(link["url"])
+    return None
