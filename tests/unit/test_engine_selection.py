@@ -330,3 +330,31 @@ def test_duplicate_resource_counts_once() -> None:
     assessment = assess([ferritin, dict(ferritin)])
     [finding] = [f for f in assessment.findings if f.code == "iron-deficiency"]
     assert finding.basis == (ref(ferritin),)
+
+
+# --- section 6: local lab codes count only through an exact ConceptMap mapping -------------------------
+
+LOCAL = "https://lab.example-hospital.org/codes"
+
+
+@pytest.mark.parametrize(
+    ("local_code", "deficient"),
+    [
+        ("FERR", True),  # equivalent to LOINC 2276-4
+        ("FERR-POC", False),  # mapped 'inexact': a guess, not used
+        ("UNKNOWN", False),
+    ],
+)
+def test_local_code_maps_through_conceptmap(local_code: str, deficient: bool) -> None:
+    ferritin = obs(local_code, 10, "ug/L", code_system=LOCAL)
+    assessment = assess([ferritin])
+    assert (assessment.finding("iron-deficiency") is not None) is deficient
+    if not deficient:
+        assert reasons_for(assessment, ferritin) == ["unknown-code"]
+
+
+def test_local_egfr_code_keeps_its_loinc_precedence() -> None:
+    # EGFR21 maps to 98979-8 (tier 1): on the same day it beats a tier-3 code, and loses to tier 0
+    local = obs("EGFR21", 50, EGFR_UNIT, code_system=LOCAL, days_ago=5, at="08:00:00")
+    assert assess([local, obs(EGFR_TIER_3[0], 95, EGFR_UNIT, days_ago=5, at="20:00:00")]).gfr_category == "G3a"
+    assert assess([local, obs(EGFR_TIER_0[0], 95, EGFR_UNIT, days_ago=5, at="07:00:00")]).gfr_category == "G1"

@@ -1,0 +1,400 @@
+"""The FastAPI application: routes, authentication, deadline, errors as OperationOutcome.
+
+``create_app`` wires settings, knowledge and the feedback store into one app; nothing is built at
+import. Routes:
+
+- ``GET /cds-services``: discovery (JWT required, like every CDS call)
+- ``POST /cds-services/{id}``: one route per service, each with its hook's request model
+- ``POST /cds-services/{id}/feedback``: feedback, stored in SQLite
+- ``GET /health`` (liveness) and ``GET /ready`` (knowledge loaded, database answers); no JWT
+
+Every request ends in a CDS Hooks response or a 4xx with an OperationOutcome: validation errors
+are 400, unknown paths 404, oversized bodies 413, missing data 412, a bad JWT a bare 401. A last
+ASGI guard turns anything unexpected into a 500 OperationOutcome without echoing the error. A call
+that outlives RLS_SCREEN_CDS_DEADLINE_MS answers ``{"cards": []}`` and logs why. Logs carry the
+service, hook, hookInstance, counts and timings: never tokens, patient ids or clinical values.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import traceback
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import orjson
+import requests
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from requests.adapters import HTTPAdapter
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from rls_screen import __version__
+from rls_screen.cds.auth import DEV_MODE_CLIENT, JwksCache, JwtVerifier, VerifiedClient, load_trusted_issuers
+from rls_screen.cds.errors import AuthenticationFailed, CdsError, operation_outcome, operation_outcome_issues
+from rls_screen.cds.feedback import FeedbackStore
+from rls_screen.cds.models import (
+    CdsResponse,
+    Discovery,
+    FeedbackRequest,
+    HookRequest,
+    OperationOutcome,
+    OrderSelectRequest,
+    OrderSignRequest,
+    PatientViewRequest,
+)
+from rls_screen.cds.orders import load_drug_catalog
+from rls_screen.cds.prefetch import FhirAccessConfig
+from rls_screen.cds.runtime import CdsRuntime
+from rls_screen.cds.services import (
+    ORDER_SELECT_SERVICE,
+    ORDER_SIGN_SERVICE,
+    PATIENT_VIEW_SERVICE,
+    SERVICES_BY_ID,
+    discovery,
+)
+from rls_screen.cds.settings import CdsSettings, get_cds_settings
+from rls_screen.engine import Knowledge, load_knowledge
+from rls_screen.errors import ConfigurationError
+from rls_screen.fhir_client import Allowlist
+from rls_screen.settings import Settings, get_settings
+
+FHIR_JSON = "application/fhir+json"
+log = logging.getLogger("rls_screen.cds")
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": OperationOutcome, "description": text}
+    for status, text in (
+        (400, "Malformed request (OperationOutcome)"),
+        (404, "No such service"),
+        (412, "Data needed but not obtainable (CDS Hooks 2.0)"),
+        (413, "Request body too large"),
+    )
+}
+ERROR_RESPONSES[401] = {"description": "JWT missing or not acceptable (bare 401, no body)"}
+
+
+def json_response(content: Any, status: int = 200, media_type: str = "application/json") -> Response:
+    return Response(orjson.dumps(content), status_code=status, media_type=media_type)
+
+
+def outcome_response(status: int, code: str, diagnostics: str) -> Response:
+    return json_response(operation_outcome(code, diagnostics), status, FHIR_JSON)
+
+
+def unauthorized() -> Response:
+    return Response(status_code=401, headers={"WWW-Authenticate": "Bearer"})
+
+
+# --- ASGI guards (outermost first: catch-all, then body size) ---------------------------------------
+
+
+class CatchAllMiddleware:
+    """Anything unexpected becomes a 500 OperationOutcome; the log gets the type and the frames only."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as error:  # noqa: BLE001 - the last guard must catch everything
+            frames = "".join(traceback.format_tb(error.__traceback__))
+            log.error("cds: unhandled %s on %s\n%s", type(error).__name__, scope.get("path", "?"), frames)
+            if not started:
+                response = outcome_response(500, "exception", "internal error; the service log has details")
+                await response(scope, receive, send)
+
+
+class BodySizeLimitMiddleware:
+    """413 with an OperationOutcome for bodies over the limit, by Content-Length or by counting."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        too_large = outcome_response(413, "too-costly", f"request body exceeds {self.max_bytes} bytes")
+        for name, value in scope.get("headers", []):
+            if name == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    await outcome_response(400, "invalid", "Content-Length is not a number")(scope, receive, send)
+                    return
+                if declared > self.max_bytes:
+                    await too_large(scope, receive, send)
+                    return
+        received = 0
+
+        async def counting_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise _BodyTooLarge
+            return message
+
+        try:
+            await self.app(scope, counting_receive, send)
+        except _BodyTooLarge:
+            await too_large(scope, receive, send)
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+# --- the app ---------------------------------------------------------------------------------------
+
+
+def _verifier(settings: CdsSettings, session: requests.Session) -> JwtVerifier | None:
+    if settings.cds_dev_mode:
+        log.warning(
+            "cds: DEVELOPMENT MODE - JWT verification is OFF; every caller is trusted. "
+            "Never run RLS_SCREEN_CDS_DEV_MODE=true with real patient data."
+        )
+        return None
+    if settings.public_url is None:
+        raise ConfigurationError("RLS_SCREEN_PUBLIC_URL is required (a JWT's aud is checked against it)")
+    if settings.cds_trusted_issuers_file is None:
+        raise ConfigurationError("RLS_SCREEN_CDS_TRUSTED_ISSUERS_FILE is required (or enable dev mode)")
+    return JwtVerifier(
+        issuers=load_trusted_issuers(settings.cds_trusted_issuers_file),
+        public_url=settings.public_url,
+        jku_allowlist=settings.jku_allowlist,
+        jwks_cache=JwksCache(session, settings.cds_jwks_cache_s),
+        leeway_s=settings.cds_jwt_leeway_s,
+        max_lifetime_s=settings.cds_jwt_max_lifetime_s,
+    )
+
+
+def _session() -> requests.Session:
+    session = requests.Session()
+    adapter = HTTPAdapter(pool_connections=8, pool_maxsize=64, max_retries=0)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
+
+
+def _route_path(request: Request) -> str:
+    """The path as routed (without a proxy's root_path): what follows RLS_SCREEN_PUBLIC_URL."""
+    path: str = request.scope.get("path", "")
+    root: str = request.scope.get("root_path", "")
+    return path[len(root) :] if root and path.startswith(root) else path
+
+
+def authenticated(request: Request) -> VerifiedClient:
+    """The verified caller; a FastAPI dependency run in a worker thread (it may fetch a JWK Set)."""
+    verifier: JwtVerifier | None = request.app.state.verifier
+    if verifier is None:
+        return DEV_MODE_CLIENT
+    return verifier.verify(request.headers.get("authorization"), _route_path(request))
+
+
+Client = Annotated[VerifiedClient, Depends(authenticated)]
+
+
+def create_app(
+    settings: CdsSettings | None = None,
+    base_settings: Settings | None = None,
+    *,
+    knowledge: Knowledge | None = None,
+    clock: Callable[[], datetime] | None = None,
+) -> FastAPI:
+    """Build the service; every dependency may be injected (tests pass their own settings and clock)."""
+    settings = settings or get_cds_settings()
+    base_settings = base_settings or get_settings()
+    knowledge = knowledge or load_knowledge(base_settings.conceptmap_dir)
+    session = _session()
+    verifier = _verifier(settings, session)
+    salt = settings.cds_subject_salt.get_secret_value() if settings.cds_subject_salt else "rls-screen"
+    if settings.cds_subject_salt is None and not settings.cds_dev_mode:
+        log.warning("cds: RLS_SCREEN_CDS_SUBJECT_SALT is not set; patient keys in the feedback database use a default salt")
+    deadline = min(settings.cds_deadline_ms / 1000, 60.0)
+    runtime = CdsRuntime(
+        knowledge=knowledge,
+        settings=settings,
+        store=FeedbackStore(settings.feedback_db_path(base_settings.state_dir), salt=salt),
+        access_config=FhirAccessConfig(
+            allowlist=Allowlist.from_settings(base_settings),
+            session=session,
+            connect_timeout_s=min(base_settings.fhir_connect_timeout_s, deadline),
+            read_timeout_s=min(base_settings.fhir_read_timeout_s, deadline),
+            max_retries=settings.cds_fhir_max_retries,
+            max_pages=base_settings.fhir_max_pages,
+        ),
+        catalog=load_drug_catalog(knowledge.terminology),
+        clock=clock or (lambda: datetime.now(UTC)),
+    )
+    discovery_body = discovery(knowledge).model_dump(mode="json", exclude_none=True)
+
+    app = FastAPI(
+        title="rls-screen CDS Hooks service",
+        version=__version__,
+        description="CDS Hooks 2.0 services screening RLS patients for treatable secondary causes.",
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.runtime = runtime
+    app.state.verifier = verifier
+
+    # --- errors ---------------------------------------------------------------------------------
+
+    async def on_validation_error(request: Request, error: Exception) -> Response:
+        issues = []
+        for item in error.errors() if isinstance(error, RequestValidationError) else []:
+            where = ".".join(str(part) for part in item.get("loc", ()) if part != "body") or "body"
+            issues.append(("invalid", f"{where}: {item.get('msg', 'invalid')}"[:300]))
+        log.info("cds: %s %s -> 400 (%d validation issue(s))", request.method, _route_path(request), len(issues))
+        return json_response(operation_outcome_issues(issues[:20] or [("invalid", "invalid request")]), 400, FHIR_JSON)
+
+    async def on_http_error(request: Request, error: Exception) -> Response:
+        status = error.status_code if isinstance(error, StarletteHTTPException) else 500
+        text = {404: "no such endpoint", 405: "method not allowed"}.get(status, "request refused")
+        code = {404: "not-found", 405: "not-supported"}.get(status, "invalid" if status < 500 else "exception")
+        return outcome_response(status, code, text)
+
+    async def on_cds_error(request: Request, error: Exception) -> Response:
+        if not isinstance(error, CdsError):
+            return outcome_response(500, "exception", "internal error")
+        log.info("cds: %s -> %d: %s", _route_path(request), error.status, error.message)
+        return outcome_response(error.status, error.issue_code, error.message)
+
+    async def on_auth_error(request: Request, error: Exception) -> Response:
+        reason = error.reason if isinstance(error, AuthenticationFailed) else "rejected"
+        log.info("cds: 401 on %s: %s", _route_path(request), reason)
+        return unauthorized()
+
+    app.add_exception_handler(RequestValidationError, on_validation_error)
+    app.add_exception_handler(StarletteHTTPException, on_http_error)
+    app.add_exception_handler(CdsError, on_cds_error)
+    app.add_exception_handler(AuthenticationFailed, on_auth_error)
+
+    async def run_call(service_id: str, body: HookRequest) -> Response:
+        started = time.perf_counter()
+        try:
+            outcome = await asyncio.wait_for(run_in_threadpool(runtime.call, service_id, body), timeout=deadline)
+        except TimeoutError:
+            log.warning(
+                "cds: %s hookInstance=%s passed the %d ms deadline: answered no cards",
+                service_id,
+                body.hookInstance,
+                settings.cds_deadline_ms,
+            )
+            return json_response({"cards": []})
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        log.info(
+            "cds: %s %s hookInstance=%s cards=%d suppressed=%d data=%s fhir_requests=%d in %.0f ms",
+            service_id,
+            body.hook,
+            body.hookInstance,
+            len(outcome.response.cards),
+            outcome.suppressed,
+            ",".join(f"{k}:{v}" for k, v in sorted(outcome.sources.items())) or "-",
+            outcome.fhir_requests,
+            elapsed_ms,
+        )
+        return json_response(outcome.response.model_dump(mode="json", exclude_none=True))
+
+    # --- routes ---------------------------------------------------------------------------------
+
+    @app.get("/cds-services", response_model=Discovery, responses=ERROR_RESPONSES, tags=["CDS Hooks"])
+    async def get_discovery(client: Client) -> Response:
+        return json_response(discovery_body)
+
+    @app.post(
+        f"/cds-services/{PATIENT_VIEW_SERVICE}",
+        response_model=CdsResponse,
+        responses=ERROR_RESPONSES,
+        tags=["CDS Hooks"],
+        summary=SERVICES_BY_ID[PATIENT_VIEW_SERVICE].title,
+    )
+    async def patient_view(body: PatientViewRequest, client: Client) -> Response:
+        return await run_call(PATIENT_VIEW_SERVICE, body)
+
+    @app.post(
+        f"/cds-services/{ORDER_SELECT_SERVICE}",
+        response_model=CdsResponse,
+        responses=ERROR_RESPONSES,
+        tags=["CDS Hooks"],
+        summary=SERVICES_BY_ID[ORDER_SELECT_SERVICE].title,
+    )
+    async def order_select(body: OrderSelectRequest, client: Client) -> Response:
+        return await run_call(ORDER_SELECT_SERVICE, body)
+
+    @app.post(
+        f"/cds-services/{ORDER_SIGN_SERVICE}",
+        response_model=CdsResponse,
+        responses=ERROR_RESPONSES,
+        tags=["CDS Hooks"],
+        summary=SERVICES_BY_ID[ORDER_SIGN_SERVICE].title,
+    )
+    async def order_sign(body: OrderSignRequest, client: Client) -> Response:
+        return await run_call(ORDER_SIGN_SERVICE, body)
+
+    def feedback_route(service_id: str) -> Callable[[FeedbackRequest, VerifiedClient], Awaitable[Response]]:
+        async def post_feedback(body: FeedbackRequest, client: Client) -> Response:
+            count = await run_in_threadpool(runtime.feedback, service_id, body)
+            log.info("cds: feedback for %s: %d item(s) stored", service_id, count)
+            return json_response({})
+
+        return post_feedback
+
+    for service_id in SERVICES_BY_ID:
+        app.add_api_route(
+            f"/cds-services/{service_id}/feedback",
+            feedback_route(service_id),
+            methods=["POST"],
+            responses=ERROR_RESPONSES,
+            tags=["CDS Hooks"],
+            summary=f"Feedback on {service_id} cards",
+        )
+
+    @app.get("/health", tags=["Operations"])
+    async def health() -> Response:
+        return json_response({"status": "ok"})
+
+    @app.get("/ready", tags=["Operations"])
+    async def ready() -> Response:
+        database = await run_in_threadpool(runtime.store.ping)
+        checks = {
+            "knowledge": f"rule set {knowledge.ruleset.version}",
+            "feedback-db": "ok" if database else "unavailable",
+            "jwt": "dev mode (verification off)" if verifier is None else "verifying",
+        }
+        return json_response({"status": "ready" if database else "not ready", "checks": checks}, 200 if database else 503)
+
+    # Outermost last: CORS answers preflights before anything else; the catch-all wraps the rest.
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.cds_max_body_bytes)
+    app.add_middleware(CatchAllMiddleware)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["GET", "POST", "OPTIONS"],
+            allow_headers=["Authorization", "Content-Type"],
+            max_age=600,
+        )
+    log.info("cds: %d services ready (rule set %s)", len(SERVICES_BY_ID), knowledge.ruleset.version)
+    return app

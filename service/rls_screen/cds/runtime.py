@@ -1,0 +1,205 @@
+"""One CDS call from request to response: data, engine, cards, suppression, feedback.
+
+``CdsRuntime`` holds what lives for the process (knowledge, drug catalogue, feedback store, the
+pooled HTTP session, the clock); ``call`` is synchronous and runs in a worker thread under the
+request deadline (see ``app``). The clinical decision is the engine's (``evaluate``); this module
+only decides which data to ask for, in which order, and which cards survive suppression.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from rls_screen.cds.cards import CardBuilder, CardDraft
+from rls_screen.cds.feedback import FeedbackStore, IssuedCard, window_start
+from rls_screen.cds.models import (
+    Action,
+    CdsResponse,
+    FeedbackRequest,
+    HookRequest,
+    OrderSelectRequest,
+    OrderSignRequest,
+    PatientViewRequest,
+)
+from rls_screen.cds.orders import DrugCatalog, OrderMatch, draft_medications
+from rls_screen.cds.prefetch import FhirAccess, FhirAccessConfig, PatientDataResolver
+from rls_screen.cds.services import ORDER_SELECT_SERVICE, ORDER_SIGN_SERVICE, PATIENT_VIEW_SERVICE
+from rls_screen.cds.settings import CdsSettings
+from rls_screen.codesets import value_set_url
+from rls_screen.engine import ACTIVE_CLINICAL_STATUSES, REFUTED_VERIFICATION, Knowledge, evaluate
+from rls_screen.model import Assessment
+from rls_screen.observations import codings_of
+from rls_screen.patient_data import group_resources
+
+RLS_CONDITION_VALUE_SET = value_set_url("rls-condition")
+IRON_FINDING_PRIORITY = ("iron-deficiency", "iron-insufficient-for-rls", "missing-iron-studies")
+log = logging.getLogger("rls_screen.cds")
+
+
+@dataclass(frozen=True)
+class CallOutcome:
+    response: CdsResponse
+    sources: Mapping[str, str]
+    fhir_requests: int
+    suppressed: int
+
+
+def has_active_rls(conditions: Sequence[Mapping[str, Any]], knowledge: Knowledge) -> bool:
+    """An active (not refuted) Condition coded in ValueSet rls-condition (SNOMED CT 32914008, ICD-10-CM G25.81)."""
+    terminology = knowledge.terminology
+    for condition in conditions:
+        if not terminology.contains(RLS_CONDITION_VALUE_SET, codings_of(condition.get("code"))):
+            continue
+        clinical = {code for _, code in codings_of(condition.get("clinicalStatus"))}
+        verification = {code for _, code in codings_of(condition.get("verificationStatus"))}
+        if clinical & ACTIVE_CLINICAL_STATUSES and not verification & REFUTED_VERIFICATION:
+            return True
+    return False
+
+
+class CdsRuntime:
+    def __init__(
+        self,
+        *,
+        knowledge: Knowledge,
+        settings: CdsSettings,
+        store: FeedbackStore,
+        access_config: FhirAccessConfig,
+        catalog: DrugCatalog,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.knowledge, self.settings, self.store = knowledge, settings, store
+        self.access_config, self.catalog, self.clock = access_config, catalog, clock
+        self._last_prune = 0.0
+
+    # --- entry points -----------------------------------------------------------------------------
+
+    def call(self, service_id: str, request: HookRequest) -> CallOutcome:
+        now = self.clock()
+        token = request.fhirAuthorization.access_token.get_secret_value() if request.fhirAuthorization else None
+        resolver = PatientDataResolver(
+            patient_id=request.context.patientId,
+            prefetch=request.prefetch,
+            access=FhirAccess(self.access_config, request.fhirServer, token),
+            knowledge=self.knowledge,
+            as_of=now.date(),
+        )
+        builder = CardBuilder(self.knowledge, service_id, str(request.hookInstance))
+        system_actions: list[Action] = []
+        if isinstance(request, PatientViewRequest) and service_id == PATIENT_VIEW_SERVICE:
+            drafts, system_actions = self._patient_view(resolver, builder)
+        elif isinstance(request, OrderSelectRequest) and service_id == ORDER_SELECT_SERVICE:
+            drafts = self._orders(resolver, builder, request.context.draftOrders, request.context.selections)
+        elif isinstance(request, OrderSignRequest) and service_id == ORDER_SIGN_SERVICE:
+            drafts = self._orders(resolver, builder, request.context.draftOrders, None)
+        else:  # the app routes each service to its own request model; this is a wiring error
+            raise RuntimeError(f"service {service_id} cannot take a {request.hook} request")
+        shown, suppressed = self._apply_suppression(service_id, request.context.patientId, drafts, now)
+        self._maybe_prune(now)
+        response = CdsResponse(cards=[d.card for d in shown], systemActions=system_actions or None)
+        return CallOutcome(response, dict(resolver.sources), resolver.access.requests_made, suppressed)
+
+    def feedback(self, service_id: str, body: FeedbackRequest) -> int:
+        return self.store.add_feedback(service_id, body.feedback, self.clock())
+
+    # --- services ---------------------------------------------------------------------------------
+
+    def _assess(self, resolver: PatientDataResolver, *, with_medications: bool) -> Assessment:
+        patient = resolver.patient()
+        conditions = resolver.conditions()
+        observations = resolver.observations()
+        medications = (resolver.medications() or []) if with_medications else []
+        data = group_resources(patient, [*observations, *conditions, *medications])
+        return evaluate(
+            data.facts(),
+            data.observations,
+            as_of=resolver.as_of,
+            knowledge=self.knowledge,
+            conditions=data.conditions,
+            procedures=data.procedures,
+            medications=data.medications,
+        )
+
+    def _patient_view(
+        self, resolver: PatientDataResolver, builder: CardBuilder
+    ) -> tuple[list[CardDraft], list[Action]]:
+        if not has_active_rls(resolver.conditions(), self.knowledge):
+            return [], []
+        assessment = self._assess(resolver, with_medications=True)
+        actions = builder.system_actions(assessment) if self.settings.cds_system_actions else []
+        return builder.patient_view(assessment), actions
+
+    def _orders(
+        self,
+        resolver: PatientDataResolver,
+        builder: CardBuilder,
+        draft_orders: Any,
+        selections: Sequence[str] | None,
+    ) -> list[CardDraft]:
+        matches = [m for m in (self.catalog.match(o) for o in draft_medications(draft_orders, selections)) if m]
+        if not matches:
+            return []
+        rls = has_active_rls(resolver.conditions(), self.knowledge)
+        rls_condition = self.knowledge.terminology.value_sets[RLS_CONDITION_VALUE_SET]
+        drafts: list[CardDraft] = []
+        assessment: Assessment | None = None
+        for match in matches:
+            for_rls = rls or any(coding in rls_condition for coding in match.order.reason_codings)
+            if not for_rls:
+                continue
+            drafts.extend(self._aggravating_cards(builder, match))
+            treatment = [d for d in match.drugs if d.kind in ("dopaminergic", "alpha2delta")]
+            if not treatment:
+                continue
+            if assessment is None:
+                assessment = self._assess(resolver, with_medications=False)
+            iron = next(
+                (f for code in IRON_FINDING_PRIORITY for f in assessment.findings if f.code == code), None
+            )
+            drug = treatment[0]
+            if iron is not None:
+                drafts.append(builder.iron_first_card(assessment, match, drug, iron))
+            elif drug.kind == "dopaminergic":
+                drafts.append(builder.augmentation_card(match, drug))
+        return _unique_keys(drafts)
+
+    @staticmethod
+    def _aggravating_cards(builder: CardBuilder, match: OrderMatch) -> list[CardDraft]:
+        return [builder.aggravating_order_card(match, d) for d in match.drugs if d.kind == "aggravating"]
+
+    # --- suppression ------------------------------------------------------------------------------
+
+    def _apply_suppression(
+        self, service_id: str, patient_id: str, drafts: list[CardDraft], now: datetime
+    ) -> tuple[list[CardDraft], int]:
+        if not drafts:
+            return [], 0
+        subject = self.store.subject_key(patient_id)
+        suppressed: set[str] = set()
+        if self.settings.cds_override_suppression_days > 0:
+            since = window_start(now, self.settings.cds_override_suppression_days)
+            suppressed = self.store.suppressed(subject, [(d.key, d.signature) for d in drafts], since)
+        shown = [d for d in drafts if d.key not in suppressed]
+        self.store.record_cards(
+            [IssuedCard(d.card.uuid or "", service_id, subject, d.key, d.signature) for d in shown], now
+        )
+        return shown, len(drafts) - len(shown)
+
+    def _maybe_prune(self, now: datetime) -> None:
+        if time.monotonic() - self._last_prune < 3600:
+            return
+        self._last_prune = time.monotonic()
+        self.store.prune(window_start(now, self.settings.cds_override_suppression_days + 30))
+
+
+def _unique_keys(drafts: list[CardDraft]) -> list[CardDraft]:
+    """One card per key (two orders of the same drug give one card)."""
+    seen: dict[str, CardDraft] = {}
+    for draft in drafts:
+        seen.setdefault(draft.key, draft)
+    return list(seen.values())
