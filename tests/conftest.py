@@ -26,7 +26,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         parts = Path(str(item.fspath)).relative_to(REPO).parts
         if "unit" in parts:
             item.add_marker(pytest.mark.unit)
-        elif "net" in parts:
+        elif "net" in parts or "deploy" in parts:
             item.add_marker(pytest.mark.net)
         elif "fhir" in parts or "e2e" in parts:
             item.add_marker(pytest.mark.fhir)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import date, timedelta
 from functools import cache
 from typing import Any
@@ -125,7 +125,7 @@ def obs(
     }
     if status is not None:
         resource["status"] = status
-    _effective(resource, day(days_ago, as_of), at, effective, as_of)
+    _effective(resource, day(days_ago, as_of), at, effective)
     if value is not None:
         quantity: dict[str, Any] = {"value": value}
         if comparator is not None:
@@ -305,7 +305,3 @@ def outcome(assessment: Assessment) -> tuple[tuple[tuple[str, str | None], ...],
         assessment.iron_band,
         assessment.gfr_category,
     )
-
-
-def all_codes(findings: Iterable[Finding]) -> list[str]:
-    return [f.code for f in findings]

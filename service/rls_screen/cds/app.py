@@ -38,7 +38,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from rls_screen import __version__
 from rls_screen.cds.auth import DEV_MODE_CLIENT, JwksCache, JwtVerifier, VerifiedClient, load_trusted_issuers
-from rls_screen.cds.errors import AuthenticationFailed, CdsError, operation_outcome, operation_outcome_issues
+from rls_screen.cds.errors import AuthenticationError, CdsError, operation_outcome, operation_outcome_issues
 from rls_screen.cds.feedback import FeedbackStore
 from rls_screen.cds.models import (
     CdsResponse,
@@ -115,7 +115,7 @@ class CatchAllMiddleware:
 
         try:
             await self.app(scope, receive, tracking_send)
-        except Exception as error:  # noqa: BLE001 - the last guard must catch everything
+        except Exception as error:  # the last guard must catch everything
             frames = "".join(traceback.format_tb(error.__traceback__))
             log.error("cds: unhandled %s on %s\n%s", type(error).__name__, scope.get("path", "?"), frames)
             if not started:
@@ -152,16 +152,16 @@ class BodySizeLimitMiddleware:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
-                    raise _BodyTooLarge
+                    raise _BodyTooLargeError
             return message
 
         try:
             await self.app(scope, counting_receive, send)
-        except _BodyTooLarge:
+        except _BodyTooLargeError:
             await too_large(scope, receive, send)
 
 
-class _BodyTooLarge(Exception):
+class _BodyTooLargeError(Exception):
     pass
 
 
@@ -230,7 +230,9 @@ def create_app(
     verifier = _verifier(settings, session)
     salt = settings.cds_subject_salt.get_secret_value() if settings.cds_subject_salt else "rls-screen"
     if settings.cds_subject_salt is None and not settings.cds_dev_mode:
-        log.warning("cds: RLS_SCREEN_CDS_SUBJECT_SALT is not set; patient keys in the feedback database use a default salt")
+        log.warning(
+            "cds: RLS_SCREEN_CDS_SUBJECT_SALT is not set; patient keys in the feedback database use a default salt"
+        )
     deadline = min(settings.cds_deadline_ms / 1000, 60.0)
     runtime = CdsRuntime(
         knowledge=knowledge,
@@ -264,6 +266,9 @@ def create_app(
     async def on_validation_error(request: Request, error: Exception) -> Response:
         issues = []
         for item in error.errors() if isinstance(error, RequestValidationError) else []:
+            if item.get("type") == "json_invalid":
+                issues.append(("structure", "the body is not valid JSON"))
+                continue
             where = ".".join(str(part) for part in item.get("loc", ()) if part != "body") or "body"
             issues.append(("invalid", f"{where}: {item.get('msg', 'invalid')}"[:300]))
         log.info("cds: %s %s -> 400 (%d validation issue(s))", request.method, _route_path(request), len(issues))
@@ -282,14 +287,14 @@ def create_app(
         return outcome_response(error.status, error.issue_code, error.message)
 
     async def on_auth_error(request: Request, error: Exception) -> Response:
-        reason = error.reason if isinstance(error, AuthenticationFailed) else "rejected"
+        reason = error.reason if isinstance(error, AuthenticationError) else "rejected"
         log.info("cds: 401 on %s: %s", _route_path(request), reason)
         return unauthorized()
 
     app.add_exception_handler(RequestValidationError, on_validation_error)
     app.add_exception_handler(StarletteHTTPException, on_http_error)
     app.add_exception_handler(CdsError, on_cds_error)
-    app.add_exception_handler(AuthenticationFailed, on_auth_error)
+    app.add_exception_handler(AuthenticationError, on_auth_error)
 
     async def run_call(service_id: str, body: HookRequest) -> Response:
         started = time.perf_counter()
@@ -297,18 +302,18 @@ def create_app(
             outcome = await asyncio.wait_for(run_in_threadpool(runtime.call, service_id, body), timeout=deadline)
         except TimeoutError:
             log.warning(
-                "cds: %s hookInstance=%s passed the %d ms deadline: answered no cards",
+                "cds: %s hook_instance=%s passed the %d ms deadline: answered no cards",
                 service_id,
-                body.hookInstance,
+                body.hook_instance,
                 settings.cds_deadline_ms,
             )
             return json_response({"cards": []})
         elapsed_ms = (time.perf_counter() - started) * 1000
         log.info(
-            "cds: %s %s hookInstance=%s cards=%d suppressed=%d data=%s fhir_requests=%d in %.0f ms",
+            "cds: %s %s hook_instance=%s cards=%d suppressed=%d data=%s fhir_requests=%d in %.0f ms",
             service_id,
             body.hook,
-            body.hookInstance,
+            body.hook_instance,
             len(outcome.response.cards),
             outcome.suppressed,
             ",".join(f"{k}:{v}" for k, v in sorted(outcome.sources.items())) or "-",
@@ -383,7 +388,9 @@ def create_app(
             "feedback-db": "ok" if database else "unavailable",
             "jwt": "dev mode (verification off)" if verifier is None else "verifying",
         }
-        return json_response({"status": "ready" if database else "not ready", "checks": checks}, 200 if database else 503)
+        return json_response(
+            {"status": "ready" if database else "not ready", "checks": checks}, 200 if database else 503
+        )
 
     # Outermost last: CORS answers preflights before anything else; the catch-all wraps the rest.
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.cds_max_body_bytes)

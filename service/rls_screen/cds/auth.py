@@ -14,7 +14,7 @@ Order of checks (cheap and local first, so a forged or stale token costs no JWKS
    for ES384, RSA >= 2048 bits for RS384); the signature is verified with that one algorithm.
 5. ``jti`` replay cache: a (iss, jti) pair is accepted once until its ``exp`` has passed.
 
-Any failure raises ``AuthenticationFailed``: the API answers a bare 401. The reason goes to the log;
+Any failure raises ``AuthenticationError``: the API answers a bare 401. The reason goes to the log;
 the token never does.
 """
 
@@ -33,7 +33,7 @@ import jwt
 import requests
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
-from rls_screen.cds.errors import AuthenticationFailed
+from rls_screen.cds.errors import AuthenticationError
 from rls_screen.errors import ConfigurationError, ServerNotAllowedError
 from rls_screen.fhir_client import check_base_url_scheme
 
@@ -123,15 +123,15 @@ class JwksCache:
         try:
             check_base_url_scheme(url)
         except ServerNotAllowedError as error:
-            raise AuthenticationFailed("JWK Set URL is not https") from error
+            raise AuthenticationError("JWK Set URL is not https") from error
         try:
             response = self._session.get(url, timeout=JWKS_TIMEOUT_S, headers={"Accept": "application/json"})
             response.raise_for_status()
             body = response.json()
         except (requests.RequestException, ValueError) as error:
-            raise AuthenticationFailed(f"JWK Set could not be fetched ({type(error).__name__})") from error
+            raise AuthenticationError(f"JWK Set could not be fetched ({type(error).__name__})") from error
         if not isinstance(body, dict) or not isinstance(body.get("keys"), list):
-            raise AuthenticationFailed("JWK Set URL did not return a JWK Set")
+            raise AuthenticationError("JWK Set URL did not return a JWK Set")
         with self._lock:
             self._sets[url] = (self._clock(), body)
         return body
@@ -171,7 +171,7 @@ class ReplayCache:
 def _number(claims: Mapping[str, Any], name: str) -> float:
     value = claims.get(name)
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise AuthenticationFailed(f"claim {name} is missing or not a number")
+        raise AuthenticationError(f"claim {name} is missing or not a number")
     return float(value)
 
 
@@ -205,13 +205,13 @@ class JwtVerifier:
         issuer = claims.get("iss")
         trusted = self._issuers.get(issuer) if isinstance(issuer, str) else None
         if trusted is None:
-            raise AuthenticationFailed("issuer is not on the trusted-issuers list")
+            raise AuthenticationError("issuer is not on the trusted-issuers list")
         now = self._clock()
         self._check_times(claims, now)
         self._check_audience(claims.get("aud"), path)
         jti = claims.get("jti")
         if not isinstance(jti, str) or not jti or len(jti) > 256:
-            raise AuthenticationFailed("claim jti is missing or malformed")
+            raise AuthenticationError("claim jti is missing or malformed")
         jwk = self._key(trusted, header, kid, alg)
         try:
             jwt.decode(
@@ -228,43 +228,43 @@ class JwtVerifier:
                 },
             )
         except jwt.InvalidTokenError as error:
-            raise AuthenticationFailed(f"signature not valid ({type(error).__name__})") from error
+            raise AuthenticationError(f"signature not valid ({type(error).__name__})") from error
         if not self._replay.first_use(trusted.issuer, jti, _number(claims, "exp") + self._leeway, now):
-            raise AuthenticationFailed("jti already used (replay)")
+            raise AuthenticationError("jti already used (replay)")
         tenant = claims.get("tenant")
         return VerifiedClient(issuer=trusted.issuer, tenant=tenant if isinstance(tenant, str) else None)
 
     def _check_times(self, claims: Mapping[str, Any], now: float) -> None:
         exp, iat = _number(claims, "exp"), _number(claims, "iat")
         if exp <= now - self._leeway:
-            raise AuthenticationFailed("token expired")
+            raise AuthenticationError("token expired")
         if iat > now + self._leeway:
-            raise AuthenticationFailed("token issued in the future (iat)")
+            raise AuthenticationError("token issued in the future (iat)")
         if exp - now > self._max_lifetime:
-            raise AuthenticationFailed("token lifetime exceeds the configured maximum")
+            raise AuthenticationError("token lifetime exceeds the configured maximum")
         if "nbf" in claims and _number(claims, "nbf") > now + self._leeway:
-            raise AuthenticationFailed("token not yet valid (nbf)")
+            raise AuthenticationError("token not yet valid (nbf)")
 
     def _check_audience(self, audience: Any, path: str) -> None:
         expected = self.audience_for(path)
         values = [audience] if isinstance(audience, str) else audience if isinstance(audience, list) else []
         if expected not in [v.rstrip("/") if isinstance(v, str) else v for v in values]:
-            raise AuthenticationFailed("aud is not this endpoint's URL")
+            raise AuthenticationError("aud is not this endpoint's URL")
 
     def _key(self, trusted: TrustedIssuer, header: Mapping[str, Any], kid: str, alg: str) -> jwt.PyJWK:
         jku = header.get("jku")
         if jku is not None:
             if not isinstance(jku, str) or (jku not in self._jku_allowlist and jku != trusted.jwks_uri):
-                raise AuthenticationFailed("jku is not on the allowlist")
+                raise AuthenticationError("jku is not on the allowlist")
             source, raw = jku, self._jwks.key(jku, kid)
         elif trusted.jwks is not None:
             source, raw = f"inline:{trusted.issuer}", _find_key(trusted.jwks, kid)
         elif trusted.jwks_uri is not None:
             source, raw = trusted.jwks_uri, self._jwks.key(trusted.jwks_uri, kid)
         else:  # load_trusted_issuers guarantees one of the two
-            raise AuthenticationFailed("issuer has no JWK Set configured")
+            raise AuthenticationError("issuer has no JWK Set configured")
         if raw is None:
-            raise AuthenticationFailed("kid not found in the issuer's JWK Set")
+            raise AuthenticationError("kid not found in the issuer's JWK Set")
         return self._parse_key(source, kid, alg, raw)
 
     def _parse_key(self, source: str, kid: str, alg: str, raw: Mapping[str, Any]) -> jwt.PyJWK:
@@ -274,18 +274,18 @@ class JwtVerifier:
         if cached is not None:
             return cached
         if raw.get("alg") not in (None, alg):
-            raise AuthenticationFailed("the key's alg differs from the token's alg")
+            raise AuthenticationError("the key's alg differs from the token's alg")
         if raw.get("use") not in (None, "sig"):
-            raise AuthenticationFailed("the key is not a signing key")
+            raise AuthenticationError("the key is not a signing key")
         expected_kty = "EC" if alg == "ES384" else "RSA"
         if raw.get("kty") != expected_kty or (alg == "ES384" and raw.get("crv") != "P-384"):
-            raise AuthenticationFailed("the key type does not fit the token's alg")
+            raise AuthenticationError("the key type does not fit the token's alg")
         try:
             parsed = jwt.PyJWK(dict(raw), algorithm=alg)
         except (jwt.PyJWKError, jwt.InvalidKeyError, ValueError, TypeError) as error:
-            raise AuthenticationFailed(f"the key cannot be used ({type(error).__name__})") from error
+            raise AuthenticationError(f"the key cannot be used ({type(error).__name__})") from error
         if isinstance(parsed.key, RSAPublicKey) and parsed.key.key_size < MIN_RSA_BITS:
-            raise AuthenticationFailed("RSA key shorter than 2048 bits")
+            raise AuthenticationError("RSA key shorter than 2048 bits")
         with self._parsed_lock:
             self._parsed[cache_key] = parsed
         return parsed
@@ -293,13 +293,13 @@ class JwtVerifier:
 
 def _bearer_token(authorization: str | None) -> str:
     if not authorization:
-        raise AuthenticationFailed("no Authorization header")
+        raise AuthenticationError("no Authorization header")
     scheme, _, token = authorization.strip().partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
-        raise AuthenticationFailed("Authorization is not a Bearer token")
+        raise AuthenticationError("Authorization is not a Bearer token")
     if len(token) > MAX_TOKEN_CHARS or token.count(".") != 2:
-        raise AuthenticationFailed("bearer token is not a compact JWS")
+        raise AuthenticationError("bearer token is not a compact JWS")
     return token
 
 
@@ -307,14 +307,14 @@ def _header(token: str) -> dict[str, Any]:
     try:
         header = jwt.get_unverified_header(token)
     except jwt.InvalidTokenError as error:
-        raise AuthenticationFailed(f"JWT header unreadable ({type(error).__name__})") from error
+        raise AuthenticationError(f"JWT header unreadable ({type(error).__name__})") from error
     alg = header.get("alg")
     if alg not in ALLOWED_ALGORITHMS:
-        raise AuthenticationFailed(f"alg {str(alg)[:16]!r} not allowed (ES384, RS384 only)")
+        raise AuthenticationError(f"alg {str(alg)[:16]!r} not allowed (ES384, RS384 only)")
     if not isinstance(header.get("kid"), str) or not header["kid"]:
-        raise AuthenticationFailed("JWT header has no kid")
+        raise AuthenticationError("JWT header has no kid")
     if "typ" in header and str(header["typ"]).upper() != "JWT":
-        raise AuthenticationFailed("JWT header typ is not JWT")
+        raise AuthenticationError("JWT header typ is not JWT")
     return header
 
 
@@ -322,8 +322,8 @@ def _unverified_claims(token: str) -> dict[str, Any]:
     try:
         claims = jwt.decode(token, options={"verify_signature": False})
     except jwt.InvalidTokenError as error:
-        raise AuthenticationFailed(f"JWT payload unreadable ({type(error).__name__})") from error
+        raise AuthenticationError(f"JWT payload unreadable ({type(error).__name__})") from error
     missing = [name for name in REQUIRED_CLAIMS if name not in claims]
     if missing:
-        raise AuthenticationFailed(f"JWT lacks required claims: {', '.join(missing)}")
+        raise AuthenticationError(f"JWT lacks required claims: {', '.join(missing)}")
     return claims

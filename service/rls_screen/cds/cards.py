@@ -28,7 +28,8 @@ from rls_screen.cds.models import Action, Card, Coding, Link, Source, Suggestion
 from rls_screen.cds.orders import Drug, OrderMatch
 from rls_screen.codesets import CANONICAL_BASE, FINDING_SYSTEM
 from rls_screen.engine import Knowledge
-from rls_screen.model import Assessment, Finding, ValueUsed
+from rls_screen.model import Assessment, Finding, Threshold, ValueUsed
+from rls_screen.quantities import format_number
 from rls_screen.report import IRON_BAND_TEXT, short_source
 from rls_screen.writeback import (
     DEVICE_ID_SYSTEM,
@@ -71,7 +72,7 @@ INDICATOR_ORDER = ("info", "warning", "critical")
 RLS_RELEVANCE = {
     "iron-deficiency": "an established, treatable aggravator of RLS",
     "iron-insufficient-for-rls": "below the iron target for RLS (AASM 2024)",
-    "anemia": "find the cause; iron deficiency is common and aggravates RLS",
+    "anemia": "consider the cause; iron deficiency is common and aggravates RLS",
     "reduced-kidney-function": "associated with RLS; one result cannot show chronicity",
     "kidney-failure": "an established secondary cause of RLS",
     "hypomagnesemia": "may mimic or aggravate leg symptoms; not an established RLS cause",
@@ -111,11 +112,18 @@ ANALYTE_NAMES = {
     "gestational-age": "gestational age",
 }
 UNIT_NAMES = {"mL/min/{1.73_m2}": "mL/min/1.73 m2", "%": "%"}
-SEVERITY_NAMES = {"grade-1-2": "CTCAE grade 1-2", "grade-1": "CTCAE grade 1", "grade-2": "CTCAE grade 2",
-                  "grade-3": "CTCAE grade 3", "grade-4": "CTCAE grade 4"}
+SEVERITY_NAMES = {
+    "grade-1-2": "CTCAE grade 1-2",
+    "grade-1": "CTCAE grade 1",
+    "grade-2": "CTCAE grade 2",
+    "grade-3": "CTCAE grade 3",
+    "grade-4": "CTCAE grade 4",
+}
 KIND_NAMES = {"dopaminergic": "dopaminergic RLS drug", "alpha2delta": "alpha-2-delta ligand"}
 ANTIDEPRESSANT_CATEGORIES = ("SSRIs and SNRIs", "Mirtazapine and tricyclic antidepressants")
-DISCLAIMER = "_Decision support from rls-screen (rule set {version}); it supports clinical judgement and makes no diagnosis._"
+DISCLAIMER = (
+    "_Decision support from rls-screen (rule set {version}); it supports clinical judgement and makes no diagnosis._"
+)
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|<>~])")
 
 
@@ -144,9 +152,15 @@ def unit_name(unit: str) -> str:
 def value_text(value: ValueUsed) -> str:
     if value.computed:
         return f"{value.value.display(1)} {unit_name(value.unit)} (computed)"
-    return value.reported.replace(value.unit, unit_name(value.unit)) if value.reported else (
-        f"{value.value.display()} {unit_name(value.unit)}"
+    return (
+        value.reported.replace(value.unit, unit_name(value.unit))
+        if value.reported
+        else (f"{value.value.display()} {unit_name(value.unit)}")
     )
+
+
+def threshold_text(threshold: Threshold) -> str:
+    return f"{threshold.comparator} {format_number(threshold.value)} {unit_name(threshold.unit)}"
 
 
 def _raise(indicator: Indicator, other: Indicator) -> Indicator:
@@ -220,8 +234,8 @@ class CardBuilder:
             indicator=indicator,
             source=self._source(topic),
             suggestions=suggestions or None,
-            selectionBehavior="at-most-one" if suggestions else None,
-            overrideReasons=self._override_reasons(),
+            selection_behavior="at-most-one" if suggestions else None,
+            override_reasons=self._override_reasons(),
             links=self._links(topic, rule_id),
         )
         return CardDraft(key=key, signature=signature, card=card)
@@ -243,7 +257,17 @@ class CardBuilder:
         unique = list(dict.fromkeys(citations))
         if not unique:
             return []
-        return ["**Sources**", "", *[f"{n}. {md(c)}" for n, c in enumerate(unique, 1)], ""]
+        return ["**Sources**", "", *[f"{n}. {c}" for n, c in enumerate(unique, 1)], ""]
+
+    @staticmethod
+    def _threshold_lines(finding: Finding) -> list[str]:
+        if not finding.thresholds:
+            return []
+        return [f"**Threshold:** {', '.join(f'{t.name} {threshold_text(t)}' for t in finding.thresholds)}", ""]
+
+    def _advice_lines(self, code: str) -> list[str]:
+        advice = self._advice.get(code)
+        return [advice, ""] if advice else []
 
     def _disclaimer(self) -> str:
         return DISCLAIMER.format(version=self._rules.version)
@@ -258,7 +282,7 @@ class CardBuilder:
         for advisory in assessment.advisories:
             if advisory.code in codes:
                 text = advisory.note or self._advice.get(advisory.code, "")
-                lines.append(f"- {md(advisory.display)}: {md(text)}")
+                lines.append(f"- {advisory.display}: {text}")
         return [*dict.fromkeys(lines), ""] if lines else []
 
     def _missing_iron_text(self, assessment: Assessment) -> str:
@@ -270,7 +294,7 @@ class CardBuilder:
 
     def _not_evaluable_lines(self, assessment: Assessment, analytes: Sequence[str]) -> list[str]:
         lines = [
-            f"- {md(analyte_name(item.analyte or 'result'))}: {md(self._knowledge.terminology.display(item.reason))}"
+            f"- {analyte_name(item.analyte or 'result')}: {self._knowledge.terminology.display(item.reason)}"
             f" ({md(item.detail)})"
             for item in assessment.not_evaluable
             if item.analyte in analytes and item.reason != "missing"
@@ -289,8 +313,7 @@ class CardBuilder:
         if finding.code == "reduced-kidney-function" and assessment.gfr_category:
             threshold = f"category {assessment.gfr_category}"
         elif finding.thresholds:
-            t = finding.thresholds[0]
-            threshold = f"{t.comparator} {t.display().split(' ', 1)[1]}".replace(t.unit, unit_name(t.unit))
+            threshold = threshold_text(finding.thresholds[0])
         else:
             threshold = ""
         measured = f"{analyte_name(value.analyte)} {value_text(value)}" if value else ""
@@ -306,21 +329,14 @@ class CardBuilder:
         else:
             note = finding.note or ""
             summary = fit(f"{head}: {note.rstrip('.')}; {relevance}", f"{head}; {relevance}", head)
-        detail = [f"**{md(head)}** - rule {finding.rule_id}, rule set {finding.rule_set_version}", ""]
+        detail = [f"**{head}** - rule {finding.rule_id}, rule set {finding.rule_set_version}", ""]
         detail += self._values_table(finding.values)
-        if finding.thresholds:
-            shown = ", ".join(
-                f"{md(t.name)} {md(t.comparator)} {t.display().split(' ', 1)[1].replace(t.unit, unit_name(t.unit))}"
-                for t in finding.thresholds
-            )
-            detail += [f"**Threshold:** {shown}", ""]
+        detail += self._threshold_lines(finding)
         if finding.note:
-            detail += [md(finding.note), ""]
+            detail += [finding.note, ""]
         if finding.code in IRON_FINDINGS:
-            detail += [f"**Iron therapy band:** {md(IRON_BAND_TEXT[assessment.iron_band])}", ""]
-        advice = self._advice.get(finding.code)
-        if advice:
-            detail += [f"**Consider:** {md(advice)}", ""]
+            detail += [f"**Iron therapy band:** {IRON_BAND_TEXT[assessment.iron_band]}.", ""]
+        detail += self._advice_lines(finding.code)
         detail += self._advisory_lines(assessment, RELATED_ADVISORIES.get(finding.code, ()))
         if finding.code in IRON_FINDINGS:
             detail += self._not_evaluable_lines(assessment, IRON_ANALYTES)
@@ -351,11 +367,9 @@ class CardBuilder:
                 "Check iron before this RLS drug: no usable iron studies (AASM 2024)",
             )
             key = f"order-iron:{finding.code}"
-        detail = [f"**{md(finding.display)}** - rule {finding.rule_id}, rule set {finding.rule_set_version}", ""]
-        detail += [md(gap[0].upper() + gap[1:]) + ".", ""]
-        advice = self._advice.get(finding.code)
-        if advice:
-            detail += [f"**Consider:** {md(advice)}", ""]
+        detail = [f"**{finding.display}** - rule {finding.rule_id}, rule set {finding.rule_set_version}", ""]
+        detail += [gap[0].upper() + gap[1:] + ".", ""]
+        detail += self._advice_lines(finding.code)
         detail += self._advisory_lines(assessment, RELATED_ADVISORIES[finding.code])
         detail += self._not_evaluable_lines(assessment, IRON_ANALYTES)
         detail += self._sources(finding.citations)
@@ -388,7 +402,7 @@ class CardBuilder:
         return Suggestion(
             label="Order iron studies (ferritin, serum iron, TIBC, transferrin saturation)",
             uuid=str(uuid.uuid5(CARD_NAMESPACE, f"{self.card_uuid(key)}|order-iron-studies")),
-            isRecommended=True,
+            is_recommended=True,
             actions=[
                 Action(
                     type="create",
@@ -403,12 +417,11 @@ class CardBuilder:
         note = (advisory.note or "This medicine may aggravate RLS symptoms.").rstrip(".")
         summary = fit(f"{note}; consider whether it is still needed", note)
         detail = [
-            f"**{md(advisory.display)}** - rule {advisory.rule_id}, rule set {advisory.rule_set_version}",
+            f"**{advisory.display}** - rule {advisory.rule_id}, rule set {advisory.rule_set_version}",
             "",
             f"{md(note)} (active order {md(reference)}).",
             "",
-            f"**Consider:** {md(self._advice.get(advisory.code, ''))}",
-            "",
+            *self._advice_lines(advisory.code),
             *self._sources(advisory.citations),
             self._disclaimer(),
         ]
@@ -435,7 +448,7 @@ class CardBuilder:
 
     def _match_lines(self, match: OrderMatch) -> list[str]:
         code = f" {match.code}" if match.code else ""
-        drugs = ", ".join(f"{md(d.ingredient)} ({md(d.category)})" for d in match.drugs)
+        drugs = ", ".join(f"{d.ingredient} ({d.category})" for d in match.drugs)
         return [f"**Order:** {md(match.order.name)} - matched by {match.matched_by}{code}: {drugs}.", ""]
 
     def iron_first_card(self, assessment: Assessment, match: OrderMatch, drug: Drug, iron: Finding) -> CardDraft:
@@ -443,11 +456,13 @@ class CardBuilder:
         name = drug.ingredient
         if iron.code == "missing-iron-studies":
             draft = self._missing_iron_card(assessment, iron, drug=name)
-            detail = "\n".join([*self._match_lines(match), *self._augmentation_lines(drug), draft.card.detail or ""])
-            return CardDraft(draft.key, draft.signature, draft.card.model_copy(update={"detail": detail}))
+            combined = "\n".join([*self._match_lines(match), *self._augmentation_lines(drug), draft.card.detail or ""])
+            return CardDraft(draft.key, draft.signature, draft.card.model_copy(update={"detail": combined}))
         ferritin = next((v for v in iron.values if v.analyte == "ferritin"), None)
-        shown = f"ferritin {value_text(ferritin)}" if ferritin else (
-            f"{analyte_name(iron.values[0].analyte)} {value_text(iron.values[0])}" if iron.values else ""
+        shown = (
+            f"ferritin {value_text(ferritin)}"
+            if ferritin
+            else (f"{analyte_name(iron.values[0].analyte)} {value_text(iron.values[0])}" if iron.values else "")
         )
         label = "Iron deficiency" if iron.code == "iron-deficiency" else "Iron below the RLS target"
         summary = fit(
@@ -456,17 +471,11 @@ class CardBuilder:
             f"{label}: consider iron therapy first (AASM 2024)",
         )
         detail = [*self._match_lines(match)]
-        detail += [f"**{md(iron.display)}** - rule {iron.rule_id}, rule set {iron.rule_set_version}", ""]
+        detail += [f"**{iron.display}** - rule {iron.rule_id}, rule set {iron.rule_set_version}", ""]
         detail += self._values_table(iron.values)
-        if iron.thresholds:
-            shown_thresholds = ", ".join(
-                f"{md(t.name)} {md(t.comparator)} {t.display().split(' ', 1)[1]}" for t in iron.thresholds
-            )
-            detail += [f"**Threshold:** {shown_thresholds}", ""]
-        detail += [f"**Iron therapy band:** {md(IRON_BAND_TEXT[assessment.iron_band])}", ""]
-        advice = self._advice.get(iron.code)
-        if advice:
-            detail += [f"**Consider:** {md(advice)}", ""]
+        detail += self._threshold_lines(iron)
+        detail += [f"**Iron therapy band:** {IRON_BAND_TEXT[assessment.iron_band]}.", ""]
+        detail += self._advice_lines(iron.code)
         detail += self._augmentation_lines(drug)
         detail += self._advisory_lines(assessment, RELATED_ADVISORIES[iron.code])
         detail += self._sources(iron.citations)
@@ -484,7 +493,7 @@ class CardBuilder:
     def _augmentation_lines(self, drug: Drug) -> list[str]:
         if drug.kind != "dopaminergic":
             return []
-        return [f"**Augmentation:** {md(self._advice.get('dopaminergic-augmentation-risk', ''))}", ""]
+        return [f"**Augmentation:** {self._advice.get('dopaminergic-augmentation-risk', '')}", ""]
 
     def augmentation_card(self, match: OrderMatch, drug: Drug) -> CardDraft:
         """A dopaminergic drug is ordered for RLS and iron is adequate: the augmentation caveat alone."""
@@ -519,11 +528,10 @@ class CardBuilder:
         )
         detail = [*self._match_lines(match)]
         detail += [
-            f"**{md(drug.ingredient.capitalize())}** ({md(drug.category)}) is listed among the medicines that may "
+            f"**{drug.ingredient.capitalize()}** ({drug.category}) is listed among the medicines that may "
             f"aggravate RLS (rule {rule.rule_id}, rule set {self._rules.version}).",
             "",
-            f"**Consider:** {md(self._advice.get('aggravating-medication', ''))}",
-            "",
+            *self._advice_lines("aggravating-medication"),
         ]
         if drug.category in ANTIDEPRESSANT_CATEGORIES:
             detail += ["Bupropion is not listed as an aggravator of RLS.", ""]
@@ -583,7 +591,12 @@ class CardBuilder:
                 if "valueReference" in extension:
                     extension["valueReference"] = ra_reference
             actions.append(
-                Action(type="create", description=f"Flag: {finding.display} ({short_source(finding.citations[0])})"
-                       if finding.citations else f"Flag: {finding.display}", resource=flag)
+                Action(
+                    type="create",
+                    description=f"Flag: {finding.display} ({short_source(finding.citations[0])})"
+                    if finding.citations
+                    else f"Flag: {finding.display}",
+                    resource=flag,
+                )
             )
         return actions

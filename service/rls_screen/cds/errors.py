@@ -1,11 +1,11 @@
 """Errors of the CDS service and their HTTP form: a status and an OperationOutcome.
 
     CdsError                         -> status + OperationOutcome (message never holds PHI or tokens)
-    ├── InvalidRequest        400    the body parses but cannot be used (bad prefetch, wrong patient)
-    ├── UnknownService        404    no service with that id
-    ├── PayloadTooLarge       413    body over RLS_SCREEN_CDS_MAX_BODY_BYTES
-    └── DataUnavailable       412    data the decision needs is neither prefetched nor fetchable
-    AuthenticationFailed             -> bare 401 (the reason is logged, never sent)
+    ├── InvalidRequestError        400    the body parses but cannot be used (bad prefetch, wrong patient)
+    ├── UnknownServiceError        404    no service with that id
+    ├── PayloadTooLargeError       413    body over RLS_SCREEN_CDS_MAX_BODY_BYTES
+    └── DataUnavailableError       412    data the decision needs is neither prefetched nor fetchable
+    AuthenticationError             -> bare 401 (the reason is logged, never sent)
 
 Validation errors of the request models become 400 through the app's exception handler.
 """
@@ -24,29 +24,29 @@ class CdsError(Exception):
         self.message = message
 
 
-class InvalidRequest(CdsError):
+class InvalidRequestError(CdsError):
     status = 400
     issue_code = "invalid"
 
 
-class UnknownService(CdsError):
+class UnknownServiceError(CdsError):
     status = 404
     issue_code = "not-found"
 
 
-class PayloadTooLarge(CdsError):
+class PayloadTooLargeError(CdsError):
     status = 413
     issue_code = "too-costly"
 
 
-class DataUnavailable(CdsError):
+class DataUnavailableError(CdsError):
     """CDS Hooks 2.0: 412 when the service cannot obtain the FHIR data it needs."""
 
     status = 412
     issue_code = "incomplete"
 
 
-class AuthenticationFailed(Exception):
+class AuthenticationError(Exception):
     """The caller's JWT is missing or not acceptable; ``reason`` is for our log only."""
 
     def __init__(self, reason: str) -> None:

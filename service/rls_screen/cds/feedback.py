@@ -89,8 +89,7 @@ class FeedbackStore:
         if not cards:
             return
         rows = [
-            (c.uuid, c.service_id, c.subject_key, c.card_key, c.data_signature, issued_at.isoformat())
-            for c in cards
+            (c.uuid, c.service_id, c.subject_key, c.card_key, c.data_signature, issued_at.isoformat()) for c in cards
         ]
         with self._lock:
             self._db.executemany("INSERT OR IGNORE INTO issued_card VALUES (?, ?, ?, ?, ?, ?)", rows)
@@ -115,8 +114,8 @@ class FeedbackStore:
     def add_feedback(self, service_id: str, items: Sequence[FeedbackItem], received_at: datetime) -> int:
         rows = []
         for item in items:
-            reason = item.overrideReason.reason if item.overrideReason else None
-            accepted = [s.id for s in item.acceptedSuggestions] if item.acceptedSuggestions else None
+            reason = item.override_reason.reason if item.override_reason else None
+            accepted = [s.id for s in item.accepted_suggestions] if item.accepted_suggestions else None
             rows.append(
                 (
                     service_id,
@@ -125,9 +124,9 @@ class FeedbackStore:
                     reason.system if reason else None,
                     reason.code if reason else None,
                     reason.display if reason else None,
-                    int(bool(item.overrideReason and item.overrideReason.userComment)),
+                    int(bool(item.override_reason and item.override_reason.user_comment)),
                     json.dumps(accepted) if accepted is not None else None,
-                    item.outcomeTimestamp.isoformat(),
+                    item.outcome_timestamp.isoformat(),
                     received_at.isoformat(),
                 )
             )

@@ -1,6 +1,8 @@
 """The CDS Hooks 2.0 wire format as pydantic models: requests we accept, responses we send.
 
-FHIR and CDS Hooks spell fields in camelCase, so these models do too (this module is the boundary).
+Fields are snake_case in Python and camelCase on the wire (an alias generator, as in the rule set);
+requests accept only the wire names. ``FhirAuthorization`` is the exception the spec makes: its
+fields are snake_case on the wire too.
 Requests tolerate extra fields (the spec allows extensions and EHRs add more); what the service
 relies on is checked strictly: ids are FHIR ids, ``hookInstance`` is a UUID, ``fhirAuthorization``
 needs ``fhirServer`` (spec invariant cds-r-1). Responses are built from these models and serialised
@@ -13,6 +15,7 @@ from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, SecretStr, StringConstraints, model_validator
+from pydantic.alias_generators import to_camel
 
 FHIR_ID_PATTERN = r"^[A-Za-z0-9\-.]{1,64}$"
 USER_REFERENCE_PATTERN = r"^(Practitioner|PractitionerRole|Patient|RelatedPerson)/[A-Za-z0-9\-.]{1,64}$"
@@ -28,20 +31,24 @@ Url = Annotated[str, StringConstraints(pattern=r"^https?://[^\s]{1,2040}$")]
 class _Lenient(BaseModel):
     """Incoming objects: unknown fields are kept, not rejected (extensions, vendor additions)."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", alias_generator=to_camel, validate_by_alias=True, validate_by_name=False)
 
 
 class _Strict(BaseModel):
-    """Outgoing objects: only the fields the spec defines."""
+    """Outgoing objects: only the fields the spec defines, built by field name, sent by alias."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid", alias_generator=to_camel, validate_by_name=True, validate_by_alias=True, serialize_by_alias=True
+    )
 
 
 # --- requests ------------------------------------------------------------------------------------
 
 
-class FhirAuthorization(_Lenient):
+class FhirAuthorization(BaseModel):
     """The EHR's bearer token for its FHIR server: transient, never stored or logged."""
+
+    model_config = ConfigDict(extra="allow")
 
     access_token: SecretStr = Field(min_length=1, max_length=16384)
     token_type: Annotated[str, StringConstraints(pattern=r"^[Bb][Ee][Aa][Rr][Ee][Rr]$")]
@@ -52,52 +59,52 @@ class FhirAuthorization(_Lenient):
 
 
 class BundleEntry(_Lenient):
-    fullUrl: str | None = Field(default=None, max_length=2048)
+    full_url: str | None = Field(default=None, max_length=2048)
     resource: dict[str, Any] | None = None
 
 
 class DraftOrders(_Lenient):
-    resourceType: Literal["Bundle"]
+    resource_type: Literal["Bundle"]
     entry: list[BundleEntry] = Field(default_factory=list, max_length=MAX_DRAFT_ORDERS)
 
 
 class PatientViewContext(_Lenient):
-    userId: UserReference
-    patientId: FhirId
-    encounterId: FhirId | None = None
+    user_id: UserReference
+    patient_id: FhirId
+    encounter_id: FhirId | None = None
 
 
 class OrderSelectContext(_Lenient):
-    userId: UserReference
-    patientId: FhirId
-    encounterId: FhirId | None = None
+    user_id: UserReference
+    patient_id: FhirId
+    encounter_id: FhirId | None = None
     selections: list[Annotated[str, StringConstraints(min_length=1, max_length=256)]] = Field(
         max_length=MAX_DRAFT_ORDERS
     )
-    draftOrders: DraftOrders
+    draft_orders: DraftOrders
 
 
 class OrderSignContext(_Lenient):
-    userId: UserReference
-    patientId: FhirId
-    encounterId: FhirId | None = None
-    draftOrders: DraftOrders
+    user_id: UserReference
+    patient_id: FhirId
+    encounter_id: FhirId | None = None
+    draft_orders: DraftOrders
 
 
 PrefetchValue = dict[str, Any] | None
 
 
 class _HookRequest(_Lenient):
-    hookInstance: UUID
-    fhirServer: Url | None = None
-    fhirAuthorization: FhirAuthorization | None = None
+    hook_instance: UUID
+    fhir_server: Url | None = None
+    fhir_authorization: FhirAuthorization | None = None
     prefetch: dict[Annotated[str, StringConstraints(min_length=1, max_length=64)], PrefetchValue] | None = Field(
         default=None, max_length=MAX_PREFETCH_KEYS
     )
 
     @model_validator(mode="after")
     def _authorization_needs_server(self) -> _HookRequest:
-        if self.fhirAuthorization is not None and self.fhirServer is None:
+        if self.fhir_authorization is not None and self.fhir_server is None:
             raise ValueError("fhirAuthorization requires fhirServer (CDS Hooks 2.0)")
         return self
 
@@ -108,7 +115,7 @@ class PatientViewRequest(_HookRequest):
 
     @model_validator(mode="after")
     def _token_patient_matches(self) -> PatientViewRequest:
-        _check_token_patient(self.fhirAuthorization, self.context.patientId)
+        _check_token_patient(self.fhir_authorization, self.context.patient_id)
         return self
 
 
@@ -118,7 +125,7 @@ class OrderSelectRequest(_HookRequest):
 
     @model_validator(mode="after")
     def _token_patient_matches(self) -> OrderSelectRequest:
-        _check_token_patient(self.fhirAuthorization, self.context.patientId)
+        _check_token_patient(self.fhir_authorization, self.context.patient_id)
         return self
 
 
@@ -128,7 +135,7 @@ class OrderSignRequest(_HookRequest):
 
     @model_validator(mode="after")
     def _token_patient_matches(self) -> OrderSignRequest:
-        _check_token_patient(self.fhirAuthorization, self.context.patientId)
+        _check_token_patient(self.fhir_authorization, self.context.patient_id)
         return self
 
 
@@ -152,19 +159,19 @@ class FeedbackCoding(_Lenient):
 
 class OverrideReason(_Lenient):
     reason: FeedbackCoding | None = None
-    userComment: str | None = Field(default=None, max_length=4096)
+    user_comment: str | None = Field(default=None, max_length=4096)
 
 
 class FeedbackItem(_Lenient):
     card: ShortText
     outcome: Literal["accepted", "overridden"]
-    acceptedSuggestions: list[AcceptedSuggestion] | None = Field(default=None, max_length=100)
-    overrideReason: OverrideReason | None = None
-    outcomeTimestamp: AwareDatetime
+    accepted_suggestions: list[AcceptedSuggestion] | None = Field(default=None, max_length=100)
+    override_reason: OverrideReason | None = None
+    outcome_timestamp: AwareDatetime
 
     @model_validator(mode="after")
     def _accepted_names_suggestions(self) -> FeedbackItem:
-        if self.outcome == "accepted" and not self.acceptedSuggestions:
+        if self.outcome == "accepted" and not self.accepted_suggestions:
             raise ValueError("acceptedSuggestions is required when outcome is 'accepted'")
         return self
 
@@ -193,13 +200,13 @@ class Action(_Strict):
     type: Literal["create", "update", "delete"]
     description: str
     resource: dict[str, Any] | None = None
-    resourceId: str | None = None
+    resource_id: str | None = None
 
     @model_validator(mode="after")
     def _resource_for_type(self) -> Action:
         if self.type in ("create", "update") and self.resource is None:
             raise ValueError(f"a {self.type} action needs a resource")
-        if self.type == "delete" and self.resourceId is None:
+        if self.type == "delete" and self.resource_id is None:
             raise ValueError("a delete action needs a resourceId")
         return self
 
@@ -207,7 +214,7 @@ class Action(_Strict):
 class Suggestion(_Strict):
     label: str
     uuid: str | None = None
-    isRecommended: bool | None = None
+    is_recommended: bool | None = None
     actions: list[Action] | None = None
 
 
@@ -215,12 +222,12 @@ class Link(_Strict):
     label: str
     url: str
     type: Literal["absolute", "smart"]
-    appContext: str | None = None
+    app_context: str | None = None
     autolaunchable: bool | None = None
 
     @model_validator(mode="after")
     def _app_context_only_for_smart(self) -> Link:
-        if self.appContext is not None and self.type != "smart":
+        if self.app_context is not None and self.type != "smart":
             raise ValueError("appContext is only valid for smart links")
         return self
 
@@ -232,20 +239,20 @@ class Card(_Strict):
     indicator: Literal["info", "warning", "critical"]
     source: Source
     suggestions: list[Suggestion] | None = None
-    selectionBehavior: Literal["at-most-one", "any"] | None = None
-    overrideReasons: list[Coding] | None = None
+    selection_behavior: Literal["at-most-one", "any"] | None = None
+    override_reasons: list[Coding] | None = None
     links: list[Link] | None = None
 
     @model_validator(mode="after")
     def _suggestions_need_selection_behavior(self) -> Card:
-        if self.suggestions and self.selectionBehavior is None:
+        if self.suggestions and self.selection_behavior is None:
             raise ValueError("suggestions require selectionBehavior")
         return self
 
 
 class CdsResponse(_Strict):
     cards: list[Card]
-    systemActions: list[Action] | None = None
+    system_actions: list[Action] | None = None
 
 
 class ServiceDescriptor(_Strict):
@@ -254,7 +261,7 @@ class ServiceDescriptor(_Strict):
     description: str
     id: str
     prefetch: dict[str, str] | None = None
-    usageRequirements: str | None = None
+    usage_requirements: str | None = None
 
 
 class Discovery(_Strict):
@@ -268,7 +275,7 @@ class OperationOutcomeIssue(_Strict):
 
 
 class OperationOutcome(_Strict):
-    resourceType: Literal["OperationOutcome"] = "OperationOutcome"
+    resource_type: Literal["OperationOutcome"] = "OperationOutcome"
     issue: list[OperationOutcomeIssue]
 
 

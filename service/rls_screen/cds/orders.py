@@ -211,8 +211,8 @@ def draft_medications(draft_orders: DraftOrders, selections: Sequence[str] | Non
         resource = entry.resource
         if not isinstance(resource, Mapping):
             continue
-        if entry.fullUrl:
-            by_reference[entry.fullUrl] = resource
+        if entry.full_url:
+            by_reference[entry.full_url] = resource
         if isinstance(resource.get("resourceType"), str) and isinstance(resource.get("id"), str):
             by_reference[f"{resource['resourceType']}/{resource['id']}"] = resource
     wanted = set(selections) if selections is not None else None
@@ -225,9 +225,9 @@ def draft_medications(draft_orders: DraftOrders, selections: Sequence[str] | Non
         reference = (
             f"{resource['resourceType']}/{resource_id}"
             if isinstance(resource_id, str)
-            else entry.fullUrl or f"draftOrders.entry[{position}]"
+            else entry.full_url or f"draftOrders.entry[{position}]"
         )
-        if wanted is not None and reference not in wanted and (entry.fullUrl or "") not in wanted:
+        if wanted is not None and reference not in wanted and (entry.full_url or "") not in wanted:
             continue
         concept, fallback_display = _medication_concept(resource, by_reference)
         codings, displays, name = _concept_parts(concept)

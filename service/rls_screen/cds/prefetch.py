@@ -9,7 +9,7 @@ CDS Hooks 2.0 ("Providing FHIR Resources to a CDS Service"), per prefetch key:
 
 Reads use the ``fhirAuthorization`` bearer token, and only when ``fhirServer`` is on the module's
 allowlist (FHIR_BASE_URL + RLS_SCREEN_FHIR_ALLOWLIST); next links must lie under that same server,
-so the token never travels elsewhere. When data is needed and cannot be had, ``DataUnavailable``
+so the token never travels elsewhere. When data is needed and cannot be had, ``DataUnavailableError``
 (HTTP 412) says which and why, without patient data. Keys are resolved lazily, so a call that
 needs no labs (a patient without RLS) never asks for them.
 """
@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 import requests
 
-from rls_screen.cds.errors import DataUnavailable, InvalidRequest
+from rls_screen.cds.errors import DataUnavailableError, InvalidRequestError
 from rls_screen.engine import Knowledge
 from rls_screen.errors import (
     FhirAuthError,
@@ -115,7 +115,7 @@ class FhirAccess:
                     return self._client
                 except ServerNotAllowedError:
                     self._unavailable = "fhirServer is not on this service's FHIR allowlist"
-        raise DataUnavailable(f"{why} is needed, was not prefetched, and cannot be read: {self._unavailable}")
+        raise DataUnavailableError(f"{why} is needed, was not prefetched, and cannot be read: {self._unavailable}")
 
 
 def _fhir_failure(error: FhirError) -> str:
@@ -152,14 +152,14 @@ class PatientDataResolver:
             return dict(self._cache[PATIENT_KEY])
         value = self._prefetched(PATIENT_KEY)
         if value is None and self._has_null(PATIENT_KEY):
-            raise DataUnavailable("the Patient is needed and the prefetch says it does not exist")
+            raise DataUnavailableError("the Patient is needed and the prefetch says it does not exist")
         if value is None:
             patient = self._read_patient()
         else:
             if value.get("resourceType") != "Patient":
-                raise InvalidRequest("prefetch 'patient' is not a Patient resource")
+                raise InvalidRequestError("prefetch 'patient' is not a Patient resource")
             if value.get("id") != self.patient_id:
-                raise InvalidRequest("prefetch 'patient' is not the Patient of context.patientId")
+                raise InvalidRequestError("prefetch 'patient' is not the Patient of context.patientId")
             patient = value
             self.sources[PATIENT_KEY] = "prefetch"
         self._cache[PATIENT_KEY] = patient
@@ -182,7 +182,7 @@ class PatientDataResolver:
         params = {"subject": f"Patient/{self.patient_id}", "status": "active", "_count": PAGE_SIZE}
         try:
             return self._search_key(MEDICATIONS_KEY, "MedicationRequest", params, "the patient's medications")
-        except DataUnavailable as error:
+        except DataUnavailableError as error:
             log.info("cds: medications not available, aggravating-medication check skipped (%s)", error.message)
             return None
 
@@ -199,15 +199,13 @@ class PatientDataResolver:
         if value is None:
             return None
         if not isinstance(value, Mapping):
-            raise InvalidRequest(f"prefetch '{key}' is not a FHIR resource")
+            raise InvalidRequestError(f"prefetch '{key}' is not a FHIR resource")
         if value.get("resourceType") == "OperationOutcome":
             log.info("cds: prefetch '%s' is an OperationOutcome (the EHR's prefetch failed): reading it", key)
             return None
         return value
 
-    def _search_key(
-        self, key: str, resource_type: str, params: Mapping[str, str], why: str
-    ) -> list[Mapping[str, Any]]:
+    def _search_key(self, key: str, resource_type: str, params: Mapping[str, str], why: str) -> list[Mapping[str, Any]]:
         if key in self._cache:
             return list(self._cache[key])
         if self._has_null(key):
@@ -227,7 +225,7 @@ class PatientDataResolver:
         self, key: str, bundle: Mapping[str, Any], resource_type: str, why: str
     ) -> list[Mapping[str, Any]]:
         if bundle.get("resourceType") != "Bundle" or bundle.get("type", "searchset") not in SEARCH_BUNDLE_TYPES:
-            raise InvalidRequest(f"prefetch '{key}' is not a searchset Bundle")
+            raise InvalidRequestError(f"prefetch '{key}' is not a searchset Bundle")
         resources = list(_entries(bundle, resource_type))
         next_url = _next_link(bundle)
         if next_url is None:
@@ -239,19 +237,19 @@ class PatientDataResolver:
         try:
             while next_url is not None:
                 if not (normalise_base(next_url) + "/").startswith(server + "/"):
-                    raise DataUnavailable(f"prefetch '{key}': a next link points outside fhirServer")
+                    raise DataUnavailableError(f"prefetch '{key}': a next link points outside fhirServer")
                 pages += 1
                 if pages > self.access.max_pages:
-                    raise DataUnavailable(f"prefetch '{key}': more than {pages - 1} pages")
+                    raise DataUnavailableError(f"prefetch '{key}': more than {pages - 1} pages")
                 page = client.request("GET", next_url).json()
                 if not isinstance(page, Mapping) or page.get("resourceType") != "Bundle":
-                    raise DataUnavailable(f"prefetch '{key}': a next page is not a Bundle")
+                    raise DataUnavailableError(f"prefetch '{key}': a next page is not a Bundle")
                 resources.extend(_entries(page, resource_type))
                 next_url = _next_link(page)
         except FhirError as error:
-            raise DataUnavailable(f"{why}: {_fhir_failure(error)}") from error
+            raise DataUnavailableError(f"{why}: {_fhir_failure(error)}") from error
         except ValueError as error:
-            raise DataUnavailable(f"{why}: a next page is not JSON") from error
+            raise DataUnavailableError(f"{why}: a next page is not JSON") from error
         self.sources[key] = "prefetch+pages"
         return resources
 
@@ -260,20 +258,20 @@ class PatientDataResolver:
         try:
             return [r for r in client.search(resource_type, params) if r.get("resourceType") == resource_type]
         except FhirError as error:
-            raise DataUnavailable(f"{why}: {_fhir_failure(error)}") from error
+            raise DataUnavailableError(f"{why}: {_fhir_failure(error)}") from error
         except ValueError as error:
-            raise DataUnavailable(f"{why}: the FHIR server's answer is not JSON") from error
+            raise DataUnavailableError(f"{why}: the FHIR server's answer is not JSON") from error
 
     def _read_patient(self) -> Mapping[str, Any]:
         client = self.access.client("the Patient")
         try:
             patient = client.read("Patient", self.patient_id)
         except FhirError as error:
-            raise DataUnavailable(f"the Patient: {_fhir_failure(error)}") from error
+            raise DataUnavailableError(f"the Patient: {_fhir_failure(error)}") from error
         except ValueError as error:
-            raise DataUnavailable("the Patient: the FHIR server's answer is not JSON") from error
+            raise DataUnavailableError("the Patient: the FHIR server's answer is not JSON") from error
         if not isinstance(patient, Mapping) or patient.get("resourceType") != "Patient":
-            raise DataUnavailable("the Patient: the FHIR server did not return a Patient")
+            raise DataUnavailableError("the Patient: the FHIR server did not return a Patient")
         self.sources[PATIENT_KEY] = "fetched"
         return patient
 

@@ -81,27 +81,27 @@ class CdsRuntime:
 
     def call(self, service_id: str, request: HookRequest) -> CallOutcome:
         now = self.clock()
-        token = request.fhirAuthorization.access_token.get_secret_value() if request.fhirAuthorization else None
+        token = request.fhir_authorization.access_token.get_secret_value() if request.fhir_authorization else None
         resolver = PatientDataResolver(
-            patient_id=request.context.patientId,
+            patient_id=request.context.patient_id,
             prefetch=request.prefetch,
-            access=FhirAccess(self.access_config, request.fhirServer, token),
+            access=FhirAccess(self.access_config, request.fhir_server, token),
             knowledge=self.knowledge,
             as_of=now.date(),
         )
-        builder = CardBuilder(self.knowledge, service_id, str(request.hookInstance))
+        builder = CardBuilder(self.knowledge, service_id, str(request.hook_instance))
         system_actions: list[Action] = []
         if isinstance(request, PatientViewRequest) and service_id == PATIENT_VIEW_SERVICE:
             drafts, system_actions = self._patient_view(resolver, builder)
         elif isinstance(request, OrderSelectRequest) and service_id == ORDER_SELECT_SERVICE:
-            drafts = self._orders(resolver, builder, request.context.draftOrders, request.context.selections)
+            drafts = self._orders(resolver, builder, request.context.draft_orders, request.context.selections)
         elif isinstance(request, OrderSignRequest) and service_id == ORDER_SIGN_SERVICE:
-            drafts = self._orders(resolver, builder, request.context.draftOrders, None)
+            drafts = self._orders(resolver, builder, request.context.draft_orders, None)
         else:  # the app routes each service to its own request model; this is a wiring error
             raise RuntimeError(f"service {service_id} cannot take a {request.hook} request")
-        shown, suppressed = self._apply_suppression(service_id, request.context.patientId, drafts, now)
+        shown, suppressed = self._apply_suppression(service_id, request.context.patient_id, drafts, now)
         self._maybe_prune(now)
-        response = CdsResponse(cards=[d.card for d in shown], systemActions=system_actions or None)
+        response = CdsResponse(cards=[d.card for d in shown], system_actions=system_actions or None)
         return CallOutcome(response, dict(resolver.sources), resolver.access.requests_made, suppressed)
 
     def feedback(self, service_id: str, body: FeedbackRequest) -> int:
@@ -158,9 +158,7 @@ class CdsRuntime:
                 continue
             if assessment is None:
                 assessment = self._assess(resolver, with_medications=False)
-            iron = next(
-                (f for code in IRON_FINDING_PRIORITY for f in assessment.findings if f.code == code), None
-            )
+            iron = next((f for code in IRON_FINDING_PRIORITY for f in assessment.findings if f.code == code), None)
             drug = treatment[0]
             if iron is not None:
                 drafts.append(builder.iron_first_card(assessment, match, drug, iron))

@@ -86,7 +86,7 @@ def discovery(knowledge: Knowledge) -> Discovery:
                 description=service.description,
                 id=service.id,
                 prefetch={key: templates[key] for key in service.prefetch_keys},
-                usageRequirements=USAGE,
+                usage_requirements=USAGE,
             )
             for service in SERVICES
         ]

@@ -41,9 +41,7 @@ class CdsSettings(BaseSettings):
         default=False,
         description="Development only: turns JWT verification OFF (logged loudly at start-up).",
     )
-    cds_jku_allowlist: str = Field(
-        default="", description="Comma-separated JWK Set URLs a JWT's jku header may name."
-    )
+    cds_jku_allowlist: str = Field(default="", description="Comma-separated JWK Set URLs a JWT's jku header may name.")
     cds_deadline_ms: int = Field(
         default=3000,
         ge=50,
@@ -70,7 +68,10 @@ class CdsSettings(BaseSettings):
     )
     cds_jwt_leeway_s: int = Field(default=60, ge=0, le=600, description="Clock skew allowed on exp, iat, nbf.")
     cds_jwt_max_lifetime_s: int = Field(
-        default=3600, ge=60, le=86400, description="Tokens whose exp lies further ahead are refused (bounds the jti cache)."
+        default=3600,
+        ge=60,
+        le=86400,
+        description="Tokens whose exp lies further ahead are refused (bounds the jti cache).",
     )
     cds_jwks_cache_s: int = Field(default=300, ge=0, le=86400, description="How long a fetched JWK Set is reused.")
     cds_fhir_max_retries: int = Field(
