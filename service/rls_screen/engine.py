@@ -30,7 +30,7 @@ from rls_screen.model import (
     ValueUsed,
 )
 from rls_screen.observations import classify, codings_of, ordering_key, parse_fhir_datetime
-from rls_screen.quantities import Bound, Truth, all3, any3, format_number, not3
+from rls_screen.quantities import Bound, Truth, all3, any3, combine_monotonic, format_number, not3
 from rls_screen.ruleset import BelowBand, HemoglobinCutoff, RuleSet, load_ruleset
 from rls_screen.units import UnitTable, load_unit_table
 
@@ -246,12 +246,12 @@ def _computed_tsat(ev: _Evaluation) -> ValueUsed | None:
         if iron.value is None or tibc.value is None or tibc.value.value <= 0:
             continue
         refs = (iron.reference, tibc.reference)
-        if iron.value.comparator and tibc.value.comparator:
-            ev.indeterminate("tsat", "computed TSAT", iron, "both iron and TIBC are reported as bounds")
-            ev.use(iron, tibc)
-            return ValueUsed("tsat", Bound(float("nan")), "%", day, refs, computed="indeterminate")
-        value = _tsat_from(iron.value, tibc.value)
+        # TSAT rises with iron and falls with TIBC
+        value = combine_monotonic(lambda i, t: i / t * 100.0, (iron.value, True), (tibc.value, False))
         ev.use(iron, tibc)
+        if value is None:
+            ev.indeterminate("tsat", "computed TSAT", iron, "iron and TIBC bounds point in opposite directions")
+            return ValueUsed("tsat", Bound(float("nan")), "%", day, refs, computed="indeterminate")
         return ValueUsed(
             "tsat",
             value,
@@ -262,14 +262,6 @@ def _computed_tsat(ev: _Evaluation) -> ValueUsed | None:
             computed="serum iron / TIBC x 100, same draw day",
         )
     return None
-
-
-def _tsat_from(iron: Bound, tibc: Bound) -> Bound:
-    """TSAT % from iron and TIBC in the same unit; at most one of them may be a bound."""
-    if tibc.comparator:
-        # TSAT falls as TIBC rises: a TIBC bound gives the opposite TSAT bound
-        return tibc.map_monotonic(lambda t: iron.value / t * 100.0, increasing=False)
-    return iron.map_monotonic(lambda i: i / tibc.value * 100.0, increasing=True)
 
 
 def _inflammation(ev: _Evaluation, ferritin: LabResult | None) -> tuple[Truth, list[ValueUsed], str]:
@@ -791,21 +783,21 @@ def _evaluate_calcium(ev: _Evaluation) -> None:
         albumin = _select_latest(same_day_albumin)
         albumin_value = albumin.value or Bound(rule.payne.reference_albumin)  # numeric results always have one
         payne = rule.payne
-        if albumin_value.comparator and total.value.comparator:
-            ev.indeterminate("calcium-total", "albumin-corrected calcium", total, "calcium and albumin are both bounds")
+        # Payne 1973: corrected calcium rises with calcium and falls with albumin
+        corrected_or_none = combine_monotonic(
+            lambda ca, alb: ca + payne.coefficient_per_gram_per_litre * (payne.reference_albumin - alb),
+            (total.value, True),
+            (albumin_value, False),
+        )
+        if corrected_or_none is None:
+            ev.indeterminate(
+                "calcium-total",
+                "albumin-corrected calcium",
+                total,
+                "calcium and albumin bounds point in opposite directions",
+            )
             return
-        if albumin_value.comparator:
-            ca = total.value.value
-            corrected = albumin_value.map_monotonic(
-                lambda alb: ca + payne.coefficient_per_gram_per_litre * (payne.reference_albumin - alb),
-                increasing=False,
-            )
-        else:
-            alb = albumin_value.value
-            corrected = total.value.map_monotonic(
-                lambda c: c + payne.coefficient_per_gram_per_litre * (payne.reference_albumin - alb),
-                increasing=True,
-            )
+        corrected = corrected_or_none
         ev.use(albumin)
         values = [
             ValueUsed(

@@ -36,8 +36,11 @@ def codings_of(concept: Any) -> tuple[Coding, ...]:
     """(system, code) pairs of a CodeableConcept, skipping malformed entries."""
     if not isinstance(concept, Mapping):
         return ()
+    codings = concept.get("coding")
+    if not isinstance(codings, list):
+        return ()
     out = []
-    for coding in concept.get("coding") or ():
+    for coding in codings:
         if isinstance(coding, Mapping):
             system, code = coding.get("system"), coding.get("code")
             if isinstance(system, str) and isinstance(code, str):

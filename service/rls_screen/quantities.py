@@ -77,6 +77,35 @@ class Bound:
         return f"{self.comparator or ''}{value}"
 
 
+def combine_monotonic(function: Callable[..., float], *inputs: tuple[Bound, bool]) -> Bound | None:
+    """Apply a function monotonic in each input (``(bound, increasing)``) to bounds.
+
+    Each bound input pushes the result one way: an upper bound on an increasing input (or a lower
+    bound on a decreasing one) makes the result an upper bound, and vice versa. When every bound
+    pushes the same way the result is a bound that way (strict if any input is strict); when they
+    pull in opposite directions nothing can be said and the answer is None.
+    """
+    directions: set[str] = set()
+    strict = False
+    for bound, increasing in inputs:
+        if bound.comparator is None:
+            continue
+        upper_input = bound.comparator in ("<", "<=")
+        directions.add("upper" if upper_input == increasing else "lower")
+        strict = strict or bound.comparator in ("<", ">")
+    value = function(*(bound.value for bound, _ in inputs))
+    if not directions:
+        return Bound(value)
+    if len(directions) > 1:
+        return None
+    comparator: Comparator
+    if directions == {"upper"}:
+        comparator = "<" if strict else "<="
+    else:
+        comparator = ">" if strict else ">="
+    return Bound(value, comparator)
+
+
 def format_number(value: float) -> str:
     """A compact human form: 12.0 -> '12', 0.7 -> '0.7', 1.23456 -> '1.23'."""
     if value == int(value) and abs(value) < 1e9:

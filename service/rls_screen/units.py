@@ -69,7 +69,9 @@ class UnitTable:
             if code in known:
                 return code, "ucum-code"
             return UnitProblem(f"UCUM unit '{code}' is not a unit this module converts for {analyte}")
-        for candidate in (text, code):
+        # A code from another unit system is not UCUM (and FHIR requires a system with a code): only the
+        # free text is left, and only through the exact-UCUM or alias rules.
+        for candidate in (text,):
             if not isinstance(candidate, str) or not candidate:
                 continue
             if candidate in known:

@@ -84,7 +84,7 @@ def _content_id(prefix: str, resource: dict[str, Any]) -> str:
     return f"{prefix}-{digest[:12]}"
 
 
-def _effective(resource: dict[str, Any], when: date, at: str | None, effective: str | None, as_of: date) -> None:
+def _effective(resource: dict[str, Any], when: date, at: str | None, effective: str | None) -> None:
     stamp = f"{when.isoformat()}T{at}" if at else when.isoformat()
     if effective == "dateTime":
         resource["effectiveDateTime"] = stamp

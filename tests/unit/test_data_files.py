@@ -575,9 +575,7 @@ def test_finding_codes_and_kinds_match_the_spec() -> None:
 
 
 @pytest.mark.unit
-@pytest.mark.parametrize(
-    "path", [p for p in FHIR_PATHS if p.name.startswith("ConceptMap-")], ids=lambda p: p.name
-)
+@pytest.mark.parametrize("path", [p for p in FHIR_PATHS if p.name.startswith("ConceptMap-")], ids=lambda p: p.name)
 def test_concept_map_targets_obey_r4_rules(path: Path) -> None:
     for group in _load(path)["group"]:
         sources = [element["code"] for element in group["element"]]
@@ -648,9 +646,7 @@ def test_site_concept_maps_target_loinc_codes_in_an_analyte_value_set() -> None:
 @pytest.mark.unit
 def test_example_site_map_documents_an_unapplied_mapping() -> None:
     [example] = [cm for cm in _site_concept_maps() if cm["id"] == "example-local-labs"]
-    equivalences = Counter(
-        t["equivalence"] for g in example["group"] for e in g["element"] for t in e["target"]
-    )
+    equivalences = Counter(t["equivalence"] for g in example["group"] for e in g["element"] for t in e["target"])
     assert equivalences["equivalent"] >= 13
     assert set(equivalences) - APPLIED_EQUIVALENCES, "expected one mapping that is not applied"
     assert {g["source"] for g in example["group"]} == {"https://lab.example-hospital.org/codes"}

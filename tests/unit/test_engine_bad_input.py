@@ -191,13 +191,6 @@ def test_zero_creatinine_does_not_raise(loinc: str, value: float, unit: str) -> 
 
 
 @pytest.mark.parametrize("coding", [True, 7, 1.5])
-@pytest.mark.xfail(
-    strict=True,
-    raises=TypeError,
-    reason="engine bug: a CodeableConcept whose 'coding' is a non-iterable scalar (true, 7) raises "
-    "TypeError in observations.codings_of (`for coding in concept.get('coding') or ()`) instead of "
-    "an unknown-code not_evaluable entry",
-)
 def test_malformed_coding_list_is_not_evaluable(coding: object) -> None:
     observation = _ferritin(code={"coding": coding})
     assessment = assess([observation])
@@ -218,12 +211,6 @@ def test_malformed_coding_list_is_not_evaluable(coding: object) -> None:
             "clinicalStatus": {"coding": 1},
         },
     ],
-)
-@pytest.mark.xfail(
-    strict=True,
-    raises=TypeError,
-    reason="engine bug: a Condition CodeableConcept whose 'coding' is a scalar raises TypeError in "
-    "observations.codings_of (same root cause as test_malformed_coding_list_is_not_evaluable)",
 )
 def test_malformed_condition_does_not_raise(record: dict[str, Any]) -> None:
     assessment = assess([], conditions=[record])

@@ -258,13 +258,6 @@ def test_corrected_calcium_with_one_bound(
         assert (assessment.finding("hypocalcemia") is not None) is low
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="engine bug: total calcium and albumin both reported as bounds are always indeterminate, even "
-    "when the bounds agree; S5: Ca '<1.8' mmol/L with albumin '>40' g/L means corrected Ca < 1.8, "
-    "which decides hypocalcemia (< 2.12)",
-)
 def test_corrected_calcium_with_two_bounds_that_agree() -> None:
     observations = [
         obs(CALCIUM_TOTAL, 1.8, "mmol/L", comparator="<"),

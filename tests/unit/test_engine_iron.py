@@ -281,13 +281,6 @@ def test_computed_tsat_from_one_bound(iron: dict, tibc: dict, insufficient: bool
         assert found is insufficient
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="engine bug: when iron and TIBC are both bounds the engine calls the computed TSAT "
-    "indeterminate even when the bounds point the same way; S5: iron '<45' ug/dL with TIBC '>300' "
-    "ug/dL means TSAT < 15 %, which decides TSAT < 20 (iron-insufficient-for-rls, band oral-or-iv)",
-)
 def test_computed_tsat_from_two_bounds_that_agree() -> None:
     iron, tibc = obs(IRON, 45, "ug/dL", comparator="<"), obs(TIBC, 300, "ug/dL", comparator=">")
     assessment = assess([ferritin(150), iron, tibc])

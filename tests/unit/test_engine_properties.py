@@ -398,22 +398,9 @@ def _uniterable_coding(concept: object) -> bool:
     return bool(coding) and not isinstance(coding, str | list | dict | tuple)
 
 
-def hits_known_engine_bug(observation: Mapping[str, Any]) -> bool:
-    """Inputs of the xfail'd bugs in test_engine_bad_input.py; drop this filter when those pass."""
-    interpretations = observation.get("interpretation")
-    concepts = [
-        observation.get("code"),
-        observation.get("valueCodeableConcept"),
-        observation.get("dataAbsentReason"),
-        *(interpretations if isinstance(interpretations, list) else []),
-    ]
-    return any(_uniterable_coding(c) for c in concepts)  # test_malformed_coding_list_is_not_evaluable
-
-
 @BOUNDED
 @given(resources=st.lists(observations(), max_size=4), who=any_patient)
 def test_arbitrary_observation_json_never_raises_unexpected_errors(resources: list[dict], who: PatientFacts) -> None:
-    assume(not any(hits_known_engine_bug(r) for r in resources))
     try:
         assessment = assess(resources, who=who)
     except RlsScreenError:
@@ -453,7 +440,6 @@ def canonical_json(assessment: Assessment) -> str:
 @BOUNDED
 @given(resources=st.lists(observations(), max_size=2), panel=panels(), who=any_patient)
 def test_evaluation_is_deterministic(resources: list[dict], panel: dict[str, float], who: PatientFacts) -> None:
-    assume(not any(hits_known_engine_bug(r) for r in resources))
     labs = [lab(a, v, UNITS.canonical_unit[a], 5, id=f"p{i}") for i, (a, v) in enumerate(sorted(panel.items()))]
     inputs = [*labs, *resources]
     try:

@@ -222,13 +222,6 @@ def test_ucum_code_without_unit_text() -> None:
     assert converted.value == 4.0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="engine bug: a Quantity.code from a non-UCUM system is converted as if it were UCUM "
-    "(units.UnitTable.resolve_unit tries `code` as free text); section 7 converts from Quantity.code "
-    "only with system UCUM, and falls back to Quantity.unit only through the alias table",
-)
 def test_code_from_another_system_is_not_ucum() -> None:
     q = {"value": 0.6, "system": "http://example.org/lab-units", "code": "mmol/L", "unit": "millimoles per litre"}
     assert isinstance(convert("magnesium", 0.6, q), UnitProblem)

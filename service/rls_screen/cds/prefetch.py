@@ -232,11 +232,11 @@ class PatientDataResolver:
             self.sources[key] = "prefetch"
             return resources
         client = self.access.client(f"{why} (the rest of a paginated prefetch)")
-        server = self.access.server or ""
+        same_server = Allowlist((self.access.server or "",))
         pages = 1
         try:
             while next_url is not None:
-                if not (normalise_base(next_url) + "/").startswith(server + "/"):
+                if not same_server.allows(next_url):
                     raise DataUnavailableError(f"prefetch '{key}': a next link points outside fhirServer")
                 pages += 1
                 if pages > self.access.max_pages:
