@@ -98,12 +98,9 @@ def combine_monotonic(function: Callable[..., float], *inputs: tuple[Bound, bool
         return Bound(value)
     if len(directions) > 1:
         return None
-    comparator: Comparator
     if directions == {"upper"}:
-        comparator = "<" if strict else "<="
-    else:
-        comparator = ">" if strict else ">="
-    return Bound(value, comparator)
+        return Bound(value, "<" if strict else "<=")
+    return Bound(value, ">" if strict else ">=")
 
 
 def format_number(value: float) -> str:
