@@ -6,6 +6,7 @@ The orchestration shared by ``rls-screen screen`` and the batch runner. The cloc
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -15,7 +16,44 @@ from rls_screen.fhir_client import FhirClient
 from rls_screen.fhir_reader import read_existing_state, read_patient_data
 from rls_screen.model import Assessment
 from rls_screen.patient_data import PatientData
-from rls_screen.writeback import WritePlan, plan_writeback, risk_assessment_identifier
+from rls_screen.writeback import (
+    DEVICE_ID_SYSTEM,
+    DEVICE_IDENTIFIER,
+    WritePlan,
+    build_device,
+    plan_writeback,
+    risk_assessment_identifier,
+    to_json,
+)
+
+_devices: dict[str, str] = {}
+_devices_lock = threading.Lock()
+
+
+def ensure_device(client: FhirClient) -> str:
+    """The module's Device on this server (conditional create once per process and server)."""
+    with _devices_lock:
+        known = _devices.get(client.base_url)
+        if known is not None:
+            return known
+        response = client.request(
+            "POST",
+            "Device",
+            json_body=to_json(build_device()),
+            headers={
+                "If-None-Exist": f"identifier={DEVICE_ID_SYSTEM}|{DEVICE_IDENTIFIER}",
+                "Prefer": "return=representation",
+            },
+            idempotent=True,  # a conditional create is safe to repeat
+        )
+        location = response.headers.get("Location") or response.headers.get("Content-Location") or ""
+        device_id = location.split("/Device/", 1)[-1].split("/", 1)[0] if "/Device/" in location else ""
+        if not device_id:
+            body = response.json() if response.content else {}
+            device_id = str(body.get("id", ""))
+        reference = f"Device/{device_id}"
+        _devices[client.base_url] = reference
+        return reference
 
 
 @dataclass(frozen=True)
@@ -55,6 +93,7 @@ def write_back(
         terminology=knowledge.terminology,
         advice=knowledge.ruleset.advice,
         recorded=recorded,
+        device_ref=ensure_device(client),
     )
     if dry_run or plan.bundle is None:
         return ScreenResult(assessment, plan, False, None)

@@ -7,7 +7,7 @@ is what makes write-back idempotent: a re-run on unchanged data changes nothing 
 
 Written resources (fhir.resources R4B models, identical to R4 for these types, so they are valid
 by construction; serialised without nulls):
-- Device: the module itself, with its version (conditional create).
+- Device: the module itself, with its version (conditional create, once per server: ``ensure_device``).
 - RiskAssessment: one per distinct evaluation; identifier = hash(patient, rule-set version, basis
   Observations with versions, outcome), created with If-None-Exist.
 - Flag: one per patient + finding (stable identifier, conditional update); a Flag whose finding is
@@ -43,7 +43,7 @@ RISK_ASSESSMENT_ID_SYSTEM = f"{CANONICAL_BASE}/identifier/risk-assessment"
 FLAG_ID_SYSTEM = f"{CANONICAL_BASE}/identifier/flag"
 SERVICE_REQUEST_ID_SYSTEM = f"{CANONICAL_BASE}/identifier/service-request"
 RULESET_SYSTEM = f"{CANONICAL_BASE}/CodeSystem/rule-set"
-DEVICE_IDENTIFIER = "rls-screen"
+DEVICE_IDENTIFIER = f"rls-screen-{__version__}"  # one Device per released version
 FLAG_DETAIL_EXTENSION = "http://hl7.org/fhir/StructureDefinition/flag-detail"
 FLAG_CATEGORY_SYSTEM = "http://terminology.hl7.org/CodeSystem/flag-category"
 RISK_PROBABILITY_SYSTEM = "http://terminology.hl7.org/CodeSystem/risk-probability"
@@ -268,11 +268,16 @@ def plan_writeback(
     terminology: Terminology,
     advice: Mapping[str, str],
     recorded: datetime,
+    device_ref: str,
 ) -> WritePlan:
-    """Decide what to write and build the one transaction Bundle (or none when nothing changes)."""
+    """Decide what to write and build the one transaction Bundle (or none when nothing changes).
+
+    ``device_ref`` is the module's Device on the server (``ensure_device``): created once, outside
+    the per-patient transactions, because concurrent conditional creates of one shared resource race.
+    """
     patient_id = assessment.patient.removeprefix("Patient/")
     ra_identifier = risk_assessment_identifier(assessment)
-    device_url = _urn("device", DEVICE_IDENTIFIER)
+    device_url = device_ref
     ra_url = _urn("risk-assessment", ra_identifier)
     ra_conditional = f"RiskAssessment?identifier={RISK_ASSESSMENT_ID_SYSTEM}|{ra_identifier}"
     entries: list[dict[str, Any]] = []
@@ -371,19 +376,6 @@ def plan_writeback(
     if not entries:
         return WritePlan(None, ra_identifier, ())
 
-    device = to_json(build_device())
-    entries.insert(
-        0,
-        {
-            "fullUrl": device_url,
-            "resource": device,
-            "request": {
-                "method": "POST",
-                "url": "Device",
-                "ifNoneExist": f"identifier={DEVICE_ID_SYSTEM}|{DEVICE_IDENTIFIER}",
-            },
-        },
-    )
     provenance = Provenance(
         target=[{"reference": target} for target in targets],
         recorded=recorded.isoformat(),

@@ -23,11 +23,11 @@ import pytest
 import requests
 import uvicorn
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from tests.support.fhir_data import observation, patient
 
 from rls_screen.cds import create_app
 from rls_screen.cds.settings import CdsSettings
 from rls_screen.settings import Settings
-from tests.support.fhir_data import observation, patient
 
 ISSUER = "https://ehr.example.test"
 ISSUER_BY_URI = "https://ehr-uri.example.test"

@@ -6,7 +6,6 @@ import re
 import uuid
 
 import pytest
-
 from tests.api.conftest import (
     NORMAL,
     PATIENT_VIEW,
@@ -40,16 +39,19 @@ def test_full_prefetch_gives_one_sourced_card_per_finding(cds_server: ServerFact
         assert card["source"]["url"].startswith("https://")
         assert card["source"]["topic"]["system"] == "https://rls-screen.org/fhir/CodeSystem/rls-finding"
         assert all(reason["display"] for reason in card["overrideReasons"])
-        assert card["links"][0]["type"] == "absolute" and "appContext" not in card["links"][0]
+        assert card["links"][0]["type"] == "absolute"
+        assert "appContext" not in card["links"][0]
         assert "**Sources**" in card["detail"]
         assert days_ago(30) in card["summary"] + card["detail"]
         assert None not in card.values()
     iron, anemia, potassium = cards
     assert iron["indicator"] == "warning"
-    assert "ferritin 12 ug/L" in iron["summary"] and "< 15 ug/L" in iron["summary"]
+    assert "ferritin 12 ug/L" in iron["summary"]
+    assert "< 15 ug/L" in iron["summary"]
     assert "established" in iron["summary"]
     assert "Winkelman JW" in iron["detail"]  # the full AASM 2024 citation
-    assert anemia["indicator"] == "warning" and "(moderate)" in anemia["summary"]
+    assert anemia["indicator"] == "warning"
+    assert "(moderate)" in anemia["summary"]
     # CLINICAL_RULES.md: electrolyte changes are not established causes of RLS; the card must say so.
     assert "not an established RLS cause" in potassium["summary"]
     assert "mimic or aggravate" in potassium["detail"]
@@ -105,12 +107,15 @@ def test_null_observations_prefetch_means_no_labs_missing_iron_studies(cds_serve
     (suggestion,) = card["suggestions"]
     assert card["selectionBehavior"] == "at-most-one"
     (action,) = suggestion["actions"]
-    assert action["type"] == "create" and action["description"]
+    assert action["type"] == "create"
+    assert action["description"]
     resource = action["resource"]
     assert resource["resourceType"] == "ServiceRequest"
-    assert resource["intent"] == "proposal" and resource["status"] == "draft"
+    assert resource["intent"] == "proposal"
+    assert resource["status"] == "draft"
     assert resource["subject"] == {"reference": "Patient/pv7"}
-    assert "requester" not in resource and "supportingInfo" not in resource
+    assert "requester" not in resource
+    assert "supportingInfo" not in resource
 
 
 def test_null_conditions_prefetch_means_no_rls(cds_server: ServerFactory) -> None:
@@ -134,7 +139,9 @@ def test_lab_strings_are_escaped_in_markdown(cds_server: ServerFactory) -> None:
     ferritin = observation("pv10", 1, "2276-4", 9.0, "ug/L", days_ago(10))
     ferritin["referenceRange"] = [{"text": "[click](https://evil.example) 20-200"}]
     tsat = observation("pv10", 2, "2502-3", 30.0, "%", days_ago(10))
-    cards = ehr.call(PATIENT_VIEW, patient_view_request("pv10", full_prefetch("pv10", [ferritin, tsat]))).json()["cards"]
+    cards = ehr.call(PATIENT_VIEW, patient_view_request("pv10", full_prefetch("pv10", [ferritin, tsat]))).json()[
+        "cards"
+    ]
     detail = cards[0]["detail"]
     assert "[click](https" not in detail
     assert re.search(r"\\\[click\\\]\\\(https", detail)
@@ -161,7 +168,8 @@ def test_aggravating_medication_in_the_record_gives_an_info_card(cds_server: Ser
     (card,) = ehr.call(PATIENT_VIEW, patient_view_request("pv11", prefetch)).json()["cards"]
     assert card["source"]["topic"]["code"] == "aggravating-medication"
     assert card["indicator"] == "info"
-    assert "sertraline" in card["summary"] and "may aggravate" in card["summary"]
+    assert "sertraline" in card["summary"]
+    assert "may aggravate" in card["summary"]
 
 
 def test_system_actions_carry_risk_assessment_and_flags_when_enabled(cds_server: ServerFactory) -> None:

@@ -6,7 +6,6 @@ from typing import Any
 
 import pytest
 import requests
-
 from tests.api.conftest import (
     NORMAL,
     PATIENT_VIEW,
@@ -60,7 +59,9 @@ def test_no_prefetch_at_all_reads_everything(cds_server: ServerFactory, fhir_bas
     assert [c["source"]["topic"]["code"] for c in response.json()["cards"]] == ["anemia"]
 
 
-def test_operation_outcome_prefetch_means_read_it(cds_server: ServerFactory, fhir_base_url: str, unique_prefix: str) -> None:
+def test_operation_outcome_prefetch_means_read_it(
+    cds_server: ServerFactory, fhir_base_url: str, unique_prefix: str
+) -> None:
     _load(fhir_base_url, unique_prefix, **{**NORMAL, "tsat": 12.0})
     _, ehr = cds_server(fhir_base_url=fhir_base_url)
     failed = {
@@ -77,7 +78,9 @@ def test_operation_outcome_prefetch_means_read_it(cds_server: ServerFactory, fhi
     assert [c["source"]["topic"]["code"] for c in response.json()["cards"]] == ["iron-insufficient-for-rls"]
 
 
-def test_paginated_prefetch_bundle_is_followed(cds_server: ServerFactory, fhir_base_url: str, unique_prefix: str) -> None:
+def test_paginated_prefetch_bundle_is_followed(
+    cds_server: ServerFactory, fhir_base_url: str, unique_prefix: str
+) -> None:
     _load(fhir_base_url, unique_prefix, **{**NORMAL, "ferritin": 8.0})
     first_page = requests.get(
         f"{fhir_base_url}/Observation",
@@ -118,7 +121,9 @@ def test_unlisted_fhir_server_is_never_called_and_gives_412(
     assert "allowlist" in response.json()["issue"][0]["diagnostics"]
 
 
-def test_patient_unknown_to_the_server_is_412(cds_server: ServerFactory, fhir_base_url: str, unique_prefix: str) -> None:
+def test_patient_unknown_to_the_server_is_412(
+    cds_server: ServerFactory, fhir_base_url: str, unique_prefix: str
+) -> None:
     _, ehr = cds_server(fhir_base_url=fhir_base_url)
     prefetch = {"conditions": searchset([rls_condition(unique_prefix)])}
     response = ehr.call(PATIENT_VIEW, patient_view_request(unique_prefix, prefetch, **_fhir(fhir_base_url)))

@@ -49,7 +49,12 @@ def assess(knowledge: Knowledge, observations: list[dict[str, Any]]) -> Assessme
 
 def plan(knowledge: Knowledge, assessment: Assessment, existing: ExistingState = NOTHING) -> Any:
     return plan_writeback(
-        assessment, existing, terminology=knowledge.terminology, advice=knowledge.ruleset.advice, recorded=RECORDED
+        assessment,
+        existing,
+        terminology=knowledge.terminology,
+        advice=knowledge.ruleset.advice,
+        recorded=RECORDED,
+        device_ref="Device/d1",
     )
 
 
@@ -66,8 +71,10 @@ def test_the_bundle_is_a_valid_r4_transaction_with_device_first_and_provenance_l
     bundle = plan(knowledge, assess(knowledge, LOW_IRON)).bundle
     Bundle.model_validate(bundle)
     types = [e["resource"]["resourceType"] for e in bundle["entry"]]
-    assert types[0] == "Device"
+    assert "Device" not in types  # created once per server by ensure_device, not per patient
     assert types[-1] == "Provenance"
+    provenance = bundle["entry"][-1]["resource"]
+    assert provenance["agent"][0]["who"]["reference"] == "Device/d1"
     assert types.count("RiskAssessment") == 1
     assert types.count("Flag") == 3  # iron-deficiency, missing-iron-studies, hypokalemia
     assert types.count("ServiceRequest") == 1

@@ -18,7 +18,7 @@ from typing import Any, TextIO
 
 from rls_screen.batch.jobs import Job, JobStore
 from rls_screen.engine import Knowledge
-from rls_screen.errors import FhirNotFoundError, FhirUnavailableError, RlsScreenError
+from rls_screen.errors import FhirError, FhirNotFoundError, FhirUnavailableError, RlsScreenError
 from rls_screen.fhir_client import FhirClient
 from rls_screen.fhir_reader import read_patient_data
 from rls_screen.model import Assessment
@@ -127,9 +127,11 @@ def _classify_failure(error: BaseException) -> str:
     if isinstance(error, FhirUnavailableError):
         return f"transient: {error}"
     if isinstance(error, FhirNotFoundError):
-        return "patient not found on the FHIR server"
+        return "not found: patient not found on the FHIR server"
+    if isinstance(error, FhirError):
+        return f"rejected by the server: {error}"
     if isinstance(error, RlsScreenError):
-        return str(error)
+        return f"bad data: {error}"
     # Unexpected: keep the batch going and say what kind of error, without data that may hold PHI.
     log.error("internal error screening a patient: %s", type(error).__name__)
     return f"internal error ({type(error).__name__})"

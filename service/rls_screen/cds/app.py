@@ -27,7 +27,7 @@ from typing import Annotated, Any
 
 import orjson
 import requests
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from requests.adapters import HTTPAdapter
@@ -147,22 +147,17 @@ class BodySizeLimitMiddleware:
         received = 0
 
         async def counting_receive() -> Message:
+            # A body without Content-Length (chunked) is counted as it arrives; FastAPI re-raises
+            # HTTPException from the body read, so this ends as a 413 OperationOutcome.
             nonlocal received
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
-                    raise _BodyTooLargeError
+                    raise HTTPException(status_code=413)
             return message
 
-        try:
-            await self.app(scope, counting_receive, send)
-        except _BodyTooLargeError:
-            await too_large(scope, receive, send)
-
-
-class _BodyTooLargeError(Exception):
-    pass
+        await self.app(scope, counting_receive, send)
 
 
 # --- the app ---------------------------------------------------------------------------------------
@@ -276,8 +271,14 @@ def create_app(
 
     async def on_http_error(request: Request, error: Exception) -> Response:
         status = error.status_code if isinstance(error, StarletteHTTPException) else 500
-        text = {404: "no such endpoint", 405: "method not allowed"}.get(status, "request refused")
-        code = {404: "not-found", 405: "not-supported"}.get(status, "invalid" if status < 500 else "exception")
+        text = {
+            404: "no such endpoint",
+            405: "method not allowed",
+            413: f"request body exceeds {settings.cds_max_body_bytes} bytes",
+        }.get(status, "the request body could not be read" if status == 400 else "request refused")
+        code = {404: "not-found", 405: "not-supported", 413: "too-costly"}.get(
+            status, "invalid" if status < 500 else "exception"
+        )
         return outcome_response(status, code, text)
 
     async def on_cds_error(request: Request, error: Exception) -> Response:

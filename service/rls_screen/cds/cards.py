@@ -522,8 +522,8 @@ class CardBuilder:
     def aggravating_order_card(self, match: OrderMatch, drug: Drug) -> CardDraft:
         rule = self._rules.medications
         summary = fit(
-            f"{drug.ingredient.capitalize()} may aggravate RLS ({drug.category.lower()}); "
-            "consider whether an alternative suits",
+            f"{drug.ingredient.capitalize()} may aggravate RLS ({drug.category}); "
+            "consider whether an alternative is suitable",
             f"{drug.ingredient.capitalize()} may aggravate RLS; consider an alternative",
         )
         detail = [*self._match_lines(match)]

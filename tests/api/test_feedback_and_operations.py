@@ -1,0 +1,217 @@
+"""Discovery, feedback with override suppression, the hard deadline, CORS."""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from tests.api.conftest import (
+    NORMAL,
+    ORDER_SELECT,
+    ORDER_SIGN,
+    PATIENT_VIEW,
+    ServerFactory,
+    full_prefetch,
+    labs,
+    patient_view_request,
+    rls_condition,
+    searchset,
+)
+from tests.support.fhir_data import observation, patient
+from tests.support.scripted_server import Reply, base_url, scripted_server
+
+pytestmark = pytest.mark.net
+
+
+def test_discovery_lists_the_three_services_with_r4_prefetch(cds_server: ServerFactory) -> None:
+    _, ehr = cds_server()
+    response = ehr.get("/cds-services")
+    assert response.status_code == 200
+    services = {s["id"]: s for s in response.json()["services"]}
+    assert {sid: s["hook"] for sid, s in services.items()} == {
+        PATIENT_VIEW: "patient-view",
+        ORDER_SELECT: "order-select",
+        ORDER_SIGN: "order-sign",
+    }
+    for service in services.values():
+        assert service["title"]
+        assert service["description"]
+        assert service["prefetch"]["patient"] == "Patient/{{context.patientId}}"
+        assert "_sort=-date" in service["prefetch"]["observations"]
+        assert "sort:desc" not in service["prefetch"]["observations"]
+        assert "http://loinc.org|2276-4" in service["prefetch"]["observations"]
+        assert None not in service.values()
+    assert "medications" in services[PATIENT_VIEW]["prefetch"]
+
+
+def _feedback(card: str, outcome: str = "overridden") -> dict[str, object]:
+    item: dict[str, object] = {"card": card, "outcome": outcome, "outcomeTimestamp": "2026-11-20T10:00:00Z"}
+    if outcome == "overridden":
+        item["overrideReason"] = {
+            "reason": {
+                "system": "https://rls-screen.org/fhir/CodeSystem/cds-override-reason",
+                "code": "already-addressed",
+            },
+            "userComment": "free text that is not stored",
+        }
+    return {"feedback": [item]}
+
+
+def test_overridden_card_is_suppressed_until_the_data_changes(cds_server: ServerFactory, tmp_path: Path) -> None:
+    _, ehr = cds_server()
+    observations = labs("fb1", **{**NORMAL, "ferritin": 30.0, "k": 3.2})
+    first = ehr.call(PATIENT_VIEW, patient_view_request("fb1", full_prefetch("fb1", observations))).json()["cards"]
+    assert [c["source"]["topic"]["code"] for c in first] == ["iron-insufficient-for-rls", "hypokalemia"]
+    iron_card = first[0]["uuid"]
+    response = ehr.post(f"/cds-services/{PATIENT_VIEW}/feedback", _feedback(iron_card))
+    assert response.status_code == 200
+    assert response.json() == {}
+
+    again = ehr.call(PATIENT_VIEW, patient_view_request("fb1", full_prefetch("fb1", observations))).json()["cards"]
+    assert [c["source"]["topic"]["code"] for c in again] == ["hypokalemia"]
+    other_patient = ehr.call(
+        PATIENT_VIEW, patient_view_request("fb2", full_prefetch("fb2", labs("fb2", ferritin=30.0)))
+    )
+    assert "iron-insufficient-for-rls" in [c["source"]["topic"]["code"] for c in other_patient.json()["cards"]]
+
+    # A new ferritin result (new data) brings the card back.
+    newer = [*observations, observation("fb1", 99, "2276-4", 25.0, "ug/L", time.strftime("%Y-%m-%d"))]
+    back = ehr.call(PATIENT_VIEW, patient_view_request("fb1", full_prefetch("fb1", newer))).json()["cards"]
+    assert "iron-insufficient-for-rls" in [c["source"]["topic"]["code"] for c in back]
+
+    # So does an amended version of the same Observation.
+    amended = [dict(o) for o in observations]
+    amended[0]["meta"] = {"versionId": "2"}
+    back_again = ehr.call(PATIENT_VIEW, patient_view_request("fb1", full_prefetch("fb1", amended))).json()["cards"]
+    assert "iron-insufficient-for-rls" in [c["source"]["topic"]["code"] for c in back_again]
+
+
+def test_feedback_is_stored_without_free_text_or_patient_ids(cds_server: ServerFactory, tmp_path: Path) -> None:
+    _, ehr = cds_server(cds_feedback_db=tmp_path / "fb.sqlite3")
+    cards = ehr.call(PATIENT_VIEW, patient_view_request("fb3", full_prefetch("fb3", []))).json()["cards"]
+    card = cards[0]
+    suggestion = card["suggestions"][0]["uuid"]
+    accepted = {
+        "feedback": [
+            {
+                "card": card["uuid"],
+                "outcome": "accepted",
+                "acceptedSuggestions": [{"id": suggestion}],
+                "outcomeTimestamp": "2026-11-20T10:00:00Z",
+            }
+        ]
+    }
+    assert ehr.post(f"/cds-services/{PATIENT_VIEW}/feedback", accepted).status_code == 200
+    assert ehr.post(f"/cds-services/{PATIENT_VIEW}/feedback", _feedback(card["uuid"])).status_code == 200
+    with sqlite3.connect(tmp_path / "fb.sqlite3") as db:
+        rows = db.execute(
+            "SELECT outcome, override_code, had_user_comment, accepted_suggestions FROM feedback"
+        ).fetchall()
+        dump = "\n".join(db.iterdump())
+    assert rows == [("accepted", None, 0, f'["{suggestion}"]'), ("overridden", "already-addressed", 1, None)]
+    assert "free text" not in dump
+    assert "fb3" not in dump
+
+
+def test_order_feedback_suppresses_the_order_card(cds_server: ServerFactory) -> None:
+    _, ehr = cds_server()
+    prefetch = {
+        "patient": patient("fb4"),
+        "conditions": searchset([rls_condition("fb4")]),
+        "observations": None,
+    }
+    order = {
+        "resourceType": "MedicationRequest",
+        "id": "fb4-mr1",
+        "status": "draft",
+        "intent": "order",
+        "subject": {"reference": "Patient/fb4"},
+        "medicationCodeableConcept": {"text": "ropinirole 0.25 mg tablet"},
+    }
+    body = {
+        "hook": "order-sign",
+        "hookInstance": str(uuid.uuid4()),
+        "context": {
+            "userId": "Practitioner/1",
+            "patientId": "fb4",
+            "draftOrders": {"resourceType": "Bundle", "entry": [{"resource": order}]},
+        },
+        "prefetch": prefetch,
+    }
+    (card,) = ehr.call(ORDER_SIGN, body).json()["cards"]
+    assert ehr.post(f"/cds-services/{ORDER_SIGN}/feedback", _feedback(card["uuid"])).status_code == 200
+    assert ehr.call(ORDER_SIGN, body | {"hookInstance": str(uuid.uuid4())}).json() == {"cards": []}
+
+
+def test_deadline_answers_no_cards_and_logs_why(cds_server: ServerFactory, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="rls_screen.cds")
+    with scripted_server(
+        lambda received: Reply(200, {"resourceType": "Bundle", "type": "searchset"}, delay_s=3.0)
+    ) as slow:
+        fhir = base_url(slow)
+        _, ehr = cds_server(fhir_base_url=fhir, cds_deadline_ms=400)
+        body = patient_view_request("dl1", None, fhirServer=fhir)
+        started = time.monotonic()
+        response = ehr.call(PATIENT_VIEW, body)
+        elapsed = time.monotonic() - started
+    assert response.status_code == 200
+    assert response.json() == {"cards": []}
+    assert elapsed < 2.0
+    assert any("deadline" in r.getMessage() for r in caplog.records)
+
+
+def test_fhir_server_gets_the_bearer_token_and_nothing_else_does(cds_server: ServerFactory) -> None:
+    def script(received: object) -> Reply:
+        path = received.path  # type: ignore[attr-defined]
+        if path.startswith("/fhir/Patient/"):
+            return Reply(200, patient("tk1"))
+        if path.startswith("/fhir/Condition"):
+            return Reply(200, searchset([rls_condition("tk1")]))
+        return Reply(200, searchset(labs("tk1", **NORMAL)))
+
+    with scripted_server(script) as fhir_server:
+        fhir = base_url(fhir_server)
+        _, ehr = cds_server(fhir_base_url=fhir)
+        body = patient_view_request(
+            "tk1",
+            {"medications": None},
+            fhirServer=fhir,
+            fhirAuthorization={
+                "access_token": "ehr-token-123",
+                "token_type": "Bearer",
+                "expires_in": 300,
+                "scope": "patient/*.read",
+                "subject": "rls-screen",
+            },
+        )
+        response = ehr.call(PATIENT_VIEW, body)
+        assert response.status_code == 200, response.text
+        assert response.json() == {"cards": []}
+        assert [r.headers.get("Authorization") for r in fhir_server.received] == ["Bearer ehr-token-123"] * 3
+        assert "date=ge" in fhir_server.received[-1].path  # the fallback search is windowed
+
+
+def test_cors_is_configurable(cds_server: ServerFactory) -> None:
+    server, ehr = cds_server(cds_cors_origins="https://ehr.example.test")
+    preflight = ehr.session.options(
+        server.base_url + f"/cds-services/{PATIENT_VIEW}",
+        headers={
+            "Origin": "https://ehr.example.test",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization,content-type",
+        },
+        timeout=10,
+    )
+    assert preflight.status_code == 200
+    assert preflight.headers["access-control-allow-origin"] == "https://ehr.example.test"
+    assert "authorization" in preflight.headers["access-control-allow-headers"].lower()
+    other = ehr.session.options(
+        server.base_url + "/cds-services",
+        headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "GET"},
+        timeout=10,
+    )
+    assert "access-control-allow-origin" not in other.headers
