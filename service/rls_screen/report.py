@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from rls_screen.model import Assessment, Finding, Threshold
+from rls_screen.model import Assessment, Finding, Threshold, ValueUsed
 from rls_screen.quantities import format_number
 
 IRON_BAND_TEXT = {
@@ -30,6 +30,56 @@ SHORT_SOURCES = {
 }
 
 
+# Clinician words for analyte keys and UCUM codes (outputs keep the codes; text shows these).
+ANALYTE_DISPLAY = {
+    "ferritin": "ferritin",
+    "tsat": "TSAT",
+    "iron": "serum iron",
+    "tibc": "TIBC",
+    "crp": "CRP",
+    "hemoglobin": "Hb",
+    "egfr": "eGFR",
+    "creatinine": "creatinine",
+    "albumin": "albumin",
+    "magnesium": "magnesium",
+    "potassium": "potassium",
+    "calcium-total": "calcium",
+    "calcium-ionized": "ionized calcium",
+    "calcium-corrected": "corrected calcium",
+    "gestational-age": "gestational age",
+}
+UNIT_DISPLAY = {
+    "ug/L": "µg/L",
+    "ug/dL": "µg/dL",
+    "umol/L": "µmol/L",
+    "meq/L": "mEq/L",
+    "mL/min/{1.73_m2}": "mL/min/1.73 m²",
+    "wk": "weeks",
+}
+
+
+def unit_text(ucum: str) -> str:
+    return UNIT_DISPLAY.get(ucum, ucum)
+
+
+def analyte_text(name: str) -> str:
+    """'tsat' -> 'TSAT'; 'hemoglobin (female, non-pregnant)' -> 'Hb (female, non-pregnant)'."""
+    head, _, rest = name.partition(" ")
+    return f"{ANALYTE_DISPLAY.get(head, head)} {rest}".strip()
+
+
+def value_phrase(value: ValueUsed) -> str:
+    """'ferritin 110 pmol/L (= 49 µg/L) on 2026-10-09': as reported, and in the threshold's unit when different."""
+    canonical = f"{value.value.display()} {unit_text(value.unit)}"
+    if value.computed:
+        shown = f"{value.value.display(1)} {unit_text(value.unit)} ({value.computed}; {value.reported})"
+    elif value.reported and not value.reported.endswith((f" {value.unit}", f" {unit_text(value.unit)}")):
+        shown = f"{value.reported} (= {canonical})"
+    else:
+        shown = value.reported or canonical
+    return f"{analyte_text(value.analyte)} {shown} on {value.effective.isoformat()}"
+
+
 def short_source(citation: str) -> str:
     return next((short for key, short in SHORT_SOURCES.items() if key in citation), citation[:40])
 
@@ -38,18 +88,17 @@ def sources(finding: Finding) -> str:
     return "; ".join(dict.fromkeys(short_source(c) for c in finding.citations))
 
 
+def threshold_text(threshold: Threshold) -> str:
+    unit = unit_text(threshold.unit)
+    return f"{analyte_text(threshold.name)} {threshold.comparator} {format_number(threshold.value)} {unit}"
+
+
 def thresholds_text(thresholds: tuple[Threshold, ...]) -> str:
-    return ", ".join(f"{t.name} {t.comparator} {format_number(t.value)} {t.unit}" for t in thresholds)
+    return ", ".join(threshold_text(t) for t in thresholds)
 
 
 def values_text(finding: Finding) -> str:
-    parts = []
-    for value in finding.values:
-        shown = value.reported or f"{value.value.display()} {value.unit}"
-        if value.computed:
-            shown = f"{value.value.display(1)} {value.unit} ({value.computed}; {value.reported})"
-        parts.append(f"{value.analyte} {shown} on {value.effective.isoformat()}")
-    return "; ".join(parts)
+    return "; ".join(value_phrase(value) for value in finding.values)
 
 
 def finding_sentence(finding: Finding, advice: str | None) -> str:
@@ -89,11 +138,16 @@ def format_text(assessment: Assessment, advice: dict[str, str]) -> str:
     lines.append(f"Iron therapy band: {assessment.iron_band}: {IRON_BAND_TEXT[assessment.iron_band]}")
     if assessment.advisories:
         lines.append("Advisories:")
-        lines.extend(f"  - {a.display}: {a.note or advice.get(a.code, '')}".rstrip(": ") for a in assessment.advisories)
-    if assessment.not_evaluable:
-        counts = Counter(n.reason for n in assessment.not_evaluable)
+        lines.extend(f"  - {a.note or advice.get(a.code) or a.display}" for a in assessment.advisories)
+    missing = [n.analyte for n in assessment.not_evaluable if n.reason == "missing" and n.analyte]
+    if missing:
+        names = ", ".join(dict.fromkeys(analyte_text(name) for name in missing))
+        lines.append(f"No usable result in the 365 days before {assessment.as_of.isoformat()}: {names}")
+    others = [n for n in assessment.not_evaluable if n.reason != "missing"]
+    if others:
+        counts = Counter(n.reason for n in others)
         lines.append("Not used: " + ", ".join(f"{count} {reason}" for reason, count in sorted(counts.items())))
-        for item in assessment.not_evaluable:
-            if item.reason in ("missing", "unit-not-understood", "comparator-indeterminate", "indeterminate"):
-                lines.append(f"  - {item.analyte or 'result'}: {item.detail}")
+        for item in others:
+            if item.reason in ("unit-not-understood", "comparator-indeterminate", "indeterminate"):
+                lines.append(f"  - {analyte_text(item.analyte or 'result')}: {item.detail}")
     return "\n".join(lines)

@@ -36,7 +36,8 @@ from fhir.resources.R4B.servicerequest import ServiceRequest
 from rls_screen import __version__
 from rls_screen.codesets import CANONICAL_BASE, FINDING_SYSTEM, SNOMED, Terminology
 from rls_screen.model import Assessment, Finding
-from rls_screen.report import finding_sentence, short_source
+from rls_screen.quantities import format_number
+from rls_screen.report import finding_sentence, short_source, unit_text, value_phrase
 
 DEVICE_ID_SYSTEM = f"{CANONICAL_BASE}/identifier/device"
 RISK_ASSESSMENT_ID_SYSTEM = f"{CANONICAL_BASE}/identifier/risk-assessment"
@@ -170,11 +171,11 @@ def build_risk_assessment(
 def flag_text(finding: Finding) -> str:
     """One short line a clinician sees in the EHR's flag list."""
     measured = [v for v in finding.values if not v.computed] or list(finding.values)
-    value = measured[0] if measured else None
-    shown = ""
-    if value is not None:
-        shown = f": {value.analyte} {value.reported or value.value.display()} on {value.effective.isoformat()}"
-    threshold = f" (threshold {finding.thresholds[0].display()}" if finding.thresholds else " ("
+    shown = f": {value_phrase(measured[0])}" if measured else ""
+    first = finding.thresholds[0] if finding.thresholds else None
+    threshold = (
+        f" (threshold {first.comparator} {format_number(first.value)} {unit_text(first.unit)}" if first else " ("
+    )
     sources = "; ".join(dict.fromkeys(short_source(c) for c in finding.citations))
     closing = f"{threshold}; {sources})" if finding.thresholds else f" ({sources})"
     return f"RLS screen: {finding.display}{shown}{closing}"

@@ -20,6 +20,8 @@ from tests.api.conftest import (
 )
 from tests.support.fhir_data import observation, patient
 
+from rls_screen.writeback import DEVICE_IDENTIFIER
+
 pytestmark = pytest.mark.net
 
 
@@ -180,7 +182,7 @@ def test_system_actions_carry_risk_assessment_and_flags_when_enabled(cds_server:
     assert kinds == ["RiskAssessment", "Flag", "Flag"]
     assert all(action["type"] == "create" and action["description"] for action in body["systemActions"])
     flag = body["systemActions"][1]["resource"]
-    assert flag["author"]["identifier"]["value"] == "rls-screen"
+    assert flag["author"]["identifier"]["value"] == DEVICE_IDENTIFIER
     assert flag["extension"][0]["valueReference"]["type"] == "RiskAssessment"
 
 

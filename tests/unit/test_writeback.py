@@ -163,6 +163,6 @@ def test_flag_text_is_short_and_sourced(knowledge: Knowledge) -> None:
     assert finding is not None
     text = flag_text(finding)
     assert (
-        text == "RLS screen: Iron deficiency: ferritin 9 ug/L on 2026-10-01 (threshold < 15 ug/L; WHO 2020; AASM 2024)"
+        text == "RLS screen: Iron deficiency: ferritin 9 ug/L on 2026-10-01 (threshold < 15 µg/L; WHO 2020; AASM 2024)"
     )
     assert len(text) < 140
