@@ -19,6 +19,7 @@ by construction; serialised without nulls):
 from __future__ import annotations
 
 import hashlib
+import html
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -60,6 +61,12 @@ def _token(*parts: str) -> str:
 
 def _urn(*parts: str) -> str:
     return f"urn:uuid:{uuid.uuid5(UUID_NAMESPACE, '|'.join(parts))}"
+
+
+def narrative(*paragraphs: str) -> dict[str, str]:
+    """A generated XHTML narrative, so an EHR can show the resource as written (FHIR dom-6)."""
+    body = "".join(f"<p>{html.escape(text)}</p>" for text in paragraphs if text)
+    return {"status": "generated", "div": f'<div xmlns="http://www.w3.org/1999/xhtml">{body}</div>'}
 
 
 def to_json(resource: Resource) -> dict[str, Any]:
@@ -146,7 +153,17 @@ def build_risk_assessment(
         for item in assessment.not_evaluable:
             counts[item.reason] = counts.get(item.reason, 0) + 1
         notes.append("Not used: " + ", ".join(f"{n} {reason}" for reason, n in sorted(counts.items())) + ".")
+    summary = (
+        "; ".join(f.display + (f" ({f.severity})" if f.severity else "") for f in assessment.findings)
+        or "No secondary-cause finding on the usable results"
+    )
     return RiskAssessment(
+        text=narrative(
+            f"RLS secondary-cause screen as of {assessment.as_of.isoformat()} "
+            f"(rule set {assessment.rule_set_id} {assessment.rule_set_version}): {summary}.",
+            *[finding_sentence(f, advice.get(f.code)) for f in assessment.findings],
+            *notes,
+        ),
         identifier=[{"system": RISK_ASSESSMENT_ID_SYSTEM, "value": risk_assessment_identifier(assessment)}],
         status="final",
         subject={"reference": assessment.patient},
@@ -194,6 +211,7 @@ def build_flag(
     concept = _finding_concept(finding, terminology, assessment.gfr_category)
     concept["text"] = flag_text(finding)
     return Flag(
+        text=narrative(concept["text"]),
         identifier=[{"system": FLAG_ID_SYSTEM, "value": flag_identifier(patient_id, finding.code)}],
         status="active",
         category=[{"coding": [{"system": FLAG_CATEGORY_SYSTEM, "code": "lab", "display": "Lab"}]}],
@@ -208,6 +226,7 @@ def build_flag(
 def deactivated_flag(existing: Mapping[str, Any], end: date) -> dict[str, Any]:
     flag = {k: v for k, v in existing.items() if k not in ("meta", "text")}
     flag["status"] = "inactive"
+    flag["text"] = narrative(f"Inactive since {end.isoformat()}: {(flag.get('code') or {}).get('text', '')}")
     period = dict(flag.get("period") or {})
     start = period.get("start")
     if not start or str(start)[:10] > end.isoformat():
@@ -222,6 +241,7 @@ def build_service_request(
 ) -> ServiceRequest:
     patient_id = assessment.patient.removeprefix("Patient/")
     return ServiceRequest(
+        text=narrative(f"Proposal ({status}): {IRON_STUDIES_TEXT}. Reason: RLS with iron studies missing (AASM 2024)."),
         identifier=[{"system": SERVICE_REQUEST_ID_SYSTEM, "value": service_request_identifier(patient_id)}],
         status=status,
         intent="proposal",
