@@ -9,7 +9,7 @@ export FHIR_PORT FHIR_BASE_URL
 DEMO_PATIENTS ?= 200
 DEMO_SEED ?= 1
 
-.PHONY: setup demo test test-unit lint fmt fhir-up fhir-down bench clean
+.PHONY: setup demo serve test test-unit lint fmt fhir-up fhir-down bench clean
 
 $(BIN)/rls-screen: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,9 @@ setup: $(BIN)/rls-screen ## create .venv and install the module with its dev too
 
 demo: setup fhir-up ## the main job: local HAPI + synthetic panel, screened and written back
 	$(BIN)/rls-screen demo --patients $(DEMO_PATIENTS) --seed $(DEMO_SEED)
+
+serve: setup ## the CDS Hooks service on 127.0.0.1:8090 in development mode (no JWT checks; loopback only)
+	RLS_SCREEN_CDS_DEV_MODE=true $(BIN)/rls-screen serve
 
 test: setup ## all tests (starts the local HAPI server when none answers at FHIR_BASE_URL)
 	$(BIN)/pytest

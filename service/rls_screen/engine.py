@@ -58,6 +58,24 @@ class Knowledge:
     ruleset: RuleSet
     terminology: Terminology
     units: UnitTable
+    egfr_tiers: Mapping[str, int] = field(init=False, repr=False, compare=False)
+    """eGFR LOINC code -> precedence tier (0 first), derived once instead of on every evaluation."""
+    aggravating_category_urls: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    """The aggravating-medication category ValueSets (sorted), derived once."""
+
+    def __post_init__(self) -> None:
+        tiers = {
+            code: tier
+            for tier, url in enumerate(self.ruleset.kidney.egfr_precedence)
+            for code in self.terminology.codes_of(url)
+        }
+        categories = tuple(
+            url
+            for url in sorted(self.terminology.value_sets)
+            if url.startswith(value_set_url("aggravating-")) and url != self.ruleset.medications.aggravating_value_set
+        )
+        object.__setattr__(self, "egfr_tiers", tiers)  # frozen dataclass: derived fields are set once, here
+        object.__setattr__(self, "aggravating_category_urls", categories)
 
 
 def load_knowledge(site_conceptmap_dir: Path | None = None) -> Knowledge:
@@ -72,7 +90,8 @@ def age_in_months(birth: date, on: date) -> int:
     return (on.year - birth.year) * 12 + on.month - birth.month - (on.day < birth.day)
 
 
-def _is_active_condition(condition: Mapping[str, Any]) -> bool:
+def is_active_condition(condition: Mapping[str, Any]) -> bool:
+    """clinicalStatus active/recurrence/relapse and not refuted or entered in error."""
     clinical = {code for _, code in codings_of(condition.get("clinicalStatus"))}
     verification = {code for _, code in codings_of(condition.get("verificationStatus"))}
     return bool(clinical & ACTIVE_CLINICAL_STATUSES) and not (verification & REFUTED_VERIFICATION)
@@ -177,6 +196,8 @@ class _Evaluation:
 
 def _select_latest(results: Sequence[LabResult], egfr_tier: Callable[[str], int] | None = None) -> LabResult:
     """S3: the newest result wins; for eGFR, same-day ties go to the higher-precedence code."""
+    if len(results) == 1:
+        return results[0]
     if egfr_tier is None:
         return max(results, key=lambda r: (ordering_key(r.effective), r.reference))
     return max(
@@ -202,6 +223,9 @@ class _Pregnancy:
         return ga.value.value + (day - ga.effective_date).days / 7.0
 
 
+_PREGNANCY_CONDITION = value_set_url("pregnancy-condition")
+
+
 def _pregnancy(ev: _Evaluation, conditions: Sequence[Mapping[str, Any]]) -> _Pregnancy:
     terminology = ev.knowledge.terminology
     status = ev.latest.get("pregnancy-status")
@@ -214,9 +238,9 @@ def _pregnancy(ev: _Evaluation, conditions: Sequence[Mapping[str, Any]]) -> _Pre
     condition_refs = [
         f"Condition/{c.get('id', '?')}"
         for c in conditions
-        if isinstance(c, Mapping)
-        and _is_active_condition(c)
-        and terminology.contains(value_set_url("pregnancy-condition"), codings_of(c.get("code")))
+        if (type(c) is dict or isinstance(c, Mapping))
+        and terminology.contains(_PREGNANCY_CONDITION, codings_of(c.get("code")))
+        and is_active_condition(c)
     ]
     if condition_refs:  # S6: a 'Pregnant' status OR an active pregnancy Condition
         pregnant = True
@@ -620,10 +644,12 @@ def _dialysis_basis(ev: _Evaluation, records: Sequence[Mapping[str, Any]]) -> tu
     terminology, dialysis = ev.knowledge.terminology, value_set_url("dialysis")
     refs = []
     for record in records:
-        if not isinstance(record, Mapping) or not terminology.contains(dialysis, codings_of(record.get("code"))):
+        if (type(record) is not dict and not isinstance(record, Mapping)) or not terminology.contains(
+            dialysis, codings_of(record.get("code"))
+        ):
             continue
         kind = record.get("resourceType")
-        if kind == "Condition" and _is_active_condition(record):
+        if kind == "Condition" and is_active_condition(record):
             refs.append(f"Condition/{record.get('id', '?')}")
         elif kind == "Procedure" and record.get("status") in ("completed", "in-progress"):
             period = record.get("performedPeriod")
@@ -855,11 +881,7 @@ def _concept_name(concept: Any) -> str | None:
 def _evaluate_medications(ev: _Evaluation, medications: Sequence[Mapping[str, Any]]) -> None:
     rule = ev.rules.medications
     terminology = ev.knowledge.terminology
-    category_urls = [
-        url
-        for url in sorted(terminology.value_sets)
-        if url.startswith(value_set_url("aggravating-")) and url != rule.aggravating_value_set
-    ]
+    category_urls = ev.knowledge.aggravating_category_urls
     for medication in medications:
         if not isinstance(medication, Mapping):
             continue
@@ -902,31 +924,22 @@ def evaluate(
     usable: dict[str, list[LabResult]] = {}
     problems: list[NotEvaluable] = []
     seen: set[str] = set()
+    terminology, units = knowledge.terminology, knowledge.units
     for observation in observations:
-        if not isinstance(observation, Mapping):
+        if type(observation) is not dict and not isinstance(observation, Mapping):
             problems.append(NotEvaluable("unknown-code", "an entry that is not a FHIR resource was skipped"))
             continue
         reference = f"Observation/{observation.get('id', '?')}"
         if reference in seen and reference != "Observation/?":
             continue  # the same resource twice (e.g. overlapping pages) counts once
         seen.add(reference)
-        outcome = classify(
-            observation,
-            terminology=knowledge.terminology,
-            units=knowledge.units,
-            selection=selection,
-            as_of=as_of,
-        )
+        outcome = classify(observation, terminology=terminology, units=units, selection=selection, as_of=as_of)
         if outcome.result is not None:
             usable.setdefault(outcome.result.analyte, []).append(outcome.result)
         elif outcome.problem is not None:
             problems.append(outcome.problem)
 
-    tiers = {
-        code: tier
-        for tier, url in enumerate(knowledge.ruleset.kidney.egfr_precedence)
-        for code in knowledge.terminology.codes_of(url)
-    }
+    tiers = knowledge.egfr_tiers
     latest = {
         analyte: _select_latest(results, (lambda code: tiers.get(code, len(tiers))) if analyte == "egfr" else None)
         for analyte, results in usable.items()

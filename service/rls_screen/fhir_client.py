@@ -44,7 +44,7 @@ MAX_RETRY_AFTER_S = 30.0
 log = logging.getLogger(__name__)
 
 
-def _is_loopback(host: str | None) -> bool:
+def is_loopback(host: str | None) -> bool:
     if host is None:
         return False
     if host == "localhost":
@@ -61,7 +61,7 @@ def normalise_base(url: str) -> str:
 
 def check_base_url_scheme(url: str) -> None:
     parts = urlsplit(url)
-    if parts.scheme == "https" or (parts.scheme == "http" and _is_loopback(parts.hostname)):
+    if parts.scheme == "https" or (parts.scheme == "http" and is_loopback(parts.hostname)):
         return
     raise ServerNotAllowedError(f"refusing {parts.scheme}://{parts.hostname}: plain http is allowed only for loopback")
 

@@ -85,6 +85,14 @@ class UnitTable:
         return UnitProblem(f"no unit given for {analyte}")
 
     def to_canonical(self, analyte: str, value: float, quantity: Mapping[str, Any]) -> Converted | UnitProblem:
+        # Fast path for the common case (a UCUM code this analyte converts): one lookup, same answer as
+        # ``resolve_unit`` gives for it; everything else goes through ``resolve_unit``.
+        known = self.factors.get(analyte)
+        code = quantity.get("code")
+        if known is not None and type(code) is str and code and quantity.get("system") == UCUM:
+            factor = known.get(code)
+            if factor is not None:
+                return Converted(factor.apply(value), self.canonical_unit[analyte], code, "ucum-code")
         resolved = self.resolve_unit(analyte, quantity)
         if isinstance(resolved, UnitProblem):
             return resolved

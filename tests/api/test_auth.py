@@ -14,7 +14,7 @@ from pathlib import Path
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
-from tests.api.conftest import (
+from tests.api.helpers import (
     ISSUER_BY_URI,
     NORMAL,
     PATIENT_VIEW,

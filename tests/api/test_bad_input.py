@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 import pytest
 import requests
-from tests.api.conftest import (
+from tests.api.helpers import (
     NORMAL,
     ORDER_SELECT,
     PATIENT_VIEW,

@@ -9,7 +9,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from tests.api.conftest import (
+from tests.api.helpers import (
     NORMAL,
     ORDER_SELECT,
     ORDER_SIGN,

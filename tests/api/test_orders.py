@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from tests.api.conftest import (
+from tests.api.helpers import (
     NORMAL,
     ORDER_SELECT,
     ORDER_SIGN,

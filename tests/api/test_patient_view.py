@@ -6,7 +6,10 @@ import re
 import uuid
 
 import pytest
-from tests.api.conftest import (
+from fhir.resources.R4B.flag import Flag
+from fhir.resources.R4B.riskassessment import RiskAssessment
+from fhir.resources.R4B.servicerequest import ServiceRequest
+from tests.api.helpers import (
     NORMAL,
     PATIENT_VIEW,
     ServerFactory,
@@ -118,6 +121,7 @@ def test_null_observations_prefetch_means_no_labs_missing_iron_studies(cds_serve
     assert resource["subject"] == {"reference": "Patient/pv7"}
     assert "requester" not in resource
     assert "supportingInfo" not in resource
+    ServiceRequest.model_validate(resource)
 
 
 def test_null_conditions_prefetch_means_no_rls(cds_server: ServerFactory) -> None:
@@ -181,6 +185,9 @@ def test_system_actions_carry_risk_assessment_and_flags_when_enabled(cds_server:
     kinds = [action["resource"]["resourceType"] for action in body["systemActions"]]
     assert kinds == ["RiskAssessment", "Flag", "Flag"]
     assert all(action["type"] == "create" and action["description"] for action in body["systemActions"])
+    for action in body["systemActions"]:  # valid FHIR R4 (R4B models are identical for these types)
+        model = RiskAssessment if action["resource"]["resourceType"] == "RiskAssessment" else Flag
+        model.model_validate(action["resource"])
     flag = body["systemActions"][1]["resource"]
     assert flag["author"]["identifier"]["value"] == DEVICE_IDENTIFIER
     assert flag["extension"][0]["valueReference"]["type"] == "RiskAssessment"

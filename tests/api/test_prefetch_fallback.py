@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 import requests
-from tests.api.conftest import (
+from tests.api.helpers import (
     NORMAL,
     PATIENT_VIEW,
     ServerFactory,

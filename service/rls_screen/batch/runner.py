@@ -8,12 +8,15 @@ bad data is never retried. Results are recorded from the main thread only (SQLit
 from __future__ import annotations
 
 import logging
+import multiprocessing
+import os
+import pickle
 import sys
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, TextIO
 
 from rls_screen.batch.jobs import Job, JobStore
@@ -156,6 +159,67 @@ def _bounded(
             yield pending.pop(future), future
 
 
+# --- offline evaluation in worker processes ---------------------------------------------------------
+#
+# Offline (no server: an NDJSON dry run) the work is pure CPU: the GIL would let threads use one core,
+# so patients are screened in worker processes instead, each with its own reader of the patient source.
+
+OFFLINE_CHUNK = 200
+"""Patients per task sent to a worker process (amortises the inter-process round trip)."""
+Outcome = tuple[str, dict[str, Any] | None, str | None]
+"""(patient id, summary when screened, failure reason when not)."""
+
+_worker_state: tuple[PatientLoader, Knowledge, date] | None = None
+
+
+def _offline_one(loader: PatientLoader, knowledge: Knowledge, as_of: date, patient_id: str) -> Outcome:
+    try:
+        assessment = assess(loader(patient_id), knowledge=knowledge, as_of=as_of)
+        summary = patient_summary(assessment, ScreenResult(assessment, None, False, None))
+    except Exception as error:
+        return patient_id, None, _classify_failure(error)
+    summary["written"] = False
+    return patient_id, summary, None
+
+
+def _offline_worker_init(loader_pickle: bytes, knowledge: Knowledge, as_of: date) -> None:
+    global _worker_state
+    _worker_state = (pickle.loads(loader_pickle), knowledge, as_of)  # noqa: S301 - our own pickle, same program
+
+
+def _offline_chunk(patient_ids: list[str]) -> list[Outcome]:
+    assert _worker_state is not None, "worker initialised"
+    loader, knowledge, as_of = _worker_state
+    return [_offline_one(loader, knowledge, as_of, patient_id) for patient_id in patient_ids]
+
+
+def _offline_processes(options: BatchOptions, patients: int) -> tuple[int, bytes | None]:
+    """How many worker processes to use, and the pickled loader they reopen (None: stay in-process)."""
+    processes = min(options.concurrency, os.cpu_count() or 1, -(-patients // OFFLINE_CHUNK))
+    if processes < 2 or options.loader is None:
+        return 1, None
+    try:
+        return processes, pickle.dumps(options.loader)
+    except (pickle.PicklingError, TypeError, AttributeError):
+        return 1, None  # a loader that cannot travel (a closure, a live connection): evaluate in-process
+
+
+def _offline_outcomes(ids: list[str], job: Job, options: BatchOptions) -> Iterator[Outcome]:
+    """Screen patients offline, in worker processes when it pays; outcomes in any order."""
+    assert options.loader is not None, "offline runs read patients from a loader"
+    processes, loader_pickle = _offline_processes(options, len(ids))
+    if loader_pickle is None:
+        loader = options.loader
+        for patient_id in ids:
+            yield _offline_one(loader, options.knowledge, job.as_of, patient_id)
+        return
+    context = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
+    chunks = [ids[i : i + OFFLINE_CHUNK] for i in range(0, len(ids), OFFLINE_CHUNK)]
+    with context.Pool(processes, _offline_worker_init, (loader_pickle, options.knowledge, job.as_of)) as pool:
+        for outcomes in pool.imap_unordered(_offline_chunk, chunks):
+            yield from outcomes
+
+
 def run_job(store: JobStore, job: Job, client: FhirClient | None, options: BatchOptions) -> dict[str, int]:
     """Screen every pending patient of the job; returns the final status counts."""
     total = store.patient_count(job.id)
@@ -170,6 +234,14 @@ def run_job(store: JobStore, job: Job, client: FhirClient | None, options: Batch
             log.warning("retrying %d patient(s) after transient errors (round %d)", len(ids), round_number)
             time.sleep(options.retry_pause_s)
             progress.done -= len(ids)
+        if client is None and options.loader is not None:
+            for patient_id, summary, reason in _offline_outcomes(ids, job, options):
+                if summary is not None:
+                    store.mark_done(job.id, patient_id, summary, False)
+                else:
+                    store.mark_failed(job.id, patient_id, reason or "internal error")
+                progress.step(failed=summary is None)
+            continue
         with ThreadPoolExecutor(max_workers=options.concurrency, thread_name_prefix="screen") as executor:
             work = lambda pid: _screen_one(client, job, pid, options)  # noqa: E731
             for patient_id, future in _bounded(executor, ids, work, options.concurrency * 2):

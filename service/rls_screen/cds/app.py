@@ -23,6 +23,7 @@ import time
 import traceback
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from http.cookiejar import DefaultCookiePolicy
 from typing import Annotated, Any
 
 import orjson
@@ -185,7 +186,9 @@ def _verifier(settings: CdsSettings, session: requests.Session) -> JwtVerifier |
 
 
 def _session() -> requests.Session:
+    """One pooled session for all outgoing reads; it keeps no cookies (calls for different patients share it)."""
     session = requests.Session()
+    session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
     adapter = HTTPAdapter(pool_connections=8, pool_maxsize=64, max_retries=0)
     session.mount("http://", adapter)
     session.mount("https://", adapter)

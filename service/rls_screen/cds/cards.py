@@ -71,7 +71,7 @@ INDICATOR_ORDER = ("info", "warning", "critical")
 # Why the finding matters in RLS, in CLINICAL_RULES.md's own terms (summary line only).
 RLS_RELEVANCE = {
     "iron-deficiency": "an established, treatable aggravator of RLS",
-    "iron-insufficient-for-rls": "below the iron target for RLS (AASM 2024)",
+    "iron-insufficient-for-rls": "AASM 2024: iron therapy may be considered for RLS",
     "anemia": "consider the cause; iron deficiency is common and aggravates RLS",
     "reduced-kidney-function": "associated with RLS; one result cannot show chronicity",
     "kidney-failure": "an established secondary cause of RLS",
@@ -119,7 +119,6 @@ SEVERITY_NAMES = {
     "grade-3": "CTCAE grade 3",
     "grade-4": "CTCAE grade 4",
 }
-KIND_NAMES = {"dopaminergic": "dopaminergic RLS drug", "alpha2delta": "alpha-2-delta ligand"}
 ANTIDEPRESSANT_CATEGORIES = ("SSRIs and SNRIs", "Mirtazapine and tricyclic antidepressants")
 DISCLAIMER = (
     "_Decision support from rls-screen (rule set {version}); it supports clinical judgement and makes no diagnosis._"
@@ -269,6 +268,15 @@ class CardBuilder:
         advice = self._advice.get(code)
         return [advice, ""] if advice else []
 
+    @staticmethod
+    def _pregnancy_lines(assessment: Assessment) -> list[str]:
+        """CLINICAL_RULES.md: pregnancy is an established aggravator of RLS; say so where it applies."""
+        context = assessment.context
+        if not context.pregnant:
+            return []
+        trimester = f" (trimester {context.trimester})" if context.trimester else ""
+        return [f"Pregnant{trimester}: pregnancy is an established aggravator of RLS.", ""]
+
     def _disclaimer(self) -> str:
         return DISCLAIMER.format(version=self._rules.version)
 
@@ -334,6 +342,7 @@ class CardBuilder:
         detail += self._threshold_lines(finding)
         if finding.note:
             detail += [finding.note, ""]
+        detail += self._pregnancy_lines(assessment)
         if finding.code in IRON_FINDINGS:
             detail += [f"**Iron therapy band:** {IRON_BAND_TEXT[assessment.iron_band]}.", ""]
         detail += self._advice_lines(finding.code)

@@ -36,7 +36,7 @@ RLS_CLINICAL_DRUG_VALUE_SETS: tuple[tuple[str, DrugKind], ...] = (
 )
 AGGRAVATING_PREFIX = "aggravating-"
 AGGRAVATING_COMPOSITE = "aggravating-medications"
-MEDICATION_ORDER_TYPES = frozenset({"MedicationRequest"})
+MEDICATION_ORDER_TYPE = "MedicationRequest"
 MAX_NAME_CHARS = 200
 
 
@@ -160,6 +160,11 @@ def load_drug_catalog(terminology: Terminology) -> DrugCatalog:
 # --- draft orders --------------------------------------------------------------------------------
 
 
+def _list(value: Any) -> list[Any]:
+    """A FHIR array, or nothing when the element is missing or malformed."""
+    return value if isinstance(value, list) else []
+
+
 def _text(value: Any) -> str:
     return " ".join(value.split())[:MAX_NAME_CHARS] if isinstance(value, str) else ""
 
@@ -169,7 +174,7 @@ def _concept_parts(concept: Any) -> tuple[tuple[tuple[str, str], ...], tuple[str
         return (), (), ""
     displays = tuple(
         _text(coding.get("display"))
-        for coding in concept.get("coding") or ()
+        for coding in _list(concept.get("coding"))
         if isinstance(coding, Mapping) and _text(coding.get("display"))
     )
     name = _text(concept.get("text")) or (displays[0] if displays else "")
@@ -193,7 +198,7 @@ def _medication_concept(
         medication = next(
             (
                 c
-                for c in request.get("contained") or ()
+                for c in _list(request.get("contained"))
                 if isinstance(c, Mapping) and c.get("resourceType") == "Medication" and c.get("id") == target[1:]
             ),
             None,
@@ -219,11 +224,11 @@ def draft_medications(draft_orders: DraftOrders, selections: Sequence[str] | Non
     orders: list[DraftMedication] = []
     for position, entry in enumerate(draft_orders.entry):
         resource = entry.resource
-        if not isinstance(resource, Mapping) or resource.get("resourceType") not in MEDICATION_ORDER_TYPES:
+        if not isinstance(resource, Mapping) or resource.get("resourceType") != MEDICATION_ORDER_TYPE:
             continue
         resource_id = resource.get("id")
         reference = (
-            f"{resource['resourceType']}/{resource_id}"
+            f"{MEDICATION_ORDER_TYPE}/{resource_id}"
             if isinstance(resource_id, str)
             else entry.full_url or f"draftOrders.entry[{position}]"
         )
@@ -234,7 +239,7 @@ def draft_medications(draft_orders: DraftOrders, selections: Sequence[str] | Non
         if fallback_display:
             displays = (*displays, fallback_display)
         reasons: list[tuple[str, str]] = []
-        for reason in resource.get("reasonCode") or ():
+        for reason in _list(resource.get("reasonCode")):
             reasons.extend(codings_of(reason))
         orders.append(
             DraftMedication(

@@ -17,7 +17,7 @@ needs no labs (a patient without RLS) never asks for them.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Literal
@@ -166,20 +166,24 @@ class PatientDataResolver:
         return patient
 
     def conditions(self) -> list[Mapping[str, Any]]:
-        params = {
-            "subject": f"Patient/{self.patient_id}",
-            "code": condition_codes(self.knowledge.terminology),
-            "_count": PAGE_SIZE,
-        }
+        def params() -> dict[str, str]:
+            codes = condition_codes(self.knowledge.terminology)
+            return {"subject": f"Patient/{self.patient_id}", "code": codes, "_count": PAGE_SIZE}
+
         return self._search_key(CONDITIONS_KEY, "Condition", params, "the patient's Conditions")
 
     def observations(self) -> list[Mapping[str, Any]]:
-        params = observation_search(self.patient_id, self.knowledge, self.as_of)
+        def params() -> dict[str, str]:
+            return observation_search(self.patient_id, self.knowledge, self.as_of)
+
         return self._search_key(OBSERVATIONS_KEY, "Observation", params, "the patient's lab Observations")
 
     def medications(self) -> list[Mapping[str, Any]] | None:
         """Active MedicationRequests; optional: None when neither prefetched nor readable."""
-        params = {"subject": f"Patient/{self.patient_id}", "status": "active", "_count": PAGE_SIZE}
+
+        def params() -> dict[str, str]:
+            return {"subject": f"Patient/{self.patient_id}", "status": "active", "_count": PAGE_SIZE}
+
         try:
             return self._search_key(MEDICATIONS_KEY, "MedicationRequest", params, "the patient's medications")
         except DataUnavailableError as error:
@@ -205,7 +209,9 @@ class PatientDataResolver:
             return None
         return value
 
-    def _search_key(self, key: str, resource_type: str, params: Mapping[str, str], why: str) -> list[Mapping[str, Any]]:
+    def _search_key(
+        self, key: str, resource_type: str, params: Callable[[], Mapping[str, str]], why: str
+    ) -> list[Mapping[str, Any]]:
         if key in self._cache:
             return list(self._cache[key])
         if self._has_null(key):
@@ -214,7 +220,7 @@ class PatientDataResolver:
         else:
             value = self._prefetched(key)
             if value is None:
-                resources = self._search(resource_type, params, why)
+                resources = self._search(resource_type, params(), why)
                 self.sources[key] = "fetched"
             else:
                 resources = self._from_bundle(key, value, resource_type, why)
@@ -224,7 +230,12 @@ class PatientDataResolver:
     def _from_bundle(
         self, key: str, bundle: Mapping[str, Any], resource_type: str, why: str
     ) -> list[Mapping[str, Any]]:
-        if bundle.get("resourceType") != "Bundle" or bundle.get("type", "searchset") not in SEARCH_BUNDLE_TYPES:
+        bundle_type = bundle.get("type", "searchset")
+        if (
+            bundle.get("resourceType") != "Bundle"
+            or not isinstance(bundle_type, str)
+            or bundle_type not in SEARCH_BUNDLE_TYPES
+        ):
             raise InvalidRequestError(f"prefetch '{key}' is not a searchset Bundle")
         resources = list(_entries(bundle, resource_type))
         next_url = _next_link(bundle)

@@ -20,6 +20,7 @@ from rls_screen.cds.feedback import FeedbackStore, IssuedCard, window_start
 from rls_screen.cds.models import (
     Action,
     CdsResponse,
+    DraftOrders,
     FeedbackRequest,
     HookRequest,
     OrderSelectRequest,
@@ -31,7 +32,7 @@ from rls_screen.cds.prefetch import FhirAccess, FhirAccessConfig, PatientDataRes
 from rls_screen.cds.services import ORDER_SELECT_SERVICE, ORDER_SIGN_SERVICE, PATIENT_VIEW_SERVICE
 from rls_screen.cds.settings import CdsSettings
 from rls_screen.codesets import value_set_url
-from rls_screen.engine import ACTIVE_CLINICAL_STATUSES, REFUTED_VERIFICATION, Knowledge, evaluate
+from rls_screen.engine import Knowledge, evaluate, is_active_condition
 from rls_screen.model import Assessment
 from rls_screen.observations import codings_of
 from rls_screen.patient_data import group_resources
@@ -55,9 +56,7 @@ def has_active_rls(conditions: Sequence[Mapping[str, Any]], knowledge: Knowledge
     for condition in conditions:
         if not terminology.contains(RLS_CONDITION_VALUE_SET, codings_of(condition.get("code"))):
             continue
-        clinical = {code for _, code in codings_of(condition.get("clinicalStatus"))}
-        verification = {code for _, code in codings_of(condition.get("verificationStatus"))}
-        if clinical & ACTIVE_CLINICAL_STATUSES and not verification & REFUTED_VERIFICATION:
+        if is_active_condition(condition):
             return True
     return False
 
@@ -138,7 +137,7 @@ class CdsRuntime:
         self,
         resolver: PatientDataResolver,
         builder: CardBuilder,
-        draft_orders: Any,
+        draft_orders: DraftOrders,
         selections: Sequence[str] | None,
     ) -> list[CardDraft]:
         matches = [m for m in (self.catalog.match(o) for o in draft_medications(draft_orders, selections)) if m]

@@ -9,21 +9,12 @@ from __future__ import annotations
 
 import argparse
 import logging
-from ipaddress import ip_address
 
 from rls_screen.errors import ConfigurationError
+from rls_screen.fhir_client import is_loopback
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8090
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def run(args: argparse.Namespace) -> int:
@@ -33,7 +24,7 @@ def run(args: argparse.Namespace) -> int:
     from rls_screen.cds.settings import get_cds_settings
 
     settings = get_cds_settings()
-    if settings.cds_dev_mode and not _is_loopback(args.host):
+    if settings.cds_dev_mode and not is_loopback(args.host):
         raise ConfigurationError(
             f"refusing to serve on {args.host} with RLS_SCREEN_CDS_DEV_MODE=true (JWT verification off); "
             "use a loopback address or turn dev mode off"
