@@ -23,6 +23,7 @@ import ucumvert
 from fhir.resources.R4B.codesystem import CodeSystem
 from fhir.resources.R4B.conceptmap import ConceptMap
 from fhir.resources.R4B.valueset import ValueSet
+from tests.support.check_digits import loinc_check_digit_ok, snomed_concept_id_ok
 
 REPO = Path(__file__).parents[2]
 TERMINOLOGY_DIR = REPO / "terminology"
@@ -260,61 +261,13 @@ def _to_canonical(analyte: str, value: float, unit: str) -> float:
 # --- check digits --------------------------------------------------------------------------------
 
 
-def _loinc_check_digit_ok(code: str) -> bool:
-    """LOINC's mod-10 check digit (LOINC Users' Guide, appendix: a Luhn check over the number part)."""
-    match = LOINC_CODE.match(code)
-    if match is None:
-        return False
-    total = 0
-    for position, char in enumerate(reversed(match.group(1))):
-        digit = int(char) * (2 if position % 2 == 0 else 1)
-        total += digit - 9 if digit > 9 else digit
-    return (10 - total % 10) % 10 == int(match.group(2))
-
-
-_VERHOEFF_D = [
-    [0, 1, 2, 3, 4, 5, 6, 7, 8, 9],
-    [1, 2, 3, 4, 0, 6, 7, 8, 9, 5],
-    [2, 3, 4, 0, 1, 7, 8, 9, 5, 6],
-    [3, 4, 0, 1, 2, 8, 9, 5, 6, 7],
-    [4, 0, 1, 2, 3, 9, 5, 6, 7, 8],
-    [5, 9, 8, 7, 6, 0, 4, 3, 2, 1],
-    [6, 5, 9, 8, 7, 1, 0, 4, 3, 2],
-    [7, 6, 5, 9, 8, 2, 1, 0, 4, 3],
-    [8, 7, 6, 5, 9, 3, 2, 1, 0, 4],
-    [9, 8, 7, 6, 5, 4, 3, 2, 1, 0],
-]
-_VERHOEFF_P1 = [1, 5, 7, 6, 2, 8, 3, 0, 9, 4]
-
-
-def _verhoeff_permutations() -> list[list[int]]:
-    # Derived as powers of P1 rather than typed in: a typo in a hand-written table goes unseen.
-    table = [list(range(10))]
-    for _ in range(7):
-        table.append([_VERHOEFF_P1[x] for x in table[-1]])
-    return table
-
-
-_VERHOEFF_P = _verhoeff_permutations()
-
-
-def _snomed_concept_id_ok(code: str) -> bool:
-    """SCTID: Verhoeff check digit, and partition 00 or 10 (a concept) (SNOMED CT TIG, SCTID)."""
-    if SNOMED_CODE.match(code) is None or code[-3:-1] not in {"00", "10"}:
-        return False
-    check = 0
-    for position, char in enumerate(reversed(code)):
-        check = _VERHOEFF_D[check][_VERHOEFF_P[position % 8][int(char)]]
-    return check == 0
-
-
 @pytest.mark.unit
 @pytest.mark.parametrize(
     ("code", "valid"),
     [("718-7", True), ("718-8", False), ("2276-4", True), ("2276-5", False), ("98979-8", True)],
 )
 def test_loinc_check_digit_helper(code: str, valid: bool) -> None:
-    assert _loinc_check_digit_ok(code) is valid
+    assert loinc_check_digit_ok(code) is valid
 
 
 @pytest.mark.unit
@@ -323,7 +276,7 @@ def test_loinc_check_digit_helper(code: str, valid: bool) -> None:
     [("271737000", True), ("271737001", False), ("77386006", True), ("77386005", False), ("32914018", False)],
 )
 def test_snomed_check_digit_helper(code: str, valid: bool) -> None:
-    assert _snomed_concept_id_ok(code) is valid
+    assert snomed_concept_id_ok(code) is valid
 
 
 # --- every FHIR file -----------------------------------------------------------------------------
@@ -424,9 +377,9 @@ def test_value_set_codes_are_unique_and_well_formed(path: Path) -> None:
             assert pattern is not None, f"unexpected code system {system!r}"
             assert pattern.match(concept["code"]), f"{concept['code']!r} is not a {system} code"
             if system == LOINC:
-                assert _loinc_check_digit_ok(concept["code"]), f"LOINC check digit: {concept['code']}"
+                assert loinc_check_digit_ok(concept["code"]), f"LOINC check digit: {concept['code']}"
             if system == SNOMED:
-                assert _snomed_concept_id_ok(concept["code"]), f"SNOMED CT check digit: {concept['code']}"
+                assert snomed_concept_id_ok(concept["code"]), f"SNOMED CT check digit: {concept['code']}"
             if "display" in concept:
                 assert concept["display"].strip() == concept["display"] != ""
     assert [k for k, n in seen.items() if n > 1] == []
@@ -609,7 +562,7 @@ def test_finding_to_snomed_covers_every_finding_and_nothing_else() -> None:
     for element_targets in targets.values():
         for target in element_targets:
             if "code" in target:
-                assert _snomed_concept_id_ok(target["code"]), target["code"]
+                assert snomed_concept_id_ok(target["code"]), target["code"]
 
 
 @pytest.mark.unit

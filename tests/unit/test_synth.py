@@ -29,6 +29,7 @@ from fhir.resources.R4B.condition import Condition
 from fhir.resources.R4B.group import Group
 from fhir.resources.R4B.observation import Observation
 from fhir.resources.R4B.patient import Patient
+from tests.support.check_digits import loinc_check_digit_ok, snomed_check_digit_ok
 
 from rls_screen import synth
 from rls_screen.cli import main
@@ -283,40 +284,6 @@ def test_every_ucum_code_parses() -> None:
     ucumvert.parse_ucum("wk", parser)
 
 
-def _loinc_check_digit_ok(code: str) -> bool:
-    number, check = code.split("-")
-    total = 0
-    for position, char in enumerate(reversed(number)):
-        digit = int(char) * (2 if position % 2 == 0 else 1)
-        total += digit // 10 + digit % 10
-    return (10 - total % 10) % 10 == int(check)
-
-
-_VERHOEFF_D = [
-    [0, 1, 2, 3, 4, 5, 6, 7, 8, 9],
-    [1, 2, 3, 4, 0, 6, 7, 8, 9, 5],
-    [2, 3, 4, 0, 1, 7, 8, 9, 5, 6],
-    [3, 4, 0, 1, 2, 8, 9, 5, 6, 7],
-    [4, 0, 1, 2, 3, 9, 5, 6, 7, 8],
-    [5, 9, 8, 7, 6, 0, 4, 3, 2, 1],
-    [6, 5, 9, 8, 7, 1, 0, 4, 3, 2],
-    [7, 6, 5, 9, 8, 2, 1, 0, 4, 3],
-    [8, 7, 6, 5, 9, 3, 2, 1, 0, 4],
-    [9, 8, 7, 6, 5, 4, 3, 2, 1, 0],
-]
-_VERHOEFF_P1 = [1, 5, 7, 6, 2, 8, 3, 0, 9, 4]
-
-
-def _snomed_check_digit_ok(code: str) -> bool:
-    permutations = [list(range(10))]
-    for _ in range(7):
-        permutations.append([_VERHOEFF_P1[x] for x in permutations[-1]])
-    check = 0
-    for position, char in enumerate(reversed(code)):
-        check = _VERHOEFF_D[check][permutations[position % 8][int(char)]]
-    return check == 0
-
-
 @pytest.mark.unit
 def test_codes_carry_valid_check_digits(panel: synth.Panel) -> None:
     loinc: set[str] = set(synth.LOINC_DISPLAY)
@@ -331,8 +298,8 @@ def test_codes_carry_valid_check_digits(panel: synth.Panel) -> None:
                         snomed.add(coding["code"])
     assert {"2276-4", "82810-3", "49051-6"} <= loinc
     assert {"32914008", "77386006"} <= snomed
-    assert [code for code in sorted(loinc) if not _loinc_check_digit_ok(code)] == []
-    assert [code for code in sorted(snomed) if not _snomed_check_digit_ok(code)] == []
+    assert [code for code in sorted(loinc) if not loinc_check_digit_ok(code)] == []
+    assert [code for code in sorted(snomed) if not snomed_check_digit_ok(code)] == []
 
 
 @pytest.mark.unit
