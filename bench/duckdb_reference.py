@@ -13,6 +13,7 @@ numbers. The query returns one row of flags per patient, fetched into Python.
 
 from __future__ import annotations
 
+import json
 import resource
 import sys
 import time
@@ -120,12 +121,23 @@ def run_reference(directory: Path, as_of: date, knowledge: Knowledge | None = No
     return len(rows), counts
 
 
-if __name__ == "__main__":
-    # python bench/duckdb_reference.py DIR [YYYY-MM-DD]: one timed run, for a child process (peak RSS is its own)
+def main() -> int:
+    """``python bench/duckdb_reference.py DIR [AS_OF]``: one timed run; prints one JSON line (own process, own RSS)."""
+    as_of = date.fromisoformat(sys.argv[2]) if len(sys.argv) > 2 else date(2026, 11, 25)
+    knowledge = load_knowledge()
     started = time.perf_counter()
-    cpu0 = resource.getrusage(resource.RUSAGE_SELF)
-    n, counts = run_reference(Path(sys.argv[1]), date.fromisoformat(sys.argv[2]) if len(sys.argv) > 2 else date(2026, 11, 25))
+    before = resource.getrusage(resource.RUSAGE_SELF)
+    patients, counts = run_reference(Path(sys.argv[1]), as_of, knowledge)
     wall = time.perf_counter() - started
-    cpu = resource.getrusage(resource.RUSAGE_SELF)
-    print(n, f"{wall:.3f}", f"{cpu.ru_utime + cpu.ru_stime - cpu0.ru_utime - cpu0.ru_stime:.3f}", cpu.ru_maxrss)
-    print(counts, file=sys.stderr)
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    print(
+        json.dumps(
+            {"patients": patients, "wall_s": wall, "cpu_s": cpu, "rss_mb": after.ru_maxrss / 1024, "flags": counts}
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

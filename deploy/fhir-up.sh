@@ -5,7 +5,7 @@
 #   FHIR_RUN_DIR        pid/log directory (default deploy/fhir-server/.run)
 #   FHIR_START_TIMEOUT  seconds to wait for GET /fhir/metadata = 200 (default 300)
 #   FHIR_JAVA_HOME      Java to use (default: a Java 17 found on this machine)
-#   FHIR_JAVA_OPTS      JVM options (default: -Xmx1g -XX:+ExitOnOutOfMemoryError)
+#   FHIR_JAVA_OPTS      JVM options (default: -Xmx2g -XX:+ExitOnOutOfMemoryError)
 #
 # Prints one line "FHIR server ready at http://127.0.0.1:PORT/fhir (pid N, Ns)" and exits 0, or exits non-zero
 # with the reason (and the tail of the server log when the server itself failed).
@@ -17,7 +17,7 @@ JAR="$SERVER_DIR/target/fhir-server.jar"
 PORT="${FHIR_PORT:-8080}"
 RUN_DIR="${FHIR_RUN_DIR:-$SERVER_DIR/.run}"
 TIMEOUT="${FHIR_START_TIMEOUT:-300}"
-JAVA_OPTS="${FHIR_JAVA_OPTS:--Xmx1g -XX:+ExitOnOutOfMemoryError}"
+JAVA_OPTS="${FHIR_JAVA_OPTS:--Xmx2g -XX:+ExitOnOutOfMemoryError}"
 PID_FILE="$RUN_DIR/fhir-server.pid"
 PORT_FILE="$RUN_DIR/fhir-server.port"
 LOG_FILE="$RUN_DIR/fhir-server.log"

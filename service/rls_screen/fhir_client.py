@@ -236,8 +236,14 @@ def _retry_after_seconds(response: requests.Response) -> float | None:
     try:
         return max(0.0, float(value))
     except ValueError:
+        pass
+    try:
         parsed = email.utils.parsedate_to_datetime(value)
-        return max(0.0, parsed.timestamp() - time.time()) if parsed else None
+    except (TypeError, ValueError):
+        # Neither delta-seconds nor an HTTP-date (RFC 9110 section 10.2.3): ignore the header and
+        # use our own backoff, instead of letting a ValueError escape as an untyped error.
+        return None
+    return max(0.0, parsed.timestamp() - time.time()) if parsed else None
 
 
 def _resource_kind(url: str, base: str) -> str:
@@ -335,8 +341,10 @@ class FhirClient:
                 response = self._session.request(
                     method, url, json=json_body, headers=send_headers, timeout=self._timeout
                 )
-            except (requests.ConnectionError, requests.Timeout) as error:
+            except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as error:
                 # A read timeout on a write may have been applied: only retry what is safe to repeat.
+                # ChunkedEncodingError is a connection broken while the body was read (requests does
+                # not make it a ConnectionError): as transient as a reset before the headers.
                 safe = idempotent or isinstance(error, requests.ConnectTimeout)
                 if safe and attempt <= self._max_retries:
                     self._wait(attempt, None, method, kind, type(error).__name__)
@@ -352,8 +360,24 @@ class FhirClient:
                 return response
             retryable = RETRYABLE_READ_STATUSES if idempotent else RETRYABLE_ANY_STATUSES
             if status in retryable and attempt <= self._max_retries:
-                self._wait(attempt, _retry_after_seconds(response), method, kind, f"HTTP {status}")
-                continue
+                retry_after = _retry_after_seconds(response)
+                # A Retry-After longer than we would wait for an answer (the read timeout) is not
+                # slept out: we give up now. The CDS service's read timeout is its deadline, so this
+                # keeps abandoned worker threads from sleeping (and piling up) long after the call was
+                # answered, and spares a throttled server their late retries. The batch's 30 s read
+                # timeout equals MAX_RETRY_AFTER_S: only a Retry-After over 30 s changes, from "wait
+                # 30 s, retry early" to "transient failure now" (retried in a later round or resume).
+                if retry_after is None or retry_after <= self._timeout[1]:
+                    self._wait(attempt, retry_after, method, kind, f"HTTP {status}")
+                    continue
+                log.warning(
+                    "fhir %s %s: HTTP %d with Retry-After %.0f s, longer than the %.0f s read timeout: not retried",
+                    method,
+                    kind,
+                    status,
+                    retry_after,
+                    self._timeout[1],
+                )
             if status == 401 and not retried_auth and not isinstance(self._auth, NoAuth):
                 retried_auth = True
                 self._auth.invalidate()
@@ -434,7 +458,7 @@ class FhirClient:
                         sink.write(chunk)
                         written += len(chunk)
                 return written
-        except (requests.ConnectionError, requests.Timeout) as error:
+        except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as error:
             raise FhirUnavailableError(
                 f"download from {urlsplit(url).netloc} failed ({type(error).__name__})"
             ) from error

@@ -254,3 +254,38 @@ def test_ndjson_path_streams_files_offline(tmp_path: Path, unique_prefix: str, s
     store.close()
     assert results == expected_findings(panel)
     assert json.dumps(results, default=sorted)
+
+
+def test_ndjson_path_in_worker_processes_gives_the_same_findings(
+    tmp_path: Path, unique_prefix: str, state_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Large exports are indexed and screened in worker processes; force that path on a small panel."""
+    from rls_screen.batch import runner, sources
+    from rls_screen.synth import write_ndjson
+
+    monkeypatch.setattr(runner, "OFFLINE_CHUNK", 4)
+    monkeypatch.setattr(sources, "_PARALLEL_FROM_BYTES", 0)
+    panel = generate_panel(18, seed=8, as_of=AS_OF, id_prefix=unique_prefix)
+    write_ndjson(panel, tmp_path / "ndjson")
+    code = main(
+        [
+            "batch",
+            "--ndjson",
+            str(tmp_path / "ndjson"),
+            "--dry-run",
+            "--as-of",
+            AS_OF.isoformat(),
+            "--concurrency",
+            "2",
+            "--job-db",
+            str(tmp_path / "jobs.sqlite"),
+            "--report-dir",
+            str(tmp_path / "r"),
+        ]
+    )
+    assert code == 0
+    store = JobStore(tmp_path / "jobs.sqlite")
+    job = store._db.execute("SELECT id FROM job").fetchone()[0]
+    results = {r.patient_id: set(r.result["findings"]) for r in store.rows(job) if r.result is not None}
+    store.close()
+    assert results == expected_findings(panel)

@@ -14,7 +14,7 @@ import pickle
 import sys
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, ThreadPoolExecutor, as_completed, wait
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, TextIO
@@ -188,7 +188,8 @@ def _offline_worker_init(loader_pickle: bytes, knowledge: Knowledge, as_of: date
 
 
 def _offline_chunk(patient_ids: list[str]) -> list[Outcome]:
-    assert _worker_state is not None, "worker initialised"
+    if _worker_state is None:  # pragma: no cover - the pool's initializer always runs first
+        raise RuntimeError("offline worker used before its initializer ran")
     loader, knowledge, as_of = _worker_state
     return [_offline_one(loader, knowledge, as_of, patient_id) for patient_id in patient_ids]
 
@@ -206,18 +207,31 @@ def _offline_processes(options: BatchOptions, patients: int) -> tuple[int, bytes
 
 def _offline_outcomes(ids: list[str], job: Job, options: BatchOptions) -> Iterator[Outcome]:
     """Screen patients offline, in worker processes when it pays; outcomes in any order."""
-    assert options.loader is not None, "offline runs read patients from a loader"
+    loader = options.loader
+    if loader is None:  # pragma: no cover - run_job only comes here with a loader
+        raise RlsScreenError("no patient source")
     processes, loader_pickle = _offline_processes(options, len(ids))
     if loader_pickle is None:
-        loader = options.loader
         for patient_id in ids:
             yield _offline_one(loader, options.knowledge, job.as_of, patient_id)
         return
     context = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
-    chunks = [ids[i : i + OFFLINE_CHUNK] for i in range(0, len(ids), OFFLINE_CHUNK)]
-    with context.Pool(processes, _offline_worker_init, (loader_pickle, options.knowledge, job.as_of)) as pool:
-        for outcomes in pool.imap_unordered(_offline_chunk, chunks):
-            yield from outcomes
+    chunks = (ids[i : i + OFFLINE_CHUNK] for i in range(0, len(ids), OFFLINE_CHUNK))
+    initargs = (loader_pickle, options.knowledge, job.as_of)
+    # ProcessPoolExecutor, not multiprocessing.Pool: a worker that dies raises BrokenProcessPool (the job stays
+    # resumable) instead of hanging the batch; at most two chunks per worker in flight keep memory flat.
+    with ProcessPoolExecutor(
+        processes, mp_context=context, initializer=_offline_worker_init, initargs=initargs
+    ) as pool:
+        in_flight: set[Future[list[Outcome]]] = set()
+        for chunk in chunks:
+            in_flight.add(pool.submit(_offline_chunk, chunk))
+            if len(in_flight) >= 2 * processes:
+                done, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
+                for future in done:
+                    yield from future.result()
+        for future in as_completed(in_flight):
+            yield from future.result()
 
 
 def run_job(store: JobStore, job: Job, client: FhirClient | None, options: BatchOptions) -> dict[str, int]:

@@ -18,10 +18,12 @@ import sqlite3
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -120,7 +122,7 @@ CREATE TABLE IF NOT EXISTS run (
     start INTEGER NOT NULL, stop INTEGER NOT NULL, lines INTEGER NOT NULL, plain INTEGER NOT NULL
 );
 """
-_CHUNK_BYTES = 8 << 20
+_CHUNK_BYTES = 4 << 20
 """Work unit of the parallel indexing scan: a slice of one file, cut after a newline."""
 _PARALLEL_FROM_BYTES = 32 << 20
 """Below this much NDJSON, indexing runs in-process (starting workers would cost more than it saves)."""
@@ -131,9 +133,11 @@ _LONG_NUMBER = b"0" * 19
 of 19+ digits are parsed with the json module, so both parsers always give the same objects."""
 
 
-@dataclass(frozen=True)
-class _Run:
-    """Consecutive lines of one file about one patient and of one resource type: [start, stop) in bytes."""
+class _Run(NamedTuple):
+    """Consecutive lines of one file about one patient and of one resource type: [start, stop) in bytes.
+
+    A tuple (not a dataclass): a chunk of a Patient file yields one run per line, sent between processes.
+    """
 
     patient_id: str
     kind: str
@@ -187,8 +191,11 @@ def _parse_line(content: bytes, plain: bool) -> Any:
     return json.loads(content.decode("utf-8"))
 
 
-def _resource_patient(resource: Any) -> tuple[str | None, str | None, str | None]:
-    """(patient id, resource type, problem) of one parsed line."""
+def _resource_patient(resource: Any, last: list[str | None]) -> tuple[str | None, str | None, str | None]:
+    """(patient id, resource type, problem) of one parsed line.
+
+    ``last`` holds the previous [reference, patient id]: an export lists a patient's resources together.
+    """
     if not isinstance(resource, dict):
         return None, None, "not a resource, skipped"
     kind = resource.get("resourceType")
@@ -196,7 +203,13 @@ def _resource_patient(resource: Any) -> tuple[str | None, str | None, str | None
         patient_id = resource.get("id")
     else:
         subject = resource.get("subject") or resource.get("patient") or {}
-        patient_id = _patient_id(str(subject.get("reference", ""))) if isinstance(subject, dict) else None
+        if isinstance(subject, dict):
+            reference = str(subject.get("reference", ""))
+            if reference != last[0]:
+                last[0], last[1] = reference, _patient_id(reference)
+            patient_id = last[1]
+        else:
+            patient_id = None
     if not isinstance(patient_id, str) or not patient_id:
         return None, None, f"{kind} without a patient, skipped"
     return patient_id, str(kind), None
@@ -216,6 +229,7 @@ def _scan_chunk(task: tuple[int, str, int, int]) -> _ChunkScan:
     run_kind = ""
     run_start = run_stop = run_lines = 0
     run_plain = True
+    last_reference: list[str | None] = [None, None]
     number = 0
     for number, (start, end, content) in enumerate(_physical_lines(data), start=1):
         patient_id = kind = None
@@ -228,7 +242,7 @@ def _scan_chunk(task: tuple[int, str, int, int]) -> _ChunkScan:
                 if content.decode("utf-8").strip():
                     problems.append((number, "not JSON, skipped"))
             else:
-                patient_id, kind, problem = _resource_patient(resource)
+                patient_id, kind, problem = _resource_patient(resource, last_reference)
                 if problem is not None:
                     problems.append((number, problem))
         if patient_id is not None and kind is not None and patient_id == run_patient and kind == run_kind:
@@ -272,6 +286,22 @@ def _chunks(file_no: int, path: Path, chunk_bytes: int) -> Iterator[tuple[int, s
 def _pool_context() -> multiprocessing.context.BaseContext:
     """fork where it is safe and cheap (Linux: workers inherit the loaded modules), spawn elsewhere."""
     return multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
+
+
+def _ordered_in_processes(
+    executor: ProcessPoolExecutor, work: Callable[[Any], Any], tasks: Iterator[Any], window: int
+) -> Iterator[Any]:
+    """``map`` over worker processes, in task order, with at most ``window`` tasks in flight (memory stays flat).
+
+    A worker that dies raises ``BrokenProcessPool`` here instead of leaving the caller waiting.
+    """
+    in_flight: deque[Future[Any]] = deque()
+    for task in tasks:
+        in_flight.append(executor.submit(work, task))
+        if len(in_flight) >= window:
+            yield in_flight.popleft().result()
+    while in_flight:
+        yield in_flight.popleft().result()
 
 
 class NdjsonIndex:
@@ -364,8 +394,8 @@ class NdjsonIndex:
         with contextlib.ExitStack() as stack:
             scans: Iterator[_ChunkScan]
             if self._workers > 1 and total_bytes >= _PARALLEL_FROM_BYTES:
-                pool = stack.enter_context(_pool_context().Pool(self._workers))
-                scans = pool.imap(_scan_chunk, tasks)  # results come back in task order
+                pool = stack.enter_context(ProcessPoolExecutor(self._workers, mp_context=_pool_context()))
+                scans = _ordered_in_processes(pool, _scan_chunk, tasks, 2 * self._workers)
             else:
                 scans = map(_scan_chunk, tasks)
             for scan in scans:

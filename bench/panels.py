@@ -1,6 +1,6 @@
 """Synthetic NDJSON panels for the benchmarks, generated once and cached outside the repository.
 
-    python bench/datasets.py 10000 100000      # generate (or reuse) the cached panels, print their paths
+    python bench/panels.py 10000 100000      # generate (or reuse) the cached panels, print their paths
 
 A panel of N patients (seed 2, as of 2026-11-25, id prefix ``nd``) lives in
 ``$RLS_BENCH_CACHE/ndjson-N`` (default ``/tmp/rls-screen-bench``); a ``.complete`` marker is written
