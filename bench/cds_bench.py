@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import socket
 import statistics
@@ -41,6 +40,8 @@ import jwt
 import requests
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from run import machine  # one description of the machine for every benchmark
+
 ISSUER = "https://bench-ehr.example.test"
 KID = "bench-es384"
 SERVICE = "/cds-services/rls-secondary-causes"
@@ -57,18 +58,6 @@ SERIES = (
 DRAWS = 10
 MAX_SECONDS_PER_RUN = 120.0
 WRK_NOTE = {True: "wrk is installed but", False: "wrk is not installed, and"}
-
-
-def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}"
 
 
 # --- data -----------------------------------------------------------------------------------------
