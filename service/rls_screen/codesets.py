@@ -83,11 +83,6 @@ class Terminology:
                 result.setdefault(analyte, set()).add(code)
         return {analyte: frozenset(codes) for analyte, codes in result.items()}
 
-    def local_codings_for(self, analyte: str) -> frozenset[Coding]:
-        return frozenset(
-            coding for coding, key in self.analyte_by_coding.items() if key == analyte and coding[0] != LOINC
-        )
-
     def display(self, code: str) -> str:
         concept = self.concepts.get(code)
         return concept.display if concept else code

@@ -266,11 +266,6 @@ def build_service_request(
     )
 
 
-def _comparable(resource: Mapping[str, Any]) -> dict[str, Any]:
-    """A resource without server-managed parts, for 'would this update change anything?'."""
-    return {k: v for k, v in resource.items() if k not in ("meta", "text", "id")}
-
-
 def _flag_semantics(flag: Mapping[str, Any]) -> tuple[Any, ...]:
     """What a Flag says, without the link to the latest RiskAssessment (which changes every run)."""
     code = flag.get("code") or {}
