@@ -231,3 +231,17 @@ def test_health_and_ready_need_no_token(cds_server: ServerFactory) -> None:
     assert ready.status_code == 200
     assert ready.json()["checks"]["jwt"] == "verifying"
     _assert_bare_401(ehr.session.get(server.base_url + DISCOVERY, timeout=10))
+
+
+def test_a_jti_used_on_one_worker_is_refused_by_another(
+    cds_server: ServerFactory, tmp_path: Path, auth_log: pytest.LogCaptureFixture
+) -> None:
+    """Two app instances on one state file stand for two uvicorn workers behind one URL."""
+    shared = {"public_url": "https://cds.example.test", "cds_feedback_db": tmp_path / "shared.sqlite3"}
+    _, first = cds_server(**shared)
+    _, second = cds_server(**shared)
+    token = first.token(SERVICE, aud="https://cds.example.test" + SERVICE)
+    assert first.post(SERVICE, _body(), token=token).status_code == 200
+    _assert_bare_401(second.post(SERVICE, _body(), token=token), auth_log, "replay")
+    fresh = second.token(SERVICE, aud="https://cds.example.test" + SERVICE)
+    assert second.post(SERVICE, _body(), token=fresh).status_code == 200

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
 import time
@@ -167,11 +168,15 @@ def test_deadline_answers_no_cards_and_logs_why(cds_server: ServerFactory, caplo
 def test_fhir_server_gets_the_bearer_token_and_nothing_else_does(cds_server: ServerFactory) -> None:
     def script(received: object) -> Reply:
         path = received.path  # type: ignore[attr-defined]
-        if path.startswith("/fhir/Patient/"):
-            return Reply(200, patient("tk1"))
         if path.startswith("/fhir/Condition"):
             return Reply(200, searchset([rls_condition("tk1")]))
-        return Reply(200, searchset(labs("tk1", **NORMAL)))
+        # The Patient and the windowed lab search, asked for together in one batch.
+        ok = {"status": "200 OK"}
+        answers = [
+            {"resource": patient("tk1"), "response": ok},
+            {"resource": searchset(labs("tk1", **NORMAL)), "response": ok},
+        ]
+        return Reply(200, {"resourceType": "Bundle", "type": "batch-response", "entry": answers})
 
     with scripted_server(script) as fhir_server:
         fhir = base_url(fhir_server)
@@ -191,8 +196,10 @@ def test_fhir_server_gets_the_bearer_token_and_nothing_else_does(cds_server: Ser
         response = ehr.call(PATIENT_VIEW, body)
         assert response.status_code == 200, response.text
         assert response.json() == {"cards": []}
-        assert [r.headers.get("Authorization") for r in fhir_server.received] == ["Bearer ehr-token-123"] * 3
-        assert "date=ge" in fhir_server.received[-1].path  # the fallback search is windowed
+        assert [r.headers.get("Authorization") for r in fhir_server.received] == ["Bearer ehr-token-123"] * 2
+        batch = json.loads(fhir_server.received[-1].body)
+        assert [e["request"]["url"].split("?")[0] for e in batch["entry"]] == ["Patient/tk1", "Observation"]
+        assert "date=ge" in batch["entry"][1]["request"]["url"]  # the fallback search is windowed
 
 
 def test_cors_is_configurable(cds_server: ServerFactory) -> None:

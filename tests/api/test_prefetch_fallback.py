@@ -15,6 +15,7 @@ from tests.api.helpers import (
     rls_condition,
     searchset,
 )
+from tests.support.fault_proxy import Fault, FaultProxy, fault_proxy
 from tests.support.fhir_data import patient, put_all
 
 pytestmark = pytest.mark.fhir
@@ -130,3 +131,51 @@ def test_patient_unknown_to_the_server_is_412(
     assert response.status_code == 412
     assert response.json()["issue"][0]["diagnostics"].startswith("the Patient")
     assert unique_prefix not in response.text  # no patient data in the error
+
+
+# --- request budget without prefetch: the Conditions first, then one batch for the rest -------------------
+
+
+def _targets(proxy: FaultProxy) -> list[tuple[str, str]]:
+    """(method, path without query or base) of every request that reached the server."""
+    return [(e.method, e.target.split("?")[0].removeprefix("/fhir")) for e in proxy.forwarded()]
+
+
+def test_no_prefetch_costs_two_requests_the_conditions_then_one_batch(
+    cds_server: ServerFactory, fhir_base_url: str, unique_prefix: str
+) -> None:
+    _load(fhir_base_url, unique_prefix, **{**NORMAL, "ferritin": 11.0})
+    with fault_proxy(fhir_base_url) as proxy:
+        _, ehr = cds_server(fhir_base_url=proxy.base_url)
+        response = ehr.call(PATIENT_VIEW, patient_view_request(unique_prefix, None, **_fhir(proxy.base_url)))
+        assert response.status_code == 200, response.text
+        assert [c["source"]["topic"]["code"] for c in response.json()["cards"]] == ["iron-deficiency"]
+        assert _targets(proxy) == [("GET", "/Condition"), ("POST", "/")]
+        (batch,) = [e for e in proxy.forwarded() if e.method == "POST"]
+        assert batch.upstream_status == 200
+
+
+def test_a_patient_without_rls_costs_one_request(
+    cds_server: ServerFactory, fhir_base_url: str, unique_prefix: str
+) -> None:
+    put_all(fhir_base_url, [patient(unique_prefix), *labs(unique_prefix, **{**NORMAL, "ferritin": 11.0})])
+    with fault_proxy(fhir_base_url) as proxy:
+        _, ehr = cds_server(fhir_base_url=proxy.base_url)
+        response = ehr.call(PATIENT_VIEW, patient_view_request(unique_prefix, None, **_fhir(proxy.base_url)))
+        assert (response.status_code, response.json()) == (200, {"cards": []})
+        assert _targets(proxy) == [("GET", "/Condition")]
+
+
+def test_a_server_refusing_batch_is_read_key_by_key_and_not_asked_again(
+    cds_server: ServerFactory, fhir_base_url: str, unique_prefix: str
+) -> None:
+    _load(fhir_base_url, unique_prefix, **{**NORMAL, "hb": 95.0})
+    refuse = Fault("respond", method="POST", bundle_type="batch", status=405)
+    with fault_proxy(fhir_base_url, refuse) as proxy:
+        _, ehr = cds_server(fhir_base_url=proxy.base_url)
+        for _ in range(2):
+            response = ehr.call(PATIENT_VIEW, patient_view_request(unique_prefix, None, **_fhir(proxy.base_url)))
+            assert [c["source"]["topic"]["code"] for c in response.json()["cards"]] == ["anemia"]
+        assert refuse.fired == 1
+        reads = [("GET", "/Condition"), ("GET", f"/Patient/{unique_prefix}"), ("GET", "/Observation")]
+        assert _targets(proxy) == [*reads, ("GET", "/MedicationRequest"), *reads, ("GET", "/MedicationRequest")]

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import socket
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
+import jwt
 import pytest
 import requests
+from cryptography.hazmat.primitives.asymmetric import ec
+from tests.api.helpers import ISSUER, NORMAL, PATIENT_VIEW, full_prefetch, jwk, labs, patient_view_request
 
 from rls_screen.cds.settings import get_cds_settings
 from rls_screen.cli import serve
@@ -85,3 +90,76 @@ def test_serve_starts_the_service(tmp_path: Path) -> None:
         process.terminate()
         _, stderr = process.communicate(timeout=20)
     assert "DEVELOPMENT MODE" in stderr
+
+
+@pytest.mark.unit
+def test_worker_count_is_checked() -> None:
+    assert _parser().parse_args(["serve", "--workers", "2"]).workers == 2
+    for bad in ("0", "-1", "two", "65"):
+        with pytest.raises(SystemExit):
+            _parser().parse_args(["serve", "--workers", bad])
+
+
+def _children(pid: int) -> list[int]:
+    """Live child processes of ``pid`` (Linux /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+@pytest.mark.net
+def test_two_workers_serve_and_share_the_jwt_replay_cache(tmp_path: Path) -> None:
+    """Production mode with --workers 2: a token answered once is refused by whichever worker gets it next."""
+    private = ec.generate_private_key(ec.SECP384R1())
+    issuers = tmp_path / "issuers.json"
+    issuers.write_text(json.dumps({ISSUER: {"jwks": {"keys": [jwk(private.public_key(), "k1", "ES384")]}}}))
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    base = f"http://127.0.0.1:{port}"
+    env = {
+        **os.environ,
+        "RLS_SCREEN_PUBLIC_URL": base,
+        "RLS_SCREEN_CDS_TRUSTED_ISSUERS_FILE": str(issuers),
+        "RLS_SCREEN_STATE_DIR": str(tmp_path),
+        "RLS_SCREEN_CDS_SUBJECT_SALT": "test",
+    }
+    command = [sys.executable, "-m", "rls_screen.cli", "serve", "--port", str(port), "--workers", "2"]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    service = f"/cds-services/{PATIENT_VIEW}"
+    body = patient_view_request("w1", full_prefetch("w1", labs("w1", **NORMAL)))
+
+    def token() -> str:
+        now = int(time.time())
+        claims = {"iss": ISSUER, "aud": base + service, "exp": now + 300, "iat": now, "jti": str(uuid.uuid4())}
+        return jwt.encode(claims, private, algorithm="ES384", headers={"kid": "k1", "typ": "JWT"})
+
+    def post(bearer: str) -> int:
+        # A new connection each time, so the kernel may hand it to either worker.
+        headers = {"Authorization": f"Bearer {bearer}", "Connection": "close"}
+        return requests.post(base + service, json=body, headers=headers, timeout=30).status_code
+
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if requests.get(base + "/health", timeout=2).status_code == 200 and len(_children(process.pid)) >= 2:
+                    break
+            except requests.ConnectionError:
+                pass
+            assert process.poll() is None, process.stderr.read() if process.stderr else ""
+            assert time.monotonic() < deadline, "the service did not start two workers"
+            time.sleep(0.2)
+        used = token()
+        assert post(used) == 200
+        assert [post(used) for _ in range(12)] == [401] * 12
+        assert [post(token()) for _ in range(6)] == [200] * 6
+    finally:
+        process.terminate()
+        process.communicate(timeout=30)

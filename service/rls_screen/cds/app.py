@@ -24,6 +24,7 @@ import traceback
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from http.cookiejar import DefaultCookiePolicy
+from pathlib import Path
 from typing import Annotated, Any
 
 import orjson
@@ -38,7 +39,14 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from rls_screen import __version__
-from rls_screen.cds.auth import DEV_MODE_CLIENT, JwksCache, JwtVerifier, VerifiedClient, load_trusted_issuers
+from rls_screen.cds.auth import (
+    DEV_MODE_CLIENT,
+    JwksCache,
+    JwtVerifier,
+    SqliteReplayCache,
+    VerifiedClient,
+    load_trusted_issuers,
+)
 from rls_screen.cds.errors import AuthenticationError, CdsError, operation_outcome, operation_outcome_issues
 from rls_screen.cds.feedback import FeedbackStore
 from rls_screen.cds.models import (
@@ -164,7 +172,7 @@ class BodySizeLimitMiddleware:
 # --- the app ---------------------------------------------------------------------------------------
 
 
-def _verifier(settings: CdsSettings, session: requests.Session) -> JwtVerifier | None:
+def _verifier(settings: CdsSettings, session: requests.Session, state_db: Path) -> JwtVerifier | None:
     if settings.cds_dev_mode:
         log.warning(
             "cds: DEVELOPMENT MODE - JWT verification is OFF; every caller is trusted. "
@@ -182,6 +190,7 @@ def _verifier(settings: CdsSettings, session: requests.Session) -> JwtVerifier |
         jwks_cache=JwksCache(session, settings.cds_jwks_cache_s),
         leeway_s=settings.cds_jwt_leeway_s,
         max_lifetime_s=settings.cds_jwt_max_lifetime_s,
+        replay=SqliteReplayCache(state_db),  # shared by every uvicorn worker using this state file
     )
 
 
@@ -225,7 +234,7 @@ def create_app(
     base_settings = base_settings or get_settings()
     knowledge = knowledge or load_knowledge(base_settings.conceptmap_dir)
     session = _session()
-    verifier = _verifier(settings, session)
+    verifier = _verifier(settings, session, settings.feedback_db_path(base_settings.state_dir))
     salt = settings.cds_subject_salt.get_secret_value() if settings.cds_subject_salt else "rls-screen"
     if settings.cds_subject_salt is None and not settings.cds_dev_mode:
         log.warning(

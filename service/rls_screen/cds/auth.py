@@ -12,7 +12,8 @@ Order of checks (cheap and local first, so a forged or stale token costs no JWKS
 4. The key: ``kid`` in the issuer's JWK Set (inline, ``jwks_uri`` or allowlisted ``jku``; fetched
    sets are cached and refetched once on an unknown ``kid``), of the type ``alg`` needs (EC P-384
    for ES384, RSA >= 2048 bits for RS384); the signature is verified with that one algorithm.
-5. ``jti`` replay cache: a (iss, jti) pair is accepted once until its ``exp`` has passed.
+5. ``jti`` replay cache: a (iss, jti) pair is accepted once until its ``exp`` has passed; the service
+   keeps it in its SQLite state file, so every uvicorn worker process sees every other's tokens.
 
 Any failure raises ``AuthenticationError``: the API answers a bare 401. The reason goes to the log;
 the token never does.
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -145,7 +147,11 @@ def _find_key(jwks: Mapping[str, Any], kid: str) -> Mapping[str, Any] | None:
 
 
 class ReplayCache:
-    """(iss, jti) pairs seen, kept until their token expires; bounded by the token lifetime cap."""
+    """(iss, jti) pairs seen, kept until their token expires; bounded by the token lifetime cap.
+
+    In memory: right for one process (tests, a single uvicorn worker). Several workers must share
+    what they have seen, or a token replayed to another worker would pass: see ``SqliteReplayCache``.
+    """
 
     def __init__(self) -> None:
         self._seen: dict[tuple[str, str], float] = {}
@@ -168,6 +174,60 @@ class ReplayCache:
         return len(self._seen)
 
 
+REPLAY_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jwt_seen (
+    issuer TEXT NOT NULL,
+    jti TEXT NOT NULL,
+    expires_at REAL NOT NULL,
+    PRIMARY KEY (issuer, jti)
+) WITHOUT ROWID;
+"""
+
+
+class SqliteReplayCache:
+    """The replay cache shared by every worker process of the service, in an SQLite file (WAL).
+
+    One statement decides first use atomically across processes: the insert succeeds for a new
+    (iss, jti), or replaces a row whose token has expired; otherwise it changes nothing (a replay).
+    About 0.1 ms per call: WAL with synchronous=NORMAL does not sync to disk on every commit (a
+    power cut may forget the last few jti, whose tokens expire within minutes anyway).
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._next_sweep = 0.0
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=5.0)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(REPLAY_SCHEMA)
+        except (OSError, sqlite3.Error) as error:
+            raise ConfigurationError(f"JWT replay database {path}: cannot open ({type(error).__name__})") from error
+
+    def first_use(self, issuer: str, jti: str, expires_at: float, now: float) -> bool:
+        with self._lock:
+            try:
+                if now >= self._next_sweep:
+                    self._db.execute("DELETE FROM jwt_seen WHERE expires_at <= ?", (now,))
+                    self._next_sweep = now + 60.0
+                changed = self._db.execute(
+                    "INSERT INTO jwt_seen VALUES (?, ?, ?) ON CONFLICT (issuer, jti) DO UPDATE "
+                    "SET expires_at = excluded.expires_at WHERE jwt_seen.expires_at <= ?",
+                    (issuer, jti, expires_at, now),
+                ).rowcount
+            except sqlite3.Error as error:
+                # Fail closed: without the replay check a token could be used twice.
+                raise AuthenticationError(f"replay check unavailable ({type(error).__name__})") from error
+        return bool(changed == 1)
+
+    def __len__(self) -> int:
+        with self._lock:
+            (count,) = self._db.execute("SELECT count(*) FROM jwt_seen").fetchone()
+        return int(count)
+
+
 def _number(claims: Mapping[str, Any], name: str) -> float:
     value = claims.get(name)
     if isinstance(value, bool) or not isinstance(value, int | float):
@@ -185,12 +245,13 @@ class JwtVerifier:
         jwks_cache: JwksCache,
         leeway_s: float,
         max_lifetime_s: float,
+        replay: ReplayCache | SqliteReplayCache | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._issuers, self._public_url = issuers, public_url.rstrip("/")
         self._jku_allowlist = frozenset(jku_allowlist)
         self._jwks, self._leeway, self._max_lifetime, self._clock = jwks_cache, leeway_s, max_lifetime_s, clock
-        self._replay = ReplayCache()
+        self._replay = replay if replay is not None else ReplayCache()
         self._parsed: dict[tuple[str, str, str], jwt.PyJWK] = {}
         self._parsed_lock = threading.Lock()
 

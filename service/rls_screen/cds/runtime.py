@@ -28,7 +28,14 @@ from rls_screen.cds.models import (
     PatientViewRequest,
 )
 from rls_screen.cds.orders import DrugCatalog, OrderMatch, draft_medications
-from rls_screen.cds.prefetch import FhirAccess, FhirAccessConfig, PatientDataResolver
+from rls_screen.cds.prefetch import (
+    MEDICATIONS_KEY,
+    OBSERVATIONS_KEY,
+    PATIENT_KEY,
+    FhirAccess,
+    FhirAccessConfig,
+    PatientDataResolver,
+)
 from rls_screen.cds.services import ORDER_SELECT_SERVICE, ORDER_SIGN_SERVICE, PATIENT_VIEW_SERVICE
 from rls_screen.cds.settings import CdsSettings
 from rls_screen.codesets import value_set_url
@@ -129,6 +136,7 @@ class CdsRuntime:
     ) -> tuple[list[CardDraft], list[Action]]:
         if not has_active_rls(resolver.conditions(), self.knowledge):
             return [], []
+        resolver.fetch_missing((PATIENT_KEY, OBSERVATIONS_KEY, MEDICATIONS_KEY))
         assessment = self._assess(resolver, with_medications=True)
         actions = builder.system_actions(assessment) if self.settings.cds_system_actions else []
         return builder.patient_view(assessment), actions
@@ -156,6 +164,7 @@ class CdsRuntime:
             if not treatment:
                 continue
             if assessment is None:
+                resolver.fetch_missing((PATIENT_KEY, OBSERVATIONS_KEY))
                 assessment = self._assess(resolver, with_medications=False)
             iron = next((f for code in IRON_FINDING_PRIORITY for f in assessment.findings if f.code == code), None)
             drug = treatment[0]

@@ -1,20 +1,40 @@
 """``rls-screen serve``: run the CDS Hooks 2.0 service under uvicorn (default 127.0.0.1:8090).
 
 Configuration comes from the environment (``rls_screen.cds.settings``, ``rls_screen.settings``);
-the command only chooses where to listen. Development mode (RLS_SCREEN_CDS_DEV_MODE=true, JWT
-verification off) is refused on anything but a loopback address.
+the command only chooses where to listen and how many worker processes answer. Development mode
+(RLS_SCREEN_CDS_DEV_MODE=true, JWT verification off) is refused on anything but a loopback address.
+
+``--workers N`` runs N uvicorn worker processes on one socket (one per core is the usual choice: a
+call is CPU-bound, ~5 ms of Python). The workers share the state file (feedback, override
+suppression and the JWT replay cache) through SQLite, so a token used on one worker is refused by
+every other. The configuration is checked once in the parent before any worker starts.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import sys
+from typing import TYPE_CHECKING
 
 from rls_screen.errors import ConfigurationError
 from rls_screen.fhir_client import is_loopback
 
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8090
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def worker_app() -> FastAPI:
+    """The app factory each worker process calls (uvicorn --factory): logging first, then the app."""
+    from rls_screen.cds import create_app
+
+    logging.basicConfig(level=logging.WARNING, format=LOG_FORMAT, stream=sys.stderr)
+    logging.getLogger("rls_screen").setLevel(logging.INFO)
+    return create_app()
 
 
 def run(args: argparse.Namespace) -> int:
@@ -29,13 +49,14 @@ def run(args: argparse.Namespace) -> int:
             f"refusing to serve on {args.host} with RLS_SCREEN_CDS_DEV_MODE=true (JWT verification off); "
             "use a loopback address or turn dev mode off"
         )
-    app = create_app(settings)
+    app = create_app(settings)  # in the parent too: a bad configuration fails here, before any worker starts
     logging.getLogger("rls_screen").setLevel(logging.INFO)
     uvicorn.run(
-        app,
+        app if args.workers == 1 else f"{__name__}:worker_app",
+        factory=args.workers > 1,
         host=args.host,
         port=args.port,
-        workers=None,
+        workers=args.workers if args.workers > 1 else None,
         log_level=args.log_level,
         access_log=args.access_log,
         proxy_headers=args.proxy_headers,
@@ -55,6 +76,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.add_argument("--host", default=DEFAULT_HOST, help=f"address to listen on (default {DEFAULT_HOST})")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
+    parser.add_argument(
+        "--workers",
+        type=_worker_count,
+        default=1,
+        help="worker processes (default 1; one per core for throughput, see docs/benchmarks.md)",
+    )
     parser.add_argument("--log-level", choices=("critical", "error", "warning", "info", "debug"), default="info")
     parser.add_argument(
         "--access-log", action=argparse.BooleanOptionalAction, default=True, help="uvicorn access log (paths only)"
@@ -67,3 +94,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.add_argument("--forwarded-allow-ips", default="127.0.0.1")
     parser.set_defaults(run=run)
+
+
+def _worker_count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if not 1 <= value <= 64:
+        raise argparse.ArgumentTypeError("between 1 and 64")
+    return value

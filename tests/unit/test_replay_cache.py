@@ -1,0 +1,67 @@
+"""The JWT replay cache the CDS service's worker processes share (SQLite, one atomic statement)."""
+
+from __future__ import annotations
+
+import multiprocessing
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from rls_screen.cds.auth import ReplayCache, SqliteReplayCache
+from rls_screen.cds.errors import AuthenticationError
+
+ISS = "https://ehr.example.test"
+
+
+@pytest.mark.parametrize("make", [lambda _: ReplayCache(), SqliteReplayCache], ids=["memory", "sqlite"])
+def test_first_use_then_replay_then_usable_again_after_expiry(tmp_path: Path, make: object) -> None:
+    cache = make(tmp_path / "state.sqlite3")  # type: ignore[operator]
+    assert cache.first_use(ISS, "a", expires_at=100.0, now=10.0)
+    assert not cache.first_use(ISS, "a", expires_at=100.0, now=20.0)
+    assert cache.first_use("https://other.example.test", "a", expires_at=100.0, now=20.0)  # per issuer
+    assert cache.first_use(ISS, "a", expires_at=300.0, now=101.0)  # the old token has expired
+    assert not cache.first_use(ISS, "a", expires_at=300.0, now=102.0)
+
+
+def test_two_caches_on_one_file_see_each_others_tokens(tmp_path: Path) -> None:
+    one, two = SqliteReplayCache(tmp_path / "s.sqlite3"), SqliteReplayCache(tmp_path / "s.sqlite3")
+    assert one.first_use(ISS, "jti-1", expires_at=100.0, now=1.0)
+    assert not two.first_use(ISS, "jti-1", expires_at=100.0, now=2.0)
+    assert two.first_use(ISS, "jti-2", expires_at=100.0, now=2.0)
+    assert not one.first_use(ISS, "jti-2", expires_at=100.0, now=3.0)
+
+
+def test_expired_entries_are_swept(tmp_path: Path) -> None:
+    cache = SqliteReplayCache(tmp_path / "s.sqlite3")
+    for n in range(5):
+        cache.first_use(ISS, f"old-{n}", expires_at=50.0, now=1.0)
+    assert len(cache) == 5
+    cache.first_use(ISS, "new", expires_at=500.0, now=100.0)  # the first call after 60 s sweeps
+    assert len(cache) == 1
+
+
+def _claim_all(path: str, jtis: list[str], out: multiprocessing.Queue[list[str]]) -> None:
+    cache = SqliteReplayCache(Path(path))
+    out.put([jti for jti in jtis if cache.first_use(ISS, jti, expires_at=1e12, now=1.0)])
+
+
+def test_racing_processes_accept_each_jti_exactly_once(tmp_path: Path) -> None:
+    jtis = [f"jti-{n}" for n in range(300)]
+    context = multiprocessing.get_context("spawn")
+    queue: multiprocessing.Queue[list[str]] = context.Queue()
+    workers = [context.Process(target=_claim_all, args=(str(tmp_path / "s.sqlite3"), jtis, queue)) for _ in range(3)]
+    for worker in workers:
+        worker.start()
+    accepted = [jti for _ in workers for jti in queue.get(timeout=60)]
+    for worker in workers:
+        worker.join(timeout=30)
+    assert sorted(accepted) == sorted(jtis)
+
+
+def test_a_broken_database_fails_closed(tmp_path: Path) -> None:
+    cache = SqliteReplayCache(tmp_path / "s.sqlite3")
+    with sqlite3.connect(tmp_path / "s.sqlite3") as db:
+        db.execute("DROP TABLE jwt_seen")
+    with pytest.raises(AuthenticationError, match="replay check unavailable"):
+        cache.first_use(ISS, "x", expires_at=100.0, now=1.0)
