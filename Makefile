@@ -9,7 +9,7 @@ export FHIR_PORT FHIR_BASE_URL
 DEMO_PATIENTS ?= 200
 DEMO_SEED ?= 1
 
-.PHONY: setup demo serve test test-unit lint fmt fhir-up fhir-down bench clean
+.PHONY: setup demo serve test test-unit lint fmt fhir-up fhir-down bench bench-cds clean
 
 $(BIN)/rls-screen: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,9 @@ fhir-down: ## stop the local HAPI FHIR server
 
 bench: setup ## benchmarks; results go to docs/benchmarks.md
 	$(BIN)/python bench/run.py --write docs/benchmarks.md
+
+bench-cds: setup fhir-up ## CDS Hooks under load (vegeta, installed by bench/tools/install-vegeta.sh; needs Go)
+	$(BIN)/python bench/cds_bench.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache var

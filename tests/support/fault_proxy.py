@@ -230,12 +230,16 @@ class _Upstream:
 class FaultProxy:
     """See the module docstring. Use as a context manager, or ``start()`` / ``stop()``."""
 
-    def __init__(self, upstream_base_url: str, *, seed: int = 0, upstream_timeout_s: float = 120.0) -> None:
+    def __init__(
+        self, upstream_base_url: str, *, seed: int = 0, upstream_timeout_s: float = 120.0, record_bodies: bool = False
+    ) -> None:
         parts = urlsplit(upstream_base_url.rstrip("/"))
         if parts.scheme != "http" or parts.hostname is None:
             raise ValueError("the fault proxy forwards plain http only")
         self._upstream = (parts.hostname, parts.port or 80)
         self._upstream_timeout_s = upstream_timeout_s
+        # Keep the body of every forwarded request too (a benchmark replays them), not only faulted ones.
+        self._record_bodies = record_bodies
         self._listener = socket.create_server(("127.0.0.1", 0))
         self._listener.settimeout(0.2)
         self.port: int = self._listener.getsockname()[1]
@@ -412,7 +416,7 @@ class FaultProxy:
             self._send(client, answer.status, answer.reason, answer.headers, half, length=len(answer.body))
             self._reset(client, stream)
             return False
-        self._record("forward", request, answer.status, False)
+        self._record("forward", request, answer.status, self._record_bodies)
         self._send(client, answer.status, answer.reason, answer.headers, answer.body)
         return request.headers.get("connection", "").lower() != "close"
 
