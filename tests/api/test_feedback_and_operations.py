@@ -222,3 +222,30 @@ def test_cors_is_configurable(cds_server: ServerFactory) -> None:
         timeout=10,
     )
     assert "access-control-allow-origin" not in other.headers
+
+
+def test_a_call_abandoned_at_its_deadline_sends_no_further_reads(cds_server: ServerFactory) -> None:
+    """The EHR got {"cards": []} at 1 s; the worker still reading must not go on querying the EHR's server."""
+
+    def script(received: object) -> Reply:
+        path = received.path  # type: ignore[attr-defined]
+        if received.method == "POST":  # type: ignore[attr-defined]
+            return Reply(405)  # no batch support: the reads go one by one
+        if path.startswith("/fhir/Condition"):
+            return Reply(200, searchset([rls_condition("ab1")]))
+        if path.startswith("/fhir/Patient/"):
+            return Reply(200, patient("ab1"), delay_s=0.6)
+        if path.startswith("/fhir/Observation"):
+            return Reply(200, searchset(labs("ab1", **NORMAL)), delay_s=0.6)  # answers at ~1.2 s
+        return Reply(200, searchset([]))
+
+    with scripted_server(script) as fhir_server:
+        fhir = base_url(fhir_server)
+        _, ehr = cds_server(fhir_base_url=fhir, cds_deadline_ms=1000)
+        authorization = {"access_token": "t", "token_type": "Bearer", "expires_in": 300, "subject": "s"}
+        body = patient_view_request("ab1", None, fhirServer=fhir, fhirAuthorization=authorization)
+        response = ehr.call(PATIENT_VIEW, body)
+        assert (response.status_code, response.json()) == (200, {"cards": []})
+        time.sleep(1.0)  # long enough for the abandoned worker to have sent the MedicationRequest search
+        paths = [r.path.split("?")[0] for r in fhir_server.received]
+        assert paths == ["/fhir/Condition", "/fhir/", "/fhir/Patient/ab1", "/fhir/Observation"]

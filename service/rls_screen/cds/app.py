@@ -312,7 +312,10 @@ def create_app(
     async def run_call(service_id: str, body: HookRequest) -> Response:
         started = time.perf_counter()
         try:
-            outcome = await asyncio.wait_for(run_in_threadpool(runtime.call, service_id, body), timeout=deadline)
+            deadline_at = time.monotonic() + deadline
+            outcome = await asyncio.wait_for(
+                run_in_threadpool(runtime.call, service_id, body, deadline_at), timeout=deadline
+            )
         except TimeoutError:
             log.warning(
                 "cds: %s hook_instance=%s passed the %d ms deadline: answered no cards",

@@ -5,6 +5,7 @@
     ├── UnknownServiceError        404    no service with that id
     ├── PayloadTooLargeError       413    body over RLS_SCREEN_CDS_MAX_BODY_BYTES
     └── DataUnavailableError       412    data the decision needs is neither prefetched nor fetchable
+        └── DeadlinePassedError            the call's deadline passed: the EHR already got {"cards": []}
     AuthenticationError             -> bare 401 (the reason is logged, never sent)
 
 Validation errors of the request models become 400 through the app's exception handler.
@@ -44,6 +45,10 @@ class DataUnavailableError(CdsError):
 
     status = 412
     issue_code = "incomplete"
+
+
+class DeadlinePassedError(DataUnavailableError):
+    """Raised in a call abandoned at its deadline, so that it reads and records nothing more."""
 
 
 class AuthenticationError(Exception):

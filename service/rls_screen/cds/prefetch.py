@@ -23,6 +23,7 @@ that failed is read again on its own, so its error is reported exactly as withou
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
@@ -31,7 +32,7 @@ from urllib.parse import urlencode
 
 import requests
 
-from rls_screen.cds.errors import DataUnavailableError, InvalidRequestError
+from rls_screen.cds.errors import DataUnavailableError, DeadlinePassedError, InvalidRequestError
 from rls_screen.engine import Knowledge
 from rls_screen.errors import (
     FhirAuthError,
@@ -89,8 +90,15 @@ class FhirAccessConfig:
 class FhirAccess:
     """A FhirClient for this call's ``fhirServer``, built on first use; why not, when it cannot be."""
 
-    def __init__(self, config: FhirAccessConfig, fhir_server: str | None, token: str | None) -> None:
+    def __init__(
+        self,
+        config: FhirAccessConfig,
+        fhir_server: str | None,
+        token: str | None,
+        deadline_at: float | None = None,
+    ) -> None:
         self._config, self._server, self._token = config, fhir_server, token
+        self._deadline_at = deadline_at  # time.monotonic() at which the EHR gets {"cards": []} instead
         self._client: FhirClient | None = None
         self._unavailable: str | None = None
 
@@ -115,7 +123,13 @@ class FhirAccess:
         """FHIR requests sent for this call (for the log and the benchmark)."""
         return self._client.requests_made if self._client is not None else 0
 
+    def check_deadline(self) -> None:
+        """An abandoned call sends no further request to the EHR's server (its answer went out empty)."""
+        if self._deadline_at is not None and time.monotonic() >= self._deadline_at:
+            raise DeadlinePassedError("the call's deadline has passed: no further FHIR reads")
+
     def client(self, why: str) -> FhirClient:
+        self.check_deadline()
         if self._client is not None:
             return self._client
         if self._unavailable is None:
@@ -197,6 +211,8 @@ class PatientDataResolver:
         """Active MedicationRequests; optional: None when neither prefetched nor readable."""
         try:
             return self._search_key(MEDICATIONS_KEY)
+        except DeadlinePassedError:
+            raise
         except DataUnavailableError as error:
             log.info("cds: medications not available, aggravating-medication check skipped (%s)", error.message)
             return None
@@ -211,6 +227,8 @@ class PatientDataResolver:
             return
         try:
             client = self.access.client("the data for this call")
+        except DeadlinePassedError:
+            raise
         except DataUnavailableError:
             return  # said precisely by the key that is asked for first
         batch = {
@@ -340,6 +358,7 @@ class PatientDataResolver:
         pages = 1
         try:
             while next_url is not None:
+                self.access.check_deadline()
                 if not same_server.allows(next_url):
                     raise DataUnavailableError(f"'{key}': a next link points outside fhirServer")
                 pages += 1

@@ -85,13 +85,15 @@ class CdsRuntime:
 
     # --- entry points -----------------------------------------------------------------------------
 
-    def call(self, service_id: str, request: HookRequest) -> CallOutcome:
+    def call(self, service_id: str, request: HookRequest, deadline_at: float | None = None) -> CallOutcome:
+        """One hook call; ``deadline_at`` (time.monotonic()) is when the app answers without cards."""
         now = self.clock()
         token = request.fhir_authorization.access_token.get_secret_value() if request.fhir_authorization else None
+        access = FhirAccess(self.access_config, request.fhir_server, token, deadline_at)
         resolver = PatientDataResolver(
             patient_id=request.context.patient_id,
             prefetch=request.prefetch,
-            access=FhirAccess(self.access_config, request.fhir_server, token),
+            access=access,
             knowledge=self.knowledge,
             as_of=now.date(),
         )
@@ -105,6 +107,7 @@ class CdsRuntime:
             drafts = self._orders(resolver, builder, request.context.draft_orders, None)
         else:  # the app routes each service to its own request model; this is a wiring error
             raise RuntimeError(f"service {service_id} cannot take a {request.hook} request")
+        access.check_deadline()  # cards nobody will see are not recorded as issued
         shown, suppressed = self._apply_suppression(service_id, request.context.patient_id, drafts, now)
         self._maybe_prune(now)
         response = CdsResponse(cards=[d.card for d in shown], system_actions=system_actions or None)
