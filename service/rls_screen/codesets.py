@@ -25,6 +25,7 @@ ICD10CM = "http://hl7.org/fhir/sid/icd-10-cm"
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
 UCUM = "http://unitsofmeasure.org"
 FINDING_SYSTEM = f"{CANONICAL_BASE}/CodeSystem/rls-finding"
+OVERRIDE_REASON_SYSTEM = f"{CANONICAL_BASE}/CodeSystem/cds-override-reason"
 ANALYTE_PREFIX = "analyte-"
 ACCEPTED_EQUIVALENCES = frozenset({"equivalent", "equal"})
 
@@ -58,6 +59,8 @@ class Terminology:
     """Our finding/advisory/not-evaluable codes (CodeSystem rls-finding)."""
     snomed_outcomes: Mapping[str, tuple[tuple[str, str | None], ...]]
     """Finding code -> ((SNOMED code, gfr-category it depends on or None), ...)."""
+    override_reasons: tuple[tuple[str, str], ...] = ()
+    """(code, display) of CodeSystem cds-override-reason, in file order: the reasons a card offers."""
 
     def analyte_of(self, codings: Iterable[Coding]) -> tuple[str, str] | None:
         """The analyte key and the LOINC code for the first coding we know, else None."""
@@ -191,6 +194,7 @@ def load_terminology(site_conceptmap_dir: Path | None = None) -> Terminology:
     root = resources.files("rls_screen.terminology")
     raw_value_sets: dict[str, dict[str, Any]] = {}
     code_system: dict[str, Any] | None = None
+    override_reasons: tuple[tuple[str, str], ...] = ()
     outcome_map: dict[str, Any] = {}
     for entry in sorted(root.iterdir(), key=lambda e: e.name):
         if not entry.name.endswith(".json"):
@@ -200,6 +204,8 @@ def load_terminology(site_conceptmap_dir: Path | None = None) -> Terminology:
             raw_value_sets[resource["url"]] = resource
         elif resource["resourceType"] == "CodeSystem" and resource.get("url") == FINDING_SYSTEM:
             code_system = resource
+        elif resource["resourceType"] == "CodeSystem" and resource.get("url") == OVERRIDE_REASON_SYSTEM:
+            override_reasons = _override_reasons(resource, f"terminology/{entry.name}")
         elif resource["resourceType"] == "ConceptMap" and resource.get("id") == "finding-to-snomed":
             outcome_map = resource
     if code_system is None:
@@ -237,4 +243,17 @@ def load_terminology(site_conceptmap_dir: Path | None = None) -> Terminology:
         loinc_by_local_coding=local,
         concepts=_concepts(code_system),
         snomed_outcomes=_snomed_outcomes(outcome_map),
+        override_reasons=override_reasons,
     )
+
+
+def _override_reasons(code_system: Mapping[str, Any], where: str) -> tuple[tuple[str, str], ...]:
+    reasons = []
+    for concept in code_system.get("concept") or []:
+        code, display = concept.get("code"), concept.get("display")
+        if not isinstance(code, str) or not code or not isinstance(display, str) or not display:
+            raise ConfigurationError(f"{where}: every override reason needs a code and a display")
+        reasons.append((code, display))
+    if not reasons:
+        raise ConfigurationError(f"{where}: no override reasons")
+    return tuple(reasons)

@@ -25,6 +25,13 @@ from tests.support.fhir_data import observation, patient
 
 from rls_screen.writeback import DEVICE_IDENTIFIER
 
+OVERRIDE_REASONS = [  # terminology/CodeSystem-cds-override-reason.json
+    ("already-addressed", "Already addressed or being managed"),
+    ("not-relevant", "Not relevant for this patient"),
+    ("result-not-reliable", "Result not reliable or outdated"),
+    ("patient-declined", "Patient declined"),
+]
+
 pytestmark = pytest.mark.net
 
 
@@ -43,7 +50,7 @@ def test_full_prefetch_gives_one_sourced_card_per_finding(cds_server: ServerFact
         assert card["source"]["label"].startswith("rls-screen")
         assert card["source"]["url"].startswith("https://")
         assert card["source"]["topic"]["system"] == "https://rls-screen.org/fhir/CodeSystem/rls-finding"
-        assert all(reason["display"] for reason in card["overrideReasons"])
+        assert [(r["code"], r["display"]) for r in card["overrideReasons"]] == list(OVERRIDE_REASONS)
         assert card["links"][0]["type"] == "absolute"
         assert "appContext" not in card["links"][0]
         assert "**Sources**" in card["detail"]

@@ -25,6 +25,8 @@ from fhir.resources.R4B.conceptmap import ConceptMap
 from fhir.resources.R4B.valueset import ValueSet
 from tests.support.check_digits import loinc_check_digit_ok, snomed_concept_id_ok
 
+from rls_screen.codesets import load_terminology
+
 REPO = Path(__file__).parents[2]
 TERMINOLOGY_DIR = REPO / "terminology"
 CONCEPTMAP_DIR = REPO / "mappings" / "conceptmaps"
@@ -303,7 +305,11 @@ def test_expected_artifacts_are_shipped() -> None:
             "rls-alpha2delta-clinical-drugs",
         ]
     }
-    expected |= {("CodeSystem", "rls-finding"), ("ConceptMap", "finding-to-snomed")}
+    expected |= {
+        ("CodeSystem", "rls-finding"),
+        ("CodeSystem", "cds-override-reason"),
+        ("ConceptMap", "finding-to-snomed"),
+    }
     expected |= {("ConceptMap", "example-local-labs")}
     assert expected - ids == set()
 
@@ -346,7 +352,8 @@ def test_common_metadata(path: Path) -> None:
     assert COMPUTABLE_NAME.match(data["name"]), data["name"]
     assert data["title"].strip()
     description = data["description"]
-    assert "CLINICAL_RULES.md" in description, "the description must cite its CLINICAL_RULES section"
+    # The rules' codes cite their CLINICAL_RULES section; the CDS service's own codes cite its documentation.
+    assert "CLINICAL_RULES.md" in description or "docs/cds-hooks.md" in description, "the description must cite"
     assert description.endswith(".")
     assert re.search(r"\.\s+[A-Z]", description) is None, "the description must be one sentence"
 
@@ -776,3 +783,12 @@ def test_spec_thresholds_agree_across_units() -> None:
 def test_unit_text_aliases_convert(analyte: str, text: str, value: float, canonical: float) -> None:
     ucum = _units()["unitTextAliases"][text]
     assert _to_canonical(analyte, value, ucum) == pytest.approx(canonical)
+
+
+@pytest.mark.unit
+def test_override_reasons_come_from_their_code_system_in_file_order() -> None:
+    [code_system] = [cs for cs in _resources("CodeSystem") if cs["id"] == "cds-override-reason"]
+    assert code_system["count"] == len(code_system["concept"])
+    assert all(c["code"] and c["display"] and c["definition"] for c in code_system["concept"])
+    loaded = load_terminology().override_reasons
+    assert loaded == tuple((c["code"], c["display"]) for c in code_system["concept"])

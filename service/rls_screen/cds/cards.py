@@ -26,7 +26,7 @@ from rls_screen import __version__
 from rls_screen.cds.feedback import data_signature
 from rls_screen.cds.models import Action, Card, Coding, Link, Source, Suggestion
 from rls_screen.cds.orders import Drug, OrderMatch
-from rls_screen.codesets import CANONICAL_BASE, FINDING_SYSTEM
+from rls_screen.codesets import FINDING_SYSTEM, OVERRIDE_REASON_SYSTEM
 from rls_screen.engine import Knowledge
 from rls_screen.model import Assessment, Finding, Threshold, ValueUsed
 from rls_screen.quantities import format_number
@@ -45,13 +45,6 @@ from rls_screen.writeback import (
 Indicator = Literal["info", "warning", "critical"]
 MAX_SUMMARY = 139  # CDS Hooks 2.0: "<140-character summary"
 CARD_NAMESPACE = uuid.UUID("0b7f3c2e-5a61-4f0e-9d3c-2f8e6b1a7c54")
-OVERRIDE_REASON_SYSTEM = f"{CANONICAL_BASE}/CodeSystem/cds-override-reason"
-OVERRIDE_REASONS = (
-    ("already-addressed", "Already addressed or being managed"),
-    ("not-relevant", "Not relevant for this patient"),
-    ("result-not-reliable", "Result not reliable or outdated"),
-    ("patient-declined", "Patient declined"),
-)
 
 # Indicator: the finding's default, raised by its graded severity. Critical is kept for values that
 # CTCAE grades 3-4 or WHO calls severe; nothing RLS-specific is critical.
@@ -210,9 +203,9 @@ class CardBuilder:
             )
         ]
 
-    @staticmethod
-    def _override_reasons() -> list[Coding]:
-        return [Coding(system=OVERRIDE_REASON_SYSTEM, code=code, display=display) for code, display in OVERRIDE_REASONS]
+    def _override_reasons(self) -> list[Coding]:
+        reasons = self._knowledge.terminology.override_reasons  # CodeSystem-cds-override-reason.json
+        return [Coding(system=OVERRIDE_REASON_SYSTEM, code=code, display=display) for code, display in reasons]
 
     def _card(
         self,
