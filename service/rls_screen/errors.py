@@ -5,10 +5,13 @@
     ├── ConfigurationError  (exit 3)  a setting or data file is missing or inconsistent
     └── FhirError           (exit 4)  talking to a FHIR server failed
         ├── ServerNotAllowedError     the base URL is not on the allowlist (no request was made)
-        ├── FhirUnavailableError      connection refused, timeout, or 5xx after retries
+        ├── FhirUnavailableError      connection refused, timeout, a body cut off, or 5xx after retries
         ├── FhirAuthError             401/403 (the token is never included in the message)
         ├── FhirNotFoundError         404 / 410
-        └── FhirOperationError        another 4xx, carrying the server's OperationOutcome text
+        ├── FhirOperationError        another 4xx, carrying the server's OperationOutcome text
+        └── FhirResponseError         a 2xx whose body is not the JSON asked for (e.g. a proxy's
+                                      HTML login page); a body cut off mid-JSON is transient and
+                                      raised as FhirUnavailableError instead
 
 The CLI prints ``str(error)`` as one line on stderr; messages therefore never contain PHI or tokens.
 """
@@ -64,3 +67,11 @@ class FhirNotFoundError(FhirError):
 
 class FhirOperationError(FhirError):
     """The server rejected the request with an OperationOutcome (4xx other than auth/not-found)."""
+
+
+class FhirResponseError(FhirError):
+    """The server answered, but its body is not the JSON asked for (an HTML page, XML, malformed JSON).
+
+    Not transient: the same request gets the same page until someone fixes the proxy, the login or the
+    server's configuration. The message names the content type and the byte count, never the body.
+    """

@@ -4,14 +4,19 @@ Every request the module makes goes through ``FhirClient``. It refuses any URL o
 configured allowlist before a socket is opened (plain http only for loopback), retries idempotent
 reads on transient failures and any request on 429/503 (the server did not process it), honours
 Retry-After, follows Bundle next links up to a bound, and turns error responses and their
-OperationOutcome into the typed errors of ``rls_screen.errors``. Logs carry method, resource type,
-status and time: never full URLs (they hold patient ids), bodies or tokens.
+OperationOutcome into the typed errors of ``rls_screen.errors``. Every body it parses goes through
+``parse_json_object``, so a 200 that is not JSON (a proxy's login page, a body cut off in transit)
+is a typed error too. Logs carry method, resource type, status and time: never full URLs (they hold
+patient ids), bodies or tokens.
 """
 
 from __future__ import annotations
 
+import codecs
 import email.utils
+import json
 import logging
+import re
 import threading
 import time
 import uuid
@@ -32,12 +37,17 @@ from rls_screen.errors import (
     FhirError,
     FhirNotFoundError,
     FhirOperationError,
+    FhirResponseError,
     FhirUnavailableError,
     ServerNotAllowedError,
 )
 from rls_screen.settings import Settings
 
 FHIR_JSON = "application/fhir+json"
+# FHIR R4 http.html#mime-type: application/fhir+json; plain JSON and the DSTU2-era alias are what
+# servers and token endpoints (RFC 6749 section 5.1) send in practice.
+JSON_MEDIA_TYPES = frozenset({"application/json", FHIR_JSON, "application/json+fhir"})
+HTML_MEDIA_TYPES = frozenset({"text/html", "application/xhtml+xml"})
 RETRYABLE_READ_STATUSES = frozenset({429, 500, 502, 503, 504})
 RETRYABLE_ANY_STATUSES = frozenset({429, 503})
 MAX_RETRY_AFTER_S = 30.0
@@ -177,12 +187,17 @@ class SmartBackendAuth:
             raise FhirUnavailableError(f"token endpoint unreachable ({type(error).__name__})") from error
         if response.status_code != 200:
             raise FhirAuthError(f"token request refused: HTTP {response.status_code}", status=response.status_code)
-        body = response.json()
+        body = parse_json_object(response, "token request")
         token = body.get("access_token")
         if not isinstance(token, str):
             raise FhirAuthError("token response has no access_token")
+        try:
+            # RFC 6749 section 5.1 says a number; some identity providers send it as a string.
+            expires_in = float(body.get("expires_in", 300))
+        except (TypeError, ValueError):
+            raise FhirAuthError("token response has an expires_in that is not a number of seconds") from None
         self._token = token
-        self._expires_at = self._clock() + float(body.get("expires_in", 300)) - 30.0
+        self._expires_at = self._clock() + expires_in - 30.0
 
     def header(self) -> str | None:
         with self._lock:
@@ -222,8 +237,12 @@ def outcome_text(body: Any) -> str:
     """The first issue's diagnostics or details text of an OperationOutcome, shortened."""
     if not isinstance(body, Mapping) or body.get("resourceType") != "OperationOutcome":
         return ""
-    for issue in body.get("issue", []):
-        text = issue.get("diagnostics") or (issue.get("details") or {}).get("text")
+    issues = body.get("issue")
+    for issue in issues if isinstance(issues, list) else []:
+        if not isinstance(issue, Mapping):
+            continue  # a malformed issue must not turn the HTTP error into an AttributeError
+        details = issue.get("details")
+        text = issue.get("diagnostics") or (details.get("text") if isinstance(details, Mapping) else None)
         if text:
             return str(text)[:300]
     return ""
@@ -244,6 +263,74 @@ def _retry_after_seconds(response: requests.Response) -> float | None:
         # use our own backoff, instead of letting a ValueError escape as an untyped error.
         return None
     return max(0.0, parsed.timestamp() - time.time()) if parsed else None
+
+
+# What may follow the point where a JSON parse failed if the document was merely cut short: nothing,
+# or the start of a literal or a number (the json module reports those errors at the token's start).
+_CUT_TAIL = re.compile(r"t(r(ue?)?)?|f(a(l(se?)?)?)?|n(u(ll?)?)?|-?[0-9]*(\.[0-9]*)?([eE][+-]?[0-9]*)?")
+
+
+def _media_type(response: requests.Response) -> str:
+    """The Content-Type without parameters, bounded: it goes into messages, where bodies never do."""
+    value = response.headers.get("Content-Type") or ""
+    return value.split(";", 1)[0].strip().lower()[:60]
+
+
+def _is_cut_short(error: ValueError, content: bytes) -> bool:
+    """Whether a body that failed to parse reads as the start of a JSON document that ended early."""
+    if isinstance(error, UnicodeDecodeError):  # cut inside a multi-byte character
+        return error.reason == "unexpected end of data" and error.end == len(content)
+    if not isinstance(error, json.JSONDecodeError):
+        return False
+    if error.msg.startswith("Unterminated string"):
+        return True
+    return _CUT_TAIL.fullmatch(error.doc[error.pos :].rstrip()) is not None
+
+
+def parse_json_object(response: requests.Response, what: str, *, applied_if_cut: bool = False) -> dict[str, Any]:
+    """The body of an answer that must be a JSON object, or a typed error saying what came instead.
+
+    ``what`` names the request in the message ("GET Patient", "token request"). The message gives the
+    content type and the byte count, never body text: a login page or a half Bundle may hold PHI.
+
+    Which error says whether to try again:
+
+    - a body that starts as JSON and stops early (empty, or cut mid-document) is
+      ``FhirUnavailableError``, transient like the broken connection it almost always is (a proxy or
+      a server that dies mid-write may still end the chunked stream cleanly); the client retries it
+      where a retry is safe, and the batch counts it as transient;
+    - anything else (a content type that is not JSON, such as a proxy's or an SSO's HTML login page,
+      XML, or JSON that is malformed in the middle or is not an object) is ``FhirResponseError``:
+      asking again gets the same page until someone fixes the proxy, the login or the server.
+    """
+    status = response.status_code
+    media_type = _media_type(response)
+    content = response.content
+    arrived = f"HTTP {status} with {media_type or 'no content type'} ({len(content)} bytes)"
+    # No Content-Type at all: let the body decide.
+    if media_type and not (media_type in JSON_MEDIA_TYPES or media_type.endswith("+json")):
+        hint = ": a proxy or login page?" if media_type in HTML_MEDIA_TYPES else ""
+        raise FhirResponseError(f"{what}: expected FHIR JSON, got {arrived}{hint}", status=status)
+    try:
+        # FHIR JSON is UTF-8 (http.html#mime-type); a byte order mark is tolerated.
+        body = json.loads(content.removeprefix(codecs.BOM_UTF8).decode("utf-8"))
+    except ValueError as error:
+        if _is_cut_short(error, content):
+            applied = "; the server may have applied the request" if applied_if_cut else ""
+            raise FhirUnavailableError(
+                f"{what}: expected FHIR JSON, got {arrived} that ends before the JSON does "
+                f"(cut off in transit?){applied}",
+                status=status,
+            ) from None  # not chained: the JSON error holds the whole body (PHI) in .doc
+        raise FhirResponseError(
+            f"{what}: expected FHIR JSON, got {arrived} that is not valid JSON", status=status
+        ) from None
+    if not isinstance(body, dict):
+        raise FhirResponseError(
+            f"{what}: expected a FHIR JSON object, got {arrived} holding a JSON {type(body).__name__}",
+            status=status,
+        )
+    return body
 
 
 def _resource_kind(url: str, base: str) -> str:
@@ -321,6 +408,40 @@ class FhirClient:
         also_accept: frozenset[int] = frozenset(),
     ) -> requests.Response:
         """Send one request with retries; return the response for 2xx, raise a typed error otherwise."""
+        response, _ = self._exchange(method, path, params, json_body, headers, idempotent, also_accept, decode=False)
+        return response
+
+    def request_json(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        json_body: Any = None,
+        headers: Mapping[str, str] | None = None,
+        idempotent: bool | None = None,
+        also_accept: frozenset[int] = frozenset(),
+    ) -> dict[str, Any]:
+        """``request`` for an answer that must be a JSON object: the parsed body (``parse_json_object``).
+
+        A body cut off in transit is retried like a broken connection when the request is safe to
+        repeat; otherwise it is ``FhirUnavailableError`` (a write may have been applied).
+        """
+        _, body = self._exchange(method, path, params, json_body, headers, idempotent, also_accept, decode=True)
+        return body
+
+    def _exchange(
+        self,
+        method: str,
+        path: str,
+        params: Mapping[str, str] | None,
+        json_body: Any,
+        headers: Mapping[str, str] | None,
+        idempotent: bool | None,
+        also_accept: frozenset[int],
+        *,
+        decode: bool,
+    ) -> tuple[requests.Response, dict[str, Any]]:
         url = self.url(path, params)
         self._allowlist.check(url)
         idempotent = method in ("GET", "HEAD") if idempotent is None else idempotent
@@ -357,7 +478,15 @@ class FhirClient:
             log.info("fhir %s %s -> %s in %.0f ms", method, kind, response.status_code, elapsed_ms)
             status = response.status_code
             if status < 400 or status in also_accept:
-                return response
+                if not decode:
+                    return response, {}  # the caller reads the body itself, if it has one
+                try:
+                    return response, parse_json_object(response, f"{method} {kind}", applied_if_cut=not idempotent)
+                except FhirUnavailableError:
+                    if idempotent and attempt <= self._max_retries:
+                        self._wait(attempt, None, method, kind, f"HTTP {status} body cut off")
+                        continue
+                    raise
             retryable = RETRYABLE_READ_STATUSES if idempotent else RETRYABLE_ANY_STATUSES
             if status in retryable and attempt <= self._max_retries:
                 retry_after = _retry_after_seconds(response)
@@ -411,8 +540,7 @@ class FhirClient:
     # --- FHIR interactions ---------------------------------------------------------------------
 
     def read(self, resource_type: str, resource_id: str) -> dict[str, Any]:
-        body: dict[str, Any] = self.request("GET", f"{resource_type}/{resource_id}").json()
-        return body
+        return self.request_json("GET", f"{resource_type}/{resource_id}")
 
     def search(self, resource_type: str, params: Mapping[str, str]) -> Iterator[dict[str, Any]]:
         """Every matching resource (search mode 'match' and 'include'), following next links."""
@@ -431,14 +559,13 @@ class FhirClient:
                 raise FhirOperationError(
                     f"search {resource_type}: more than {self._max_pages} pages; narrow the search"
                 )
-            bundle: dict[str, Any] = self.request("GET", url).json()
+            bundle = self.request_json("GET", url)
             yield bundle
             url = next((link.get("url") for link in bundle.get("link", []) if link.get("relation") == "next"), None)
 
     def transaction(self, bundle: Mapping[str, Any]) -> dict[str, Any]:
         """POST a transaction Bundle; the server applies all of it or none of it."""
-        response: dict[str, Any] = self.request("POST", "", json_body=bundle, idempotent=False).json()
-        return response
+        return self.request_json("POST", "", json_body=bundle, idempotent=False)
 
     def download(self, url: str, destination: Path) -> int:
         """Stream a file (e.g. a Bulk export NDJSON output) to disk; returns bytes written."""
@@ -452,6 +579,18 @@ class FhirClient:
             with self._session.get(url, headers=headers, timeout=self._timeout, stream=True) as response:
                 if response.status_code >= 400:
                     raise self._error(response, "GET", "bulk output")
+                media_type = _media_type(response)
+                if media_type in HTML_MEDIA_TYPES:
+                    # NDJSON is served as application/fhir+ndjson, or as an opaque type by object
+                    # stores; an HTML page is never NDJSON (a proxy's login page): refuse it before
+                    # it is written to disk as data. The body is not read, so not logged.
+                    length = response.headers.get("Content-Length", "")
+                    size = f"{length} bytes" if length.isdigit() else "length not given"
+                    raise FhirResponseError(
+                        f"GET bulk output: expected NDJSON, got HTTP {response.status_code} with {media_type} "
+                        f"({size}): a proxy or login page?",
+                        status=response.status_code,
+                    )
                 written = 0
                 with destination.open("wb") as sink:
                     for chunk in response.iter_content(chunk_size=1 << 16):
@@ -465,15 +604,13 @@ class FhirClient:
 
     def validate(self, resource: Mapping[str, Any]) -> dict[str, Any]:
         """$validate: the server's OperationOutcome, for a valid (200) or an invalid (400/412) resource."""
-        response = self.request(
+        return self.request_json(
             "POST",
             f"{resource['resourceType']}/$validate",
             json_body=resource,
             idempotent=True,
             also_accept=frozenset({400, 412, 422}),
         )
-        body: dict[str, Any] = response.json()
-        return body
 
 
 def validation_errors(outcome: Mapping[str, Any]) -> list[str]:

@@ -6,7 +6,7 @@
 3. ``GET Condition?subject=...&code=<RLS, pregnancy, dialysis>``
 
 and, for write-back, one batch request for what already exists (Flags, ServiceRequest, the
-RiskAssessment with this evaluation's identifier).
+RiskAssessment with this evaluation's identifier), sent with ``Cache-Control: no-cache``.
 """
 
 from __future__ import annotations
@@ -29,6 +29,14 @@ from rls_screen.writeback import (
 )
 
 PAGE_SIZE = "500"
+# The write-back plan is only idempotent if it sees what the server holds now. HAPI JPA reuses a
+# search's results for a minute by default (JpaStorageSettings reuseCachedSearchResultsForMillis) and
+# skips that cache for a request carrying Cache-Control: no-cache, also for the searches inside a batch
+# (they see the batch request's headers). Without it, a re-screen within the minute after a write (or
+# the retry after a lost transaction answer) plans against the state before the write and sends it
+# again: the conditional writes keep one RiskAssessment, Flag and ServiceRequest, but unchanged Flags
+# get new versions and the Provenance, a plain POST, is written twice. docs/fhir-server.md says why too.
+FRESH_READ_HEADERS = {"Cache-Control": "no-cache"}
 CONDITION_VALUE_SETS = ("rls-condition", "pregnancy-condition", "dialysis")
 
 
@@ -94,7 +102,7 @@ def read_existing_state(client: FhirClient, patient_id: str, risk_assessment_ide
         "type": "batch",
         "entry": [{"request": {"method": "GET", "url": url}} for url in requests],
     }
-    response = client.request("POST", "", json_body=batch, idempotent=True).json()
+    response = client.request_json("POST", "", json_body=batch, headers=FRESH_READ_HEADERS, idempotent=True)
     bundles: list[dict[str, Any]] = []
     for entry in response.get("entry", []):
         status = str((entry.get("response") or {}).get("status", ""))

@@ -12,7 +12,7 @@ from datetime import date, datetime
 from typing import Any
 
 from rls_screen.engine import Knowledge, evaluate
-from rls_screen.fhir_client import FhirClient
+from rls_screen.fhir_client import FhirClient, parse_json_object
 from rls_screen.fhir_reader import read_existing_state, read_patient_data
 from rls_screen.model import Assessment
 from rls_screen.patient_data import PatientData
@@ -49,7 +49,7 @@ def ensure_device(client: FhirClient) -> str:
         location = response.headers.get("Location") or response.headers.get("Content-Location") or ""
         device_id = location.split("/Device/", 1)[-1].split("/", 1)[0] if "/Device/" in location else ""
         if not device_id:
-            body = response.json() if response.content else {}
+            body = parse_json_object(response, "POST Device") if response.content else {}
             device_id = str(body.get("id", ""))
         reference = f"Device/{device_id}"
         _devices[client.base_url] = reference

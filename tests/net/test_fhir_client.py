@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import logging
+import re
 import socket
 import time
+from collections.abc import Callable
+from pathlib import Path
 from urllib.parse import parse_qs
 
 import jwt
@@ -17,6 +21,7 @@ from rls_screen.errors import (
     FhirAuthError,
     FhirNotFoundError,
     FhirOperationError,
+    FhirResponseError,
     FhirUnavailableError,
     ServerNotAllowedError,
 )
@@ -279,3 +284,250 @@ def test_json_bodies_are_sent_as_fhir_json() -> None:
         assert sent.headers["Content-Type"] == "application/fhir+json"
         assert sent.headers["Accept"] == "application/fhir+json"
         assert json.loads(sent.body)["type"] == "transaction"
+
+
+# --- a 2xx whose body is not the JSON asked for ----------------------------------------------------
+
+# A login page as a proxy might serve it, with the kind of text that must never reach a message or a log.
+LOGIN_PAGE = b"<!DOCTYPE html><html><body>Welcome back, Jane Q. Patient (MRN 0042)</body></html>"
+HTML = {"Content-Type": "text/html; charset=utf-8"}
+PATIENT = {"resourceType": "Patient", "id": "p1", "name": [{"family": "Quinn"}]}
+TRUNCATED_PATIENT = json.dumps(PATIENT).encode()[:30]
+
+
+def _html_page(received: Received) -> Reply:
+    return Reply(200, LOGIN_PAGE, headers=HTML)
+
+
+def _first_page_then(second: Reply) -> Callable[[Received], Reply]:
+    def answer(received: Received) -> Reply:
+        if "page=2" in received.path:
+            return second
+        root = f"http://{received.headers['Host']}/fhir"
+        return Reply(
+            200,
+            {
+                "resourceType": "Bundle",
+                "type": "searchset",
+                "link": [{"relation": "next", "url": f"{root}/Observation?page=2"}],
+                "entry": [{"resource": {"resourceType": "Observation", "id": "o1"}}],
+            },
+        )
+
+    return answer
+
+
+INTERACTIONS: dict[str, Callable[[FhirClient], object]] = {
+    "read": lambda c: c.read("Patient", "p1"),
+    "search": lambda c: list(c.search("Observation", {"page": "1"})),
+    "transaction": lambda c: c.transaction({"resourceType": "Bundle", "type": "transaction", "entry": []}),
+    "validate": lambda c: c.validate({"resourceType": "Patient"}),
+    "request_json": lambda c: c.request_json("GET", "metadata"),
+}
+
+
+@pytest.mark.parametrize("interaction", INTERACTIONS)
+def test_an_html_page_on_200_is_a_typed_error_that_names_what_arrived(interaction: str) -> None:
+    with scripted_server(_html_page) as server:
+        client, slept = client_for(base_url(server))
+        with pytest.raises(FhirResponseError) as caught:
+            INTERACTIONS[interaction](client)
+        message = str(caught.value)
+        assert "expected FHIR JSON" in message
+        assert f"HTTP 200 with text/html ({len(LOGIN_PAGE)} bytes)" in message
+        assert "Jane" not in message
+        assert "0042" not in message
+        assert caught.value.status == 200
+        assert len(server.received) == 1, "a login page is not transient: not retried"
+        assert slept == []
+
+
+def test_an_html_page_on_a_next_page_is_a_typed_error() -> None:
+    with scripted_server(_first_page_then(Reply(200, LOGIN_PAGE, headers=HTML))) as server:
+        client, _ = client_for(base_url(server))
+        with pytest.raises(FhirResponseError, match="text/html"):
+            list(client.search("Observation", {"page": "1"}))
+        assert len(server.received) == 2
+
+
+def test_an_html_page_on_a_validate_400_is_a_typed_error() -> None:
+    with scripted_server(lambda r: Reply(400, LOGIN_PAGE, headers=HTML)) as server:
+        client, _ = client_for(base_url(server))
+        with pytest.raises(FhirResponseError, match=r"HTTP 400 with text/html"):
+            client.validate({"resourceType": "Patient"})
+
+
+@pytest.mark.parametrize(
+    ("body", "headers", "says"),
+    [
+        (b"[]", {}, "holding a JSON list"),
+        (b"null", {}, "holding a JSON NoneType"),
+        (b'{"resourceType": "Patient" "id": "p1"}', {}, "not valid JSON"),
+        (b"<Patient xmlns='http://hl7.org/fhir'/>", {"Content-Type": "application/fhir+xml"}, "application/fhir+xml"),
+        (b"<html>gateway</html>", {}, "not valid JSON"),  # labelled JSON, but it is not
+    ],
+)
+def test_bodies_that_are_not_a_json_object_are_typed_and_not_retried(
+    body: bytes, headers: dict[str, str], says: str
+) -> None:
+    with scripted_server(lambda r: Reply(200, body, headers=headers)) as server:
+        client, _ = client_for(base_url(server))
+        with pytest.raises(FhirResponseError, match=re.escape(says)):
+            client.read("Patient", "p1")
+        assert len(server.received) == 1
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Content-Type": "application/json; charset=UTF-8"},
+        {"Content-Type": "application/json+fhir"},
+        {"Content-Type": ""},
+    ],
+)
+def test_json_under_other_usual_content_types_is_accepted(headers: dict[str, str]) -> None:
+    with scripted_server(lambda r: Reply(200, json.dumps(PATIENT).encode(), headers=headers)) as server:
+        client, _ = client_for(base_url(server))
+        assert client.read("Patient", "p1") == PATIENT
+
+
+def test_a_read_whose_body_is_cut_off_is_retried() -> None:
+    replies = iter([Reply(200, TRUNCATED_PATIENT), Reply(200, b""), Reply(200, PATIENT)])
+    with scripted_server(lambda r: next(replies)) as server:
+        client, slept = client_for(base_url(server))
+        assert client.read("Patient", "p1") == PATIENT
+        assert len(server.received) == 3
+        assert slept == [0.5, 1.0]
+
+
+def test_a_next_page_whose_body_is_cut_off_is_retried() -> None:
+    second = iter([Reply(200, b'{"resourceType": "Bundle", "entry": [{"resou'), Reply(200, {"resourceType": "Bundle"})])
+    with scripted_server(_first_page_then(Reply())) as server:
+        server.script = lambda r, first=server.script: next(second) if "page=2" in r.path else first(r)
+        client, _ = client_for(base_url(server))
+        assert [r["id"] for r in client.search("Observation", {"page": "1"})] == ["o1"]
+        assert len(server.received) == 3
+
+
+def test_a_body_that_stays_cut_off_is_unavailable_after_the_retries() -> None:
+    with scripted_server(lambda r: Reply(200, TRUNCATED_PATIENT)) as server:
+        client, _ = client_for(base_url(server), max_retries=2)
+        with pytest.raises(FhirUnavailableError, match=r"ends before the JSON does") as caught:
+            client.read("Patient", "p1")
+        assert f"({len(TRUNCATED_PATIENT)} bytes)" in str(caught.value)
+        assert "Quinn" not in str(caught.value)
+        assert len(server.received) == 3
+
+
+def test_a_transaction_answer_cut_off_is_unavailable_and_not_resent() -> None:
+    with scripted_server(lambda r: Reply(200, b'{"resourceType": "Bundle", "type": "transaction-resp')) as server:
+        client, _ = client_for(base_url(server))
+        with pytest.raises(FhirUnavailableError, match="may have applied the request"):
+            client.transaction({"resourceType": "Bundle", "type": "transaction", "entry": []})
+        assert len(server.received) == 1
+
+
+def test_no_body_text_reaches_the_logs(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    replies = iter([Reply(200, TRUNCATED_PATIENT), Reply(200, LOGIN_PAGE, headers=HTML)])
+    with scripted_server(lambda r: next(replies)) as server:
+        client, _ = client_for(base_url(server))
+        with pytest.raises(FhirResponseError):
+            client.read("Patient", "p1")
+    assert "cut off" in caplog.text  # the retry is logged ...
+    for secret in ("Quinn", "Jane", "0042"):  # ... without the body
+        assert secret not in caplog.text
+
+
+def test_every_cut_of_a_json_body_reads_as_cut_off() -> None:
+    bundle = {
+        "resourceType": "Bundle",
+        "total": 2,
+        "entry": [
+            {
+                "resource": {
+                    "resourceType": "Observation",
+                    "valueQuantity": {"value": -1.25e-3},
+                    "x": [True, False, None],
+                }
+            },
+            {"resource": {"resourceType": "Patient", "name": [{"given": ["Zoë", 'A"b\\c']}], "active": False}},
+        ],
+    }
+    with scripted_server(lambda r: Reply()) as server:
+        client, _ = client_for(base_url(server))
+        whole = json.dumps(bundle, ensure_ascii=False, indent=1).encode()
+        cuts: dict[str, list[int]] = {"unavailable": [], "response": []}
+        for end in range(len(whole)):
+            server.script = lambda r, body=whole[:end]: Reply(200, body)
+            try:
+                client.transaction({"resourceType": "Bundle"})  # not retried: one request per cut
+            except FhirUnavailableError:
+                cuts["unavailable"].append(end)
+            except FhirResponseError:
+                cuts["response"].append(end)
+        assert cuts["response"] == []
+        assert len(cuts["unavailable"]) == len(whole)
+
+
+def test_the_token_endpoint_answering_a_login_page_is_a_typed_error() -> None:
+    private_pem, _ = _rsa_pem()
+    replies = iter(
+        [
+            Reply(200, LOGIN_PAGE, headers=HTML),
+            Reply(200, b'{"access_token": "abc", "expires_in": 3', headers={"Content-Type": "application/json"}),
+            Reply(200, {"access_token": "abc", "expires_in": "soon"}, headers={"Content-Type": "application/json"}),
+            Reply(200, {"access_token": "abc", "expires_in": "3600"}, headers={"Content-Type": "application/json"}),
+        ]
+    )
+    with (
+        scripted_server(lambda r: next(replies)) as auth_server,
+        scripted_server(lambda r: Reply(200, PATIENT)) as fhir,
+    ):
+        import requests
+
+        auth = SmartBackendAuth(
+            token_url=base_url(auth_server, "/token"),
+            client_id="c",
+            private_key_pem=private_pem,
+            algorithm="RS384",
+            key_id="k",
+            scope="s",
+            session=requests.Session(),
+            timeout=(2, 5),
+        )
+        client, _ = client_for(base_url(fhir), auth=auth, max_retries=0)
+        with pytest.raises(FhirResponseError, match=r"token request: expected FHIR JSON, got HTTP 200 with text/html"):
+            client.read("Patient", "p1")
+        with pytest.raises(FhirUnavailableError, match=r"token request: .* ends before the JSON does"):
+            client.read("Patient", "p1")
+        with pytest.raises(FhirAuthError, match="expires_in"):
+            client.read("Patient", "p1")
+        assert fhir.received == []
+        assert client.read("Patient", "p1") == PATIENT  # a numeric string is what some providers send
+
+
+def test_a_download_that_is_an_html_page_is_refused_before_anything_is_written(tmp_path: Path) -> None:
+    with scripted_server(_html_page) as server:
+        client, _ = client_for(base_url(server))
+        destination = tmp_path / "Observation-1.ndjson"
+        with pytest.raises(FhirResponseError, match=r"expected NDJSON, got HTTP 200 with text/html"):
+            client.download(base_url(server) + "/Binary/b1", destination)
+        assert not destination.exists()
+
+
+def test_a_download_of_ndjson_is_written(tmp_path: Path) -> None:
+    lines = b'{"resourceType": "Patient", "id": "p1"}\n'
+    with scripted_server(lambda r: Reply(200, lines, headers={"Content-Type": "application/fhir+ndjson"})) as server:
+        client, _ = client_for(base_url(server))
+        destination = tmp_path / "Patient-1.ndjson"
+        assert client.download(base_url(server) + "/Binary/b1", destination) == len(lines)
+        assert destination.read_bytes() == lines
+
+
+def test_a_malformed_operation_outcome_does_not_hide_the_http_error() -> None:
+    outcome = {"resourceType": "OperationOutcome", "issue": ["not an issue", {"details": "text"}]}
+    with scripted_server(lambda r: Reply(400, outcome)) as server:
+        client, _ = client_for(base_url(server))
+        with pytest.raises(FhirOperationError, match=r"HTTP 400$"):
+            client.request("POST", "Observation", json_body={"resourceType": "Observation"})

@@ -481,7 +481,8 @@ def test_condition_value_sets_hold_the_spec_codes() -> None:
     assert _expand(_value_set("pregnancy-condition")) == {(SNOMED, "77386006"), (ICD10CM, "Z33.1")}
     assert _expand(_value_set("pregnancy-status-pregnant")) == {(SNOMED, "77386006")}
     dialysis = _expand(_value_set("dialysis"))
-    assert {(ICD10CM, "Z99.2"), (ICD10CM, "N18.6")} <= dialysis
+    # 105502003 |Dependence on renal dialysis (finding)|: the SNOMED CT twin of Z99.2 (synth writes both)
+    assert {(ICD10CM, "Z99.2"), (ICD10CM, "N18.6"), (SNOMED, "105502003")} <= dialysis
     assert {system for system, _ in dialysis} == {SNOMED, ICD10CM}
 
 

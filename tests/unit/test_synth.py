@@ -33,6 +33,7 @@ from tests.support.check_digits import loinc_check_digit_ok, snomed_check_digit_
 
 from rls_screen import synth
 from rls_screen.cli import main
+from rls_screen.codesets import load_terminology, value_set_url
 from rls_screen.errors import InputError
 
 AS_OF = date(2026, 3, 15)
@@ -202,6 +203,62 @@ def test_rls_condition_for_most_patients(panel: synth.Panel) -> None:
             assert condition["verificationStatus"]["coding"][0]["code"] == "confirmed"
             assert date.fromisoformat(condition["onsetDateTime"]) < AS_OF
     assert 0.78 <= with_rls / len(panel.patients) <= 0.92
+
+
+# --- codes the rules recognise -------------------------------------------------------------------
+
+# The Condition id suffix synth gives each kind -> the ValueSet the reader searches and the engine matches.
+CONDITION_VALUE_SETS = {"rls": "rls-condition", "dialysis": "dialysis"}
+UIBC = value_set_url("uibc")
+
+
+@pytest.mark.unit
+def test_every_rule_relevant_code_synth_writes_is_in_its_value_set() -> None:
+    """Each coding on its own: a server, an export or a site may keep only one of them (SNOMED or ICD-10-CM).
+
+    A synthetic dialysis patient whose SNOMED CT code is missing from the dialysis ValueSet is still
+    caught by its ICD-10-CM code, which is how 105502003 went unnoticed; checking codings one by one
+    catches such a gap.
+    """
+    terminology = load_terminology()
+    panel = synth.generate_panel(400, seed=1, as_of=AS_OF)  # holds several dialysis Conditions
+    seen: Counter[str] = Counter()
+    missing: set[tuple[str, str, str]] = set()
+    for record in panel.patients:
+        for resource in record.resources:
+            if resource["resourceType"] == "Condition":
+                kind = resource["id"].rsplit("-", 1)[1]
+                assert kind in CONDITION_VALUE_SETS, f"new Condition kind {kind!r}: map it to its ValueSet here"
+                value_set = CONDITION_VALUE_SETS[kind]
+                for coding in resource["code"]["coding"]:
+                    seen[f"condition {kind}"] += 1
+                    if not terminology.contains(value_set_url(value_set), [(coding["system"], coding["code"])]):
+                        missing.add((value_set, coding["system"], coding["code"]))
+            elif resource["resourceType"] == "Observation":
+                for coding in resource["code"]["coding"]:
+                    if coding["system"] == synth.LOCAL_LAB_SYSTEM:
+                        continue  # a site's local code, always sent next to its LOINC code (docs/synthetic-panel.md)
+                    seen["observation code"] += 1
+                    codings = [(coding["system"], coding["code"])]
+                    # UIBC is written on purpose, and recognised to be refused as TIBC (ValueSet uibc).
+                    if terminology.analyte_of(codings) is None and not terminology.contains(UIBC, codings):
+                        missing.add(("an analyte-* ValueSet", coding["system"], coding["code"]))
+                answer = resource.get("valueCodeableConcept")
+                if answer is not None:
+                    [coding] = answer["coding"]
+                    pregnant = terminology.contains(
+                        value_set_url("pregnancy-status-pregnant"), [(coding["system"], coding["code"])]
+                    )
+                    seen[f"pregnancy status {coding['display']}"] += 1
+                    assert pregnant == (coding["display"] == "Pregnant"), coding
+    assert missing == set()
+    assert set(seen) == {
+        "condition rls",
+        "condition dialysis",
+        "observation code",
+        "pregnancy status Pregnant",
+        "pregnancy status Not pregnant",
+    }
 
 
 # --- the mess ------------------------------------------------------------------------------------

@@ -237,7 +237,7 @@ class PatientDataResolver:
             "entry": [{"request": {"method": "GET", "url": self._query(key)}} for key in missing],
         }
         try:
-            answer = client.request("POST", "", json_body=batch, idempotent=True).json()
+            answer = client.request_json("POST", "", json_body=batch, idempotent=True)
         except FhirOperationError as error:
             if error.status is not None and 400 <= error.status < 500 and error.status not in (401, 403):
                 log.info("cds: the FHIR server refused a batch read (HTTP %s): reading key by key", error.status)
@@ -364,7 +364,7 @@ class PatientDataResolver:
                 pages += 1
                 if pages > self.access.max_pages:
                     raise DataUnavailableError(f"'{key}': more than {pages - 1} pages")
-                page = client.request("GET", next_url).json()
+                page = client.request_json("GET", next_url)
                 if not isinstance(page, Mapping) or page.get("resourceType") != "Bundle":
                     raise DataUnavailableError(f"'{key}': a next page is not a Bundle")
                 resources.extend(_entries(page, resource_type))

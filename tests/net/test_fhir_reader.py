@@ -1,0 +1,79 @@
+"""fhir_reader against scripted loopback servers: what the pre-write read sends, and bad answers."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from tests.support.scripted_server import Received, Reply, base_url, scripted_server
+
+from rls_screen.errors import FhirResponseError, FhirUnavailableError
+from rls_screen.fhir_client import Allowlist, FhirClient
+from rls_screen.fhir_reader import read_existing_state
+from rls_screen.writeback import FLAG_ID_SYSTEM
+
+FLAG = {
+    "resourceType": "Flag",
+    "id": "f1",
+    "status": "active",
+    "identifier": [{"system": FLAG_ID_SYSTEM, "value": "p1|iron-deficiency"}],
+}
+
+
+def _batch_response(received: Received) -> Reply:
+    searchsets = [
+        {"resourceType": "Bundle", "type": "searchset", "total": 1, "entry": [{"resource": FLAG}]},
+        {"resourceType": "Bundle", "type": "searchset", "total": 0},
+        {"resourceType": "Bundle", "type": "searchset", "total": 1},
+    ]
+    return Reply(
+        200,
+        {
+            "resourceType": "Bundle",
+            "type": "batch-response",
+            "entry": [{"resource": b, "response": {"status": "200 OK"}} for b in searchsets],
+        },
+    )
+
+
+def _client(url: str) -> FhirClient:
+    return FhirClient(url, allowlist=Allowlist((url,)), sleep=lambda s: None)
+
+
+def test_the_read_before_a_write_asks_the_server_not_to_answer_from_its_search_cache() -> None:
+    with scripted_server(_batch_response) as server:
+        state = read_existing_state(_client(base_url(server)), "p1", "ra-1")
+        [sent] = server.received
+        assert sent.method == "POST"
+        assert sent.headers["Cache-Control"] == "no-cache"
+        batch = json.loads(sent.body)
+        assert batch["type"] == "batch"
+        assert [e["request"]["method"] for e in batch["entry"]] == ["GET"] * 3
+        assert state.risk_assessment_exists
+        assert state.service_request is None
+
+
+def test_the_read_before_a_write_answered_by_a_login_page_is_a_typed_error() -> None:
+    page = b"<html><body>Please sign in</body></html>"
+    with scripted_server(lambda r: Reply(200, page, headers={"Content-Type": "text/html"})) as server:
+        with pytest.raises(FhirResponseError, match=rf"POST \(system\): expected FHIR JSON, .*\({len(page)} bytes\)"):
+            read_existing_state(_client(base_url(server)), "p1", "ra-1")
+        assert len(server.received) == 1
+
+
+def test_the_read_before_a_write_cut_off_is_retried_with_the_same_header() -> None:
+    replies = iter([Reply(200, b'{"resourceType": "Bundle", "type": "batch-resp'), None])
+
+    def answer(received: Received) -> Reply:
+        return next(replies) or _batch_response(received)
+
+    with scripted_server(answer) as server:
+        read_existing_state(_client(base_url(server)), "p1", "ra-1")
+        assert [r.headers["Cache-Control"] for r in server.received] == ["no-cache", "no-cache"]
+
+
+def test_the_read_before_a_write_that_stays_cut_off_is_transient() -> None:
+    with scripted_server(lambda r: Reply(200, b'{"resourceType": "Bun')) as server:
+        with pytest.raises(FhirUnavailableError, match="ends before the JSON does"):
+            read_existing_state(_client(base_url(server)), "p1", "ra-1")
+        assert len(server.received) == 4  # the first try and max_retries (3) more
