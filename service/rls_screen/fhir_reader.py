@@ -44,9 +44,15 @@ def _token_list(codings: set[tuple[str, str]]) -> str:
     return ",".join(f"{system}|{code}" for system, code in sorted(codings))
 
 
+# Codes the rules do not use but explain when present ("UIBC is not TIBC", "not an eGFR"): read
+# too, so the clinician learns why TSAT or the eGFR is missing on every path, not only offline.
+EXPLAINED_VALUE_SETS = ("uibc", "egfr-excluded")
+
+
 def observation_codes(terminology: Terminology) -> str:
-    """Every code an analyte may arrive under: LOINC plus local codes from site ConceptMaps."""
-    return _token_list(set(terminology.analyte_by_coding))
+    """Every code an analyte may arrive under (LOINC plus site ConceptMap codes), and the explained ones."""
+    explained = {coding for name in EXPLAINED_VALUE_SETS for coding in terminology.value_sets[value_set_url(name)]}
+    return _token_list(set(terminology.analyte_by_coding) | explained)
 
 
 def condition_codes(terminology: Terminology) -> str:

@@ -8,7 +8,7 @@ import pytest
 from tests.support.fhir_data import count, observation, patient, put_all, search
 
 from rls_screen.cli import main
-from rls_screen.engine import Knowledge, load_knowledge
+from rls_screen.engine import Knowledge, evaluate, load_knowledge
 from rls_screen.errors import FhirOperationError
 from rls_screen.fhir_client import Allowlist, FhirClient, validation_errors
 from rls_screen.fhir_reader import read_patient_data
@@ -55,6 +55,26 @@ def test_read_takes_at_most_three_requests(
     data = read_patient_data(client, unique_prefix, knowledge, AS_OF)
     assert client.requests_made <= 3
     assert sorted(o["id"] for o in data.observations) == [f"{unique_prefix}-o{n}" for n in range(1, 5)]
+
+
+def test_uibc_and_non_egfr_results_are_read_and_said_why_they_are_not_used(
+    fhir_base_url: str, client: FhirClient, knowledge: Knowledge, unique_prefix: str
+) -> None:
+    """The search asks for UIBC and the eGFR look-alikes too, so the output explains their absence."""
+    put_all(
+        fhir_base_url,
+        [
+            patient(unique_prefix),
+            observation(unique_prefix, 1, "2498-4", 40, "ug/dL", "2026-10-01"),  # serum iron
+            observation(unique_prefix, 2, "2501-5", 300, "ug/dL", "2026-10-01"),  # UIBC, not TIBC
+            observation(unique_prefix, 3, "35591-7", 55, "mL/min", "2026-10-01"),  # Cockcroft-Gault clearance
+        ],
+    )
+    data = read_patient_data(client, unique_prefix, knowledge, AS_OF)
+    assessment = evaluate(data.facts(), data.observations, as_of=AS_OF, knowledge=knowledge)
+    why = {ne.observation: ne.detail for ne in assessment.not_evaluable if ne.observation}
+    assert why[f"Observation/{unique_prefix}-o2"] == "UIBC is not TIBC: not used for transferrin saturation"
+    assert why[f"Observation/{unique_prefix}-o3"].startswith("not an eGFR")
 
 
 def test_every_written_resource_passes_validate(
