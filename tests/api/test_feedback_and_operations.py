@@ -249,3 +249,24 @@ def test_a_call_abandoned_at_its_deadline_sends_no_further_reads(cds_server: Ser
         time.sleep(1.0)  # long enough for the abandoned worker to have sent the MedicationRequest search
         paths = [r.path.split("?")[0] for r in fhir_server.received]
         assert paths == ["/fhir/Condition", "/fhir/", "/fhir/Patient/ab1", "/fhir/Observation"]
+
+
+def test_a_failing_batch_read_gives_412_without_reading_key_by_key(cds_server: ServerFactory) -> None:
+    """A server failing the batch would fail the single reads too: say so at once, within the deadline."""
+
+    def script(received: object) -> Reply:
+        if received.path.startswith("/fhir/Condition"):  # type: ignore[attr-defined]
+            return Reply(200, searchset([rls_condition("bf1")]))
+        return Reply(503, {"resourceType": "OperationOutcome", "issue": []})
+
+    with scripted_server(script) as fhir_server:
+        fhir = base_url(fhir_server)
+        _, ehr = cds_server(fhir_base_url=fhir)
+        authorization = {"access_token": "t", "token_type": "Bearer", "expires_in": 300, "subject": "s"}
+        response = ehr.call(
+            PATIENT_VIEW, patient_view_request("bf1", None, fhirServer=fhir, fhirAuthorization=authorization)
+        )
+        assert response.status_code == 412, response.text
+        assert "the Patient, the patient's lab Observations" in response.text
+        assert "did not answer in time or failed" in response.text
+        assert [r.method for r in fhir_server.received] == ["GET", "POST", "POST"]  # one retry, no single reads

@@ -56,6 +56,7 @@ _SEARCHES: dict[str, tuple[str, str]] = {  # key -> (resource type, what it is, 
     OBSERVATIONS_KEY: ("Observation", "the patient's lab Observations"),
     MEDICATIONS_KEY: ("MedicationRequest", "the patient's medications"),
 }
+_WHAT = {PATIENT_KEY: "the Patient", **{key: what for key, (_, what) in _SEARCHES.items()}}
 Source = Literal["prefetch", "prefetch+pages", "fetched", "fetched-in-batch", "null"]
 log = logging.getLogger(__name__)
 
@@ -238,20 +239,24 @@ class PatientDataResolver:
         }
         try:
             answer = client.request_json("POST", "", json_body=batch, idempotent=True)
-        except FhirOperationError as error:
-            if error.status is not None and 400 <= error.status < 500 and error.status not in (401, 403):
-                log.info("cds: the FHIR server refused a batch read (HTTP %s): reading key by key", error.status)
-                self.access.refuses_batch()
+        except (FhirOperationError, FhirNotFoundError) as error:
+            # 400/404/405/501-like answers to the batch itself: the server does not do batch here.
+            log.info("cds: the FHIR server refused a batch read (HTTP %s): reading key by key", error.status)
+            self.access.refuses_batch()
             return
-        except (FhirError, ValueError):
-            return
+        except FhirError as error:
+            # Unreachable, too slow, token refused, not JSON: reading key by key would fail the same
+            # way and spend the deadline doing it. Every batch holds a required key (only the
+            # medications are optional, and a batch has two keys or more), so the call cannot go on.
+            needed = ", ".join(_WHAT[key] for key in missing)
+            raise DataUnavailableError(f"{needed}: {_fhir_failure(error)}") from error
         entries = answer.get("entry") if isinstance(answer, Mapping) else None
         if not isinstance(entries, list) or len(entries) != len(missing):
             return
         for key, entry in zip(missing, entries, strict=True):
             self._take_batch_entry(key, entry)
 
-    # --- mechanics --------------------------------------------------------------------------------
+    # --- batch reads ------------------------------------------------------------------------------
 
     def _search_params(self, key: str) -> dict[str, str]:
         subject = f"Patient/{self.patient_id}"
