@@ -297,8 +297,10 @@ def test_cds_service_logs_hold_no_patient_data_or_tokens(
     fhir_token = secrets.add("fhirAuthorization token", f"ehr-{uuid.uuid4().hex}")
     context = _fhir_context(proxy.base_url, fhir_token)
     proxy.set_faults(
-        Fault.unavailable(method="GET", path=r"/fhir/Patient/", times=1),
-        Fault.stall(CDS_DEADLINE_MS / 1000 + 3, method="GET", path=rf"/fhir/Observation\?.*{slow.patient_id}", times=1),
+        # The CDS service reads the Conditions, then the rest in one batch: a 503 on the first batch ...
+        Fault.unavailable(method="POST", bundle_type="batch", times=1),
+        # ... and the slow patient's first read stalls past the deadline.
+        Fault.stall(CDS_DEADLINE_MS / 1000 + 3, method="GET", path=rf"/fhir/Condition\?.*{slow.patient_id}", times=1),
     )
     statuses: list[int] = []
 
