@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -25,9 +26,17 @@ from panels import AS_OF, ndjson_panel, panel_bytes
 BENCH = Path(__file__).resolve().parent
 
 
-def _child(script: str, *args: str) -> dict[str, Any]:
+def _child(script: str, *args: str, source: Path | None = None) -> dict[str, Any]:
+    env = None
+    if source is not None:  # another checkout's service/ first on the path (the editable install maps the rest)
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(source / "service"), str(BENCH)]))}
     result = subprocess.run(
-        [sys.executable, str(BENCH / script), *args], capture_output=True, text=True, check=False, timeout=3600
+        [sys.executable, str(BENCH / script), *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=3600,
+        env=env,
     )
     if result.returncode != 0:
         raise RuntimeError(f"{script} failed: {result.stderr[-2000:]}")
@@ -35,10 +44,10 @@ def _child(script: str, *args: str) -> dict[str, Any]:
     return parsed
 
 
-def run_module(directory: Path) -> dict[str, Any]:
+def run_module(directory: Path, source: Path | None = None) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="rls-ndjson-bench-"))
     try:
-        return _child("ndjson_child.py", str(directory), str(work), AS_OF.isoformat())
+        return _child("ndjson_child.py", str(directory), str(work), AS_OF.isoformat(), source=source)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -47,14 +56,16 @@ def run_duckdb(directory: Path) -> dict[str, Any]:
     return _child("duckdb_reference.py", str(directory), AS_OF.isoformat())
 
 
-def measure(sizes: list[int], rounds: int) -> list[dict[str, Any]]:
+def measure(sizes: list[int], rounds: int, before: Path | None = None) -> list[dict[str, Any]]:
     rows = []
     for n in sizes:
         directory = ndjson_panel(n)
-        module, duck = [], []
+        module, duck, old = [], [], []
         for _ in range(rounds):
             module.append(run_module(directory))
             duck.append(run_duckdb(directory))
+            if before is not None:
+                old.append(run_module(directory, before))
         patients = module[0]["patients"]
         if patients != n or duck[0]["patients"] != n:
             raise RuntimeError(f"expected {n} patients, module {patients}, DuckDB {duck[0]['patients']}")
@@ -80,6 +91,15 @@ def measure(sizes: list[int], rounds: int) -> list[dict[str, Any]]:
                 "duckdb_walls": [round(float(r["wall_s"]), 2) for r in duck],
             }
         )
+        if old:
+            rows[-1]["before"] = {
+                "wall_s": med(old, "wall_s"),
+                "index_s": med(old, "index_s"),
+                "cpu_s": statistics.median(float(r["cpu_s"]) + float(r["worker_cpu_s"]) for r in old),
+                "rss_mb": max(float(r["rss_mb"]) for r in old),
+                "worker_rss_mb": max(float(r["worker_rss_mb"]) for r in old),
+                "walls": [round(float(r["wall_s"]), 2) for r in old],
+            }
     return rows
 
 
@@ -106,6 +126,28 @@ def report(rows: list[dict[str, Any]], command: str) -> list[str]:
             f"| {r['duckdb_wall_s']:.1f} s | {r['duckdb_cpu_s']:.1f} s | {r['duckdb_rss_mb']:.0f} MB "
             f"| {r['module_wall_s'] / r['duckdb_wall_s']:.1f} | {r['module_cpu_s'] / r['duckdb_cpu_s']:.1f} |"
         )
+    if any("before" in r for r in rows):
+        lines += [
+            "",
+            "| patients | code | wall (index) | CPU | peak RSS: main / largest worker | ratio to DuckDB (wall / CPU) |",
+            "|---|---|---|---|---|---|",
+        ]
+        for r in rows:
+            b = r.get("before")
+            if b is None:
+                continue
+            lines += [
+                f"| {r['patients']:,} | before | {b['wall_s']:.1f} s ({b['index_s']:.1f} s) | {b['cpu_s']:.1f} s "
+                f"| {b['rss_mb']:.0f} MB / {b['worker_rss_mb']:.0f} MB "
+                f"| {b['wall_s'] / r['duckdb_wall_s']:.1f} / {b['cpu_s'] / r['duckdb_cpu_s']:.1f} |",
+                f"| {r['patients']:,} | after | {r['module_wall_s']:.1f} s ({r['module_index_s']:.1f} s) "
+                f"| {r['module_cpu_s']:.1f} s | {r['module_rss_mb']:.0f} MB / {r['module_worker_rss_mb']:.0f} MB "
+                f"| {r['module_wall_s'] / r['duckdb_wall_s']:.1f} / {r['module_cpu_s'] / r['duckdb_cpu_s']:.1f} |",
+            ]
+        lines.append(
+            "Before: individual wall times (s): "
+            + "; ".join(f"{r['patients']:,}: {r['before']['walls']}" for r in rows if "before" in r)
+        )
     lines += [
         "",
         "Individual wall times (s): "
@@ -122,9 +164,15 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--sizes", default="10000,100000", help="comma-separated panel sizes")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--before",
+        type=Path,
+        metavar="CHECKOUT",
+        help="also time the module from another checkout (e.g. `git worktree add /tmp/before HEAD~1`), interleaved",
+    )
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
-    rows = measure(sizes, args.rounds)
+    rows = measure(sizes, args.rounds, args.before)
     print("\n".join(report(rows, f"python bench/ndjson_bench.py --sizes {args.sizes} --rounds {args.rounds}")))
     print(json.dumps(rows), file=sys.stderr)
     return 0

@@ -4,8 +4,8 @@
 
 - engine: ``evaluate`` over a typical synthetic panel (200 patients, 10 rounds);
 - ndjson-index: indexing the cached 10k-patient NDJSON panel (one chunk scan, in-process);
-- ndjson-patient: what a worker process does per patient on the NDJSON path (read the patient's lines back,
-  parse, evaluate, summarise), over the first ``--patients`` patients of the cached 10k panel.
+- ndjson-patient: what a worker process does on the NDJSON path (read a chunk of patients' lines back, parse,
+  evaluate, summarise, serialise the result), over the first ``--patients`` patients of the cached 10k panel.
 Each profile is printed (text tree) and, with ``--out``, written to ``DIR/<name>.txt``.
 """
 
@@ -20,7 +20,7 @@ from pyinstrument import Profiler
 
 from panels import AS_OF, ndjson_panel
 from rls_screen.batch import sources
-from rls_screen.batch.runner import _offline_one
+from rls_screen.batch.runner import OFFLINE_CHUNK, _offline_batch
 from rls_screen.engine import evaluate, load_knowledge
 from rls_screen.patient_data import group_resources
 from rls_screen.synth import generate_panel
@@ -63,9 +63,10 @@ def main() -> None:
         index = sources.NdjsonIndex(Path(tmp) / "index.sqlite")
         index.load(directory)
         ids = list(dict.fromkeys(index.patient_ids()))[: args.patients]
+        chunks = [ids[i : i + OFFLINE_CHUNK] for i in range(0, len(ids), OFFLINE_CHUNK)]
         profile(
             "ndjson-patient",
-            lambda: [_offline_one(index.patient_data, knowledge, AS_OF, pid) for pid in ids],
+            lambda: [_offline_batch(index.patient_data, index.loader_for, knowledge, AS_OF, c) for c in chunks],
             args.out,
         )
         index.close()

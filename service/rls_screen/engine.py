@@ -29,7 +29,7 @@ from rls_screen.model import (
     Threshold,
     ValueUsed,
 )
-from rls_screen.observations import classify, codings_of, ordering_key, parse_fhir_datetime
+from rls_screen.observations import classify_one, codings_of, ordering_key, parse_fhir_datetime
 from rls_screen.quantities import Bound, Truth, all3, any3, combine_monotonic, format_number, not3
 from rls_screen.ruleset import BelowBand, HemoglobinCutoff, RuleSet, load_ruleset
 from rls_screen.units import UnitTable, load_unit_table
@@ -933,11 +933,15 @@ def evaluate(
         if reference in seen and reference != "Observation/?":
             continue  # the same resource twice (e.g. overlapping pages) counts once
         seen.add(reference)
-        outcome = classify(observation, terminology=terminology, units=units, selection=selection, as_of=as_of)
-        if outcome.result is not None:
-            usable.setdefault(outcome.result.analyte, []).append(outcome.result)
-        elif outcome.problem is not None:
-            problems.append(outcome.problem)
+        outcome = classify_one(observation, reference, terminology, units, selection, as_of)
+        if isinstance(outcome, LabResult):
+            results = usable.get(outcome.analyte)
+            if results is None:
+                usable[outcome.analyte] = [outcome]
+            else:
+                results.append(outcome)
+        else:
+            problems.append(outcome)
 
     tiers = knowledge.egfr_tiers
     latest = {

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from typing import Any
 
-from rls_screen.codesets import Coding, Terminology, value_set_url
-from rls_screen.model import LabResult, NotEvaluable
-from rls_screen.quantities import Bound, Comparator, format_number
+from rls_screen.codesets import LOINC, UCUM, Coding, Terminology, value_set_url
+from rls_screen.model import LabResult, NotEvaluable, lab_result
+from rls_screen.quantities import Bound, Comparator, bound, format_number
 from rls_screen.ruleset import Selection
 from rls_screen.units import UnitProblem, UnitTable
 
@@ -148,8 +148,8 @@ def _absent_reason(observation: Mapping[str, Any]) -> str:
 
 def _problem(
     reference: str, reason: str, detail: str, analyte: str | None = None, when: date | None = None
-) -> Classified:
-    return Classified(None, NotEvaluable(reason, detail, analyte, reference, when))
+) -> NotEvaluable:
+    return NotEvaluable(reason, detail, analyte, reference, when)
 
 
 _UIBC = value_set_url("uibc")
@@ -165,8 +165,149 @@ def classify(
     as_of: date,
 ) -> Classified:
     """Apply S1-S5 to one Observation."""
-    # Hot path of every evaluation (one call per Observation): plain-dict fast paths, no per-call dicts.
     reference = f"Observation/{observation.get('id', '?')}"
+    outcome = classify_one(observation, reference, terminology, units, selection, as_of)
+    if isinstance(outcome, LabResult):
+        return Classified(outcome, None)
+    return Classified(None, outcome)
+
+
+_NOT_CACHED = (None, None)
+_EFFECTIVE_DAYS: dict[str, tuple[datetime | None, date | None]] = {}
+"""effectiveDateTime text -> (parsed, its date): one draw dates several Observations with the same string."""
+
+
+def _effective_day(text: str) -> tuple[datetime | None, date | None]:
+    moment = parse_fhir_datetime(text)
+    entry = (moment, moment.date()) if moment is not None else _NOT_CACHED
+    if len(_EFFECTIVE_DAYS) >= _PARSED_DATETIMES_MAX:
+        _EFFECTIVE_DAYS.clear()
+    _EFFECTIVE_DAYS[text] = entry
+    return entry
+
+
+def classify_one(
+    observation: Mapping[str, Any],
+    reference: str,
+    terminology: Terminology,
+    units: UnitTable,
+    selection: Selection,
+    as_of: date,
+) -> LabResult | NotEvaluable:
+    """``classify`` for the engine: the usable result or why not, for an Observation whose reference is known.
+
+    The hot path of every evaluation (one call per Observation). It handles the common shape (plain dicts, a
+    coding the module knows, a numeric ``valueQuantity``) with as few calls and objects as it can, and hands
+    anything else to ``_classify_general``, which decides exactly as ``classify`` always has: both give the same
+    result for the same Observation (``tests/unit/test_observations.py`` compares them).
+    """
+    concept = observation.get("code")
+    if type(concept) is not dict:
+        return _classify_general(observation, reference, terminology, units, selection, as_of)
+    codings = concept.get("coding")
+    if type(codings) is not list:
+        return _classify_general(observation, reference, terminology, units, selection, as_of)
+    analyte_by_coding = terminology.analyte_by_coding
+    for coding in codings:
+        if type(coding) is not dict:
+            return _classify_general(observation, reference, terminology, units, selection, as_of)
+        system, code = coding.get("system"), coding.get("code")
+        if type(system) is not str or type(code) is not str:
+            return _classify_general(observation, reference, terminology, units, selection, as_of)
+        analyte = analyte_by_coding.get((system, code))
+        if analyte is not None:
+            loinc = code if system == LOINC else terminology.loinc_by_local_coding[(system, code)]
+            break
+    else:  # no coding, or none the module screens: the general path words the reason
+        return _classify_general(observation, reference, terminology, units, selection, as_of)
+    if analyte in CODED_ANALYTES:
+        return _classify_general(observation, reference, terminology, units, selection, as_of)
+
+    status = observation.get("status")
+    text = observation.get("effectiveDateTime")
+    if type(text) is str:
+        moment, when = _EFFECTIVE_DAYS.get(text) or _effective_day(text)
+    else:
+        moment = effective_of(observation)
+        when = moment.date() if moment else None
+    if status in selection.ignored_statuses:
+        return _problem(reference, "entered-in-error", f"status {status}: ignored", analyte, when)
+    if status in selection.pending_statuses:
+        return _problem(reference, "pending", f"status {status}: result pending, not used", analyte, when)
+    if status not in selection.usable_statuses:
+        return _problem(reference, "pending", f"status '{status}' is not a final result: not used", analyte, when)
+    if moment is None or when is None:
+        return _problem(reference, "no-effective-date", "no effective date with day precision", analyte)
+    age_days = (as_of - when).days
+    if age_days < 0:
+        return _problem(reference, "after-as-of", f"dated after the as-of date {as_of.isoformat()}", analyte, when)
+    window_days = selection.window_days
+    if age_days > window_days:
+        return _problem(reference, "stale", f"{age_days} days old (window {window_days} days)", analyte, when)
+
+    quantity = observation.get("valueQuantity")
+    if type(quantity) is not dict:
+        return _classify_general(observation, reference, terminology, units, selection, as_of)
+    raw_value: Any = quantity.get("value")
+    value_type = type(raw_value)
+    if (value_type is not float and value_type is not int) or not math.isfinite(raw_value) or raw_value < 0:
+        return _classify_general(observation, reference, terminology, units, selection, as_of)
+    comparator_raw = quantity.get("comparator")
+    if comparator_raw is None:
+        comparator: Comparator | None = None
+    else:
+        comparator = _COMPARATOR_BY_TEXT.get(comparator_raw) if isinstance(comparator_raw, str) else None
+        if comparator is None:
+            return _problem(reference, "comparator-indeterminate", "comparator not understood", analyte, when)
+
+    meta = observation.get("meta")
+    version = meta.get("versionId") if type(meta) is dict or isinstance(meta, Mapping) else None
+    version_id = str(version) if version is not None else None
+    interpretation = _interpretation_text(observation) if "interpretation" in observation else None
+
+    number = float(raw_value)
+    unit_code = quantity.get("code")
+    fast = (
+        units.ucum_fast.get((analyte, unit_code))
+        if type(unit_code) is str and unit_code and quantity.get("system") == UCUM
+        else None
+    )
+    if fast is not None:  # the unit table's common case (``UnitTable.to_canonical`` gives the same)
+        multiply, factor, canonical_unit = fast
+        canonical_value = number * factor if multiply else number / factor
+        source_unit = unit_code
+    else:
+        converted = units.to_canonical(analyte, number, quantity)
+        if isinstance(converted, UnitProblem):
+            return _problem(reference, "unit-not-understood", converted.detail, analyte, when)
+        canonical_value, canonical_unit, source_unit = converted.value, converted.unit, converted.source_unit
+    unit_text = quantity.get("unit")
+    written_unit = unit_text if isinstance(unit_text, str) else source_unit
+    return lab_result(
+        reference,
+        version_id,
+        analyte,
+        loinc,
+        bound(canonical_value, comparator),
+        canonical_unit,
+        f"{comparator or ''}{format_number(number)} {written_unit}",
+        moment,
+        when,
+        (),
+        _reference_range_text(observation, str(unit_text or source_unit)) if "referenceRange" in observation else None,
+        interpretation,
+    )
+
+
+def _classify_general(
+    observation: Mapping[str, Any],
+    reference: str,
+    terminology: Terminology,
+    units: UnitTable,
+    selection: Selection,
+    as_of: date,
+) -> LabResult | NotEvaluable:
+    """S1-S5 for any Observation, however unusual its shape (``classify_one`` handles the common shape faster)."""
 
     codes = codings_of(observation.get("code"))
     if not codes:
@@ -209,21 +350,18 @@ def classify(
         value_codes = codings_of(observation.get("valueCodeableConcept"))
         if not value_codes:
             return _problem(reference, "no-value", "no coded value", analyte, when)
-        return Classified(
-            LabResult(
-                reference=reference,
-                version_id=version_id,
-                analyte=analyte,
-                loinc=loinc,
-                value=None,
-                unit="",
-                reported=value_codes[0][1],
-                effective=moment,
-                effective_date=when,
-                value_codings=value_codes,
-                lab_interpretation=interpretation,
-            ),
-            None,
+        return LabResult(
+            reference=reference,
+            version_id=version_id,
+            analyte=analyte,
+            loinc=loinc,
+            value=None,
+            unit="",
+            reported=value_codes[0][1],
+            effective=moment,
+            effective_date=when,
+            value_codings=value_codes,
+            lab_interpretation=interpretation,
         )
 
     quantity = observation.get("valueQuantity")
@@ -256,23 +394,20 @@ def classify(
     unit_text = quantity.get("unit")
     written_unit = unit_text if isinstance(unit_text, str) else converted.source_unit
     reported = f"{comparator or ''}{format_number(number)} {written_unit}"
-    return Classified(
-        LabResult(
-            reference=reference,
-            version_id=version_id,
-            analyte=analyte,
-            loinc=loinc,
-            value=Bound(converted.value, comparator),
-            unit=converted.unit,
-            reported=reported,
-            effective=moment,
-            effective_date=when,
-            lab_reference_range=(
-                _reference_range_text(observation, str(unit_text or converted.source_unit))
-                if "referenceRange" in observation
-                else None
-            ),
-            lab_interpretation=interpretation,
+    return LabResult(
+        reference=reference,
+        version_id=version_id,
+        analyte=analyte,
+        loinc=loinc,
+        value=Bound(converted.value, comparator),
+        unit=converted.unit,
+        reported=reported,
+        effective=moment,
+        effective_date=when,
+        lab_reference_range=(
+            _reference_range_text(observation, str(unit_text or converted.source_unit))
+            if "referenceRange" in observation
+            else None
         ),
-        None,
+        lab_interpretation=interpretation,
     )

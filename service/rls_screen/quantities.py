@@ -77,6 +77,19 @@ class Bound:
         return f"{self.comparator or ''}{value}"
 
 
+_set_bound_value = Bound.__dict__["value"].__set__
+_set_bound_comparator = Bound.__dict__["comparator"].__set__
+_new_object = object.__new__
+
+
+def bound(value: float, comparator: Comparator | None = None) -> Bound:
+    """``Bound(value, comparator)``, built without the frozen dataclass ``__init__`` (one per Observation)."""
+    result: Bound = _new_object(Bound)
+    _set_bound_value(result, value)
+    _set_bound_comparator(result, comparator)
+    return result
+
+
 def combine_monotonic(function: Callable[..., float], *inputs: tuple[Bound, bool]) -> Bound | None:
     """Apply a function monotonic in each input (``(bound, increasing)``) to bounds.
 
@@ -103,8 +116,26 @@ def combine_monotonic(function: Callable[..., float], *inputs: tuple[Bound, bool
     return Bound(value, ">" if strict else ">=")
 
 
+_FORMATTED: dict[float, str] = {}
+_FORMATTED_MAX = 4096
+
+
 def format_number(value: float) -> str:
     """A compact human form: 12.0 -> '12', 0.7 -> '0.7', 1.23456 -> '1.23'."""
+    # Lab values repeat (the same few hundred numbers per analyte): remember the text of recent ones.
+    # Only exact floats are remembered (an int 1 and a float 1.0 are equal keys but may format alike anyway).
+    if type(value) is float:
+        text = _FORMATTED.get(value)
+        if text is None:
+            text = _format_number(value)
+            if len(_FORMATTED) >= _FORMATTED_MAX:
+                _FORMATTED.clear()
+            _FORMATTED[value] = text
+        return text
+    return _format_number(value)
+
+
+def _format_number(value: float) -> str:
     if value == int(value) and abs(value) < 1e9:
         return str(int(value))
     return f"{value:.3g}" if abs(value) < 1 else f"{value:.4g}"

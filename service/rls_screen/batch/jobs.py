@@ -46,6 +46,20 @@ CREATE INDEX IF NOT EXISTS patient_by_status ON patient (job_id, status, positio
 """
 
 
+_MARK_DONE = (
+    "UPDATE patient SET status = 'done', attempts = attempts + 1, reason = NULL, result = ?, written = ? "
+    "WHERE job_id = ? AND patient_id = ?"
+)
+_MARK_FAILED = (
+    "UPDATE patient SET status = 'failed', attempts = attempts + 1, reason = ? WHERE job_id = ? AND patient_id = ?"
+)
+
+
+def result_text(result: dict[str, Any]) -> str:
+    """How a patient's result is stored (compact JSON); worker processes call it so the main process need not."""
+    return json.dumps(result, separators=(",", ":"))
+
+
 @dataclass(frozen=True)
 class Job:
     id: str
@@ -136,18 +150,21 @@ class JobStore:
         return [row[0] for row in rows]
 
     def mark_done(self, job_id: str, patient_id: str, result: dict[str, Any], written: bool) -> None:
-        self._db.execute(
-            "UPDATE patient SET status = 'done', attempts = attempts + 1, reason = NULL, result = ?, written = ? "
-            "WHERE job_id = ? AND patient_id = ?",
-            (json.dumps(result, separators=(",", ":")), int(written), job_id, patient_id),
-        )
+        self._db.execute(_MARK_DONE, (result_text(result), int(written), job_id, patient_id))
 
     def mark_failed(self, job_id: str, patient_id: str, reason: str) -> None:
-        self._db.execute(
-            "UPDATE patient SET status = 'failed', attempts = attempts + 1, reason = ? "
-            "WHERE job_id = ? AND patient_id = ?",
-            (reason[:500], job_id, patient_id),
-        )
+        self._db.execute(_MARK_FAILED, (reason[:500], job_id, patient_id))
+
+    def mark_many(
+        self, job_id: str, done: Iterable[tuple[str, str, bool]], failed: Iterable[tuple[str, str]] = ()
+    ) -> None:
+        """``mark_done`` / ``mark_failed`` for many patients in one transaction (one commit instead of one each).
+
+        ``done`` holds (patient id, ``result_text`` of its result, written); ``failed`` (patient id, reason).
+        """
+        with self._transaction() as db:
+            db.executemany(_MARK_DONE, [(text, int(written), job_id, patient_id) for patient_id, text, written in done])
+            db.executemany(_MARK_FAILED, [(reason[:500], job_id, patient_id) for patient_id, reason in failed])
 
     def counts(self, job_id: str) -> dict[str, int]:
         rows = self._db.execute(

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, TextIO
 
-from rls_screen.batch.jobs import Job, JobStore
+from rls_screen.batch.jobs import Job, JobStore, result_text
 from rls_screen.engine import Knowledge
 from rls_screen.errors import FhirError, FhirNotFoundError, FhirUnavailableError, RlsScreenError
 from rls_screen.fhir_client import FhirClient
@@ -41,6 +41,8 @@ SUMMARY_ANALYTES = (
 )
 
 PatientLoader = Callable[[str], PatientData]
+ChunkLoader = Callable[[list[str]], PatientLoader]
+"""Patient ids -> a loader for those patients (e.g. ``NdjsonIndex.loader_for``: one query for the batch)."""
 
 
 def patient_summary(assessment: Assessment, result: ScreenResult) -> dict[str, Any]:
@@ -105,6 +107,8 @@ class BatchOptions:
     retry_pause_s: float = 2.0
     loader: PatientLoader | None = None
     """Where patient data comes from; None reads it from the FHIR server (search path)."""
+    chunk_loader: ChunkLoader | None = None
+    """Optional, offline: a loader for a batch of patients that gives what ``loader`` gives, looked up together."""
 
 
 def _screen_one(client: FhirClient | None, job: Job, patient_id: str, options: BatchOptions) -> dict[str, Any]:
@@ -165,11 +169,11 @@ def _bounded(
 # so patients are screened in worker processes instead, each with its own reader of the patient source.
 
 OFFLINE_CHUNK = 200
-"""Patients per task sent to a worker process (amortises the inter-process round trip)."""
-Outcome = tuple[str, dict[str, Any] | None, str | None]
-"""(patient id, summary when screened, failure reason when not)."""
+"""Patients per task sent to a worker process (amortises the inter-process round trip), and per job-store commit."""
+Outcome = tuple[str, str | None, str | None]
+"""(patient id, its stored result text (``jobs.result_text``) when screened, failure reason when not)."""
 
-_worker_state: tuple[PatientLoader, Knowledge, date] | None = None
+_worker_state: tuple[PatientLoader, ChunkLoader | None, Knowledge, date] | None = None
 
 
 def _offline_one(loader: PatientLoader, knowledge: Knowledge, as_of: date, patient_id: str) -> Outcome:
@@ -179,45 +183,60 @@ def _offline_one(loader: PatientLoader, knowledge: Knowledge, as_of: date, patie
     except Exception as error:
         return patient_id, None, _classify_failure(error)
     summary["written"] = False
-    return patient_id, summary, None
+    return patient_id, result_text(summary), None
 
 
-def _offline_worker_init(loader_pickle: bytes, knowledge: Knowledge, as_of: date) -> None:
+def _offline_batch(
+    loader: PatientLoader, chunk_loader: ChunkLoader | None, knowledge: Knowledge, as_of: date, patient_ids: list[str]
+) -> list[Outcome]:
+    """Screen a batch of patients; with a chunk loader their data is looked up together (same data, fewer queries)."""
+    load = loader
+    if chunk_loader is not None:
+        try:
+            load = chunk_loader(patient_ids)
+        except Exception:  # e.g. the index cannot be queried: each patient then fails (or not) on its own
+            load = loader
+    return [_offline_one(load, knowledge, as_of, patient_id) for patient_id in patient_ids]
+
+
+def _offline_worker_init(loaders_pickle: bytes, knowledge: Knowledge, as_of: date) -> None:
     global _worker_state
-    _worker_state = (pickle.loads(loader_pickle), knowledge, as_of)  # noqa: S301 - our own pickle, same program
+    loader, chunk_loader = pickle.loads(loaders_pickle)  # noqa: S301 - our own pickle, same program
+    _worker_state = (loader, chunk_loader, knowledge, as_of)
 
 
 def _offline_chunk(patient_ids: list[str]) -> list[Outcome]:
     if _worker_state is None:  # pragma: no cover - the pool's initializer always runs first
         raise RuntimeError("offline worker used before its initializer ran")
-    loader, knowledge, as_of = _worker_state
-    return [_offline_one(loader, knowledge, as_of, patient_id) for patient_id in patient_ids]
+    loader, chunk_loader, knowledge, as_of = _worker_state
+    return _offline_batch(loader, chunk_loader, knowledge, as_of, patient_ids)
 
 
 def _offline_processes(options: BatchOptions, patients: int) -> tuple[int, bytes | None]:
-    """How many worker processes to use, and the pickled loader they reopen (None: stay in-process)."""
+    """How many worker processes to use, and the pickled loaders they reopen (None: stay in-process)."""
     processes = min(options.concurrency, os.cpu_count() or 1, -(-patients // OFFLINE_CHUNK))
     if processes < 2 or options.loader is None:
         return 1, None
     try:
-        return processes, pickle.dumps(options.loader)
+        # one pickle: loaders bound to the same index reopen it once in each worker
+        return processes, pickle.dumps((options.loader, options.chunk_loader))
     except (pickle.PicklingError, TypeError, AttributeError):
         return 1, None  # a loader that cannot travel (a closure, a live connection): evaluate in-process
 
 
-def _offline_outcomes(ids: list[str], job: Job, options: BatchOptions) -> Iterator[Outcome]:
-    """Screen patients offline, in worker processes when it pays; outcomes in any order."""
+def _offline_outcomes(ids: list[str], job: Job, options: BatchOptions) -> Iterator[list[Outcome]]:
+    """Screen patients offline, in worker processes when it pays; batches of outcomes, in any order."""
     loader = options.loader
     if loader is None:  # pragma: no cover - run_job only comes here with a loader
         raise RlsScreenError("no patient source")
-    processes, loader_pickle = _offline_processes(options, len(ids))
-    if loader_pickle is None:
-        for patient_id in ids:
-            yield _offline_one(loader, options.knowledge, job.as_of, patient_id)
+    processes, loaders_pickle = _offline_processes(options, len(ids))
+    chunks = (ids[i : i + OFFLINE_CHUNK] for i in range(0, len(ids), OFFLINE_CHUNK))
+    if loaders_pickle is None:
+        for chunk in chunks:
+            yield _offline_batch(loader, options.chunk_loader, options.knowledge, job.as_of, chunk)
         return
     context = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
-    chunks = (ids[i : i + OFFLINE_CHUNK] for i in range(0, len(ids), OFFLINE_CHUNK))
-    initargs = (loader_pickle, options.knowledge, job.as_of)
+    initargs = (loaders_pickle, options.knowledge, job.as_of)
     # ProcessPoolExecutor, not multiprocessing.Pool: a worker that dies raises BrokenProcessPool (the job stays
     # resumable) instead of hanging the batch; at most two chunks per worker in flight keep memory flat.
     with ProcessPoolExecutor(
@@ -229,9 +248,18 @@ def _offline_outcomes(ids: list[str], job: Job, options: BatchOptions) -> Iterat
             if len(in_flight) >= 2 * processes:
                 done, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
                 for future in done:
-                    yield from future.result()
+                    yield future.result()
         for future in as_completed(in_flight):
-            yield from future.result()
+            yield future.result()
+
+
+def _record_offline(store: JobStore, job: Job, outcomes: list[Outcome], progress: Progress) -> None:
+    """Record a batch of outcomes in one job-store transaction."""
+    done = [(patient_id, text, False) for patient_id, text, _ in outcomes if text is not None]
+    failed = [(patient_id, reason or "internal error") for patient_id, text, reason in outcomes if text is None]
+    store.mark_many(job.id, done, failed)
+    for _, text, _ in outcomes:
+        progress.step(failed=text is None)
 
 
 def run_job(store: JobStore, job: Job, client: FhirClient | None, options: BatchOptions) -> dict[str, int]:
@@ -249,12 +277,8 @@ def run_job(store: JobStore, job: Job, client: FhirClient | None, options: Batch
             time.sleep(options.retry_pause_s)
             progress.done -= len(ids)
         if client is None and options.loader is not None:
-            for patient_id, summary, reason in _offline_outcomes(ids, job, options):
-                if summary is not None:
-                    store.mark_done(job.id, patient_id, summary, False)
-                else:
-                    store.mark_failed(job.id, patient_id, reason or "internal error")
-                progress.step(failed=summary is None)
+            for outcomes in _offline_outcomes(ids, job, options):
+                _record_offline(store, job, outcomes, progress)
             continue
         with ThreadPoolExecutor(max_workers=options.concurrency, thread_name_prefix="screen") as executor:
             work = lambda pid: _screen_one(client, job, pid, options)  # noqa: E731

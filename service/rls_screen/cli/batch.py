@@ -96,6 +96,7 @@ def execute_job(
         recorded=datetime.now(UTC).replace(microsecond=0),
         concurrency=concurrency,
         loader=index.patient_data if index is not None else None,
+        chunk_loader=index.loader_for if index is not None else None,
     )
     offline = job.dry_run and index is not None
     counts = run_job(store, job, None if offline else client, options)
