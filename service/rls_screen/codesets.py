@@ -210,6 +210,8 @@ def load_terminology(site_conceptmap_dir: Path | None = None) -> Terminology:
             outcome_map = resource
     if code_system is None:
         raise ConfigurationError(f"terminology/: the CodeSystem {FINDING_SYSTEM} is missing")
+    if not override_reasons:
+        raise ConfigurationError(f"terminology/: the CodeSystem {OVERRIDE_REASON_SYSTEM} is missing")
 
     value_sets = {url: _expand(url, raw_value_sets) for url in raw_value_sets}
     analyte_by_loinc: dict[str, str] = {}
@@ -248,11 +250,13 @@ def load_terminology(site_conceptmap_dir: Path | None = None) -> Terminology:
 
 
 def _override_reasons(code_system: Mapping[str, Any], where: str) -> tuple[tuple[str, str], ...]:
-    reasons = []
+    reasons: list[tuple[str, str]] = []
     for concept in code_system.get("concept") or []:
         code, display = concept.get("code"), concept.get("display")
         if not isinstance(code, str) or not code or not isinstance(display, str) or not display:
             raise ConfigurationError(f"{where}: every override reason needs a code and a display")
+        if any(code == seen for seen, _ in reasons):
+            raise ConfigurationError(f"{where}: override reason {code!r} is listed twice")
         reasons.append((code, display))
     if not reasons:
         raise ConfigurationError(f"{where}: no override reasons")

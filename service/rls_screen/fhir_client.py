@@ -355,7 +355,10 @@ class FhirClient:
         max_pages: int = 50,
         backoff_s: float = 0.5,
         sleep: Callable[[float], None] = time.sleep,
+        deadline_at: float | None = None,
     ) -> None:
+        """``deadline_at`` (``time.monotonic()``): no request, retry or page starts after it, and each
+        request's read timeout is cut to the time left (the CDS service's per-call deadline)."""
         self.base_url = normalise_base(base_url)
         allowlist.check(self.base_url)
         self._allowlist = allowlist
@@ -368,6 +371,7 @@ class FhirClient:
         self._timeout = (connect_timeout_s, read_timeout_s)
         self._max_retries, self._max_pages = max_retries, max_pages
         self._backoff_s, self._sleep = backoff_s, sleep
+        self._deadline_at = deadline_at
         self.requests_made = 0
 
     @classmethod
@@ -453,15 +457,14 @@ class FhirClient:
             send_headers = {"Accept": FHIR_JSON, **(headers or {})}
             if json_body is not None:
                 send_headers["Content-Type"] = FHIR_JSON
+            timeout = self._timeout_now(method, kind)
             authorization = self._auth.header()
             if authorization:
                 send_headers["Authorization"] = authorization
             started = time.monotonic()
             try:
                 self.requests_made += 1
-                response = self._session.request(
-                    method, url, json=json_body, headers=send_headers, timeout=self._timeout
-                )
+                response = self._session.request(method, url, json=json_body, headers=send_headers, timeout=timeout)
             except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as error:
                 # A read timeout on a write may have been applied: only retry what is safe to repeat.
                 # ChunkedEncodingError is a connection broken while the body was read (requests does
@@ -513,11 +516,22 @@ class FhirClient:
                 continue
             raise self._error(response, method, kind)
 
+    def _timeout_now(self, method: str, kind: str) -> tuple[float, float]:
+        """(connect, read) timeouts for the next attempt: never past the deadline, if there is one."""
+        if self._deadline_at is None:
+            return self._timeout
+        left = self._deadline_at - time.monotonic()
+        if left <= 0:
+            raise FhirUnavailableError(f"{method} {kind}: not sent, the caller's deadline has passed")
+        return (min(self._timeout[0], left), min(self._timeout[1], left))
+
     def _wait(self, attempt: int, retry_after: float | None, method: str, kind: str, why: str) -> None:
         delay = min(
             retry_after if retry_after is not None else self._backoff_s * 2 ** (attempt - 1),
             MAX_RETRY_AFTER_S,
         )
+        if self._deadline_at is not None and time.monotonic() + delay >= self._deadline_at:
+            raise FhirUnavailableError(f"{method} {kind}: {why}; no time left for a retry before the deadline")
         log.warning("fhir %s %s: %s, retry %d in %.1f s", method, kind, why, attempt, delay)
         self._sleep(delay)
 

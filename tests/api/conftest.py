@@ -64,11 +64,16 @@ def knowledge() -> Knowledge:
 
 @pytest.fixture
 def cds_server(tmp_path: Path, issuers_file: Path, es_key: SigningKey, knowledge: Knowledge) -> Iterator[ServerFactory]:
-    """Start a CDS server; keyword arguments override CdsSettings, ``fhir_base_url`` the allowlisted server."""
+    """Start a CDS server; keyword arguments override CdsSettings; ``fhir_base_url`` and ``fhir_allowlist``
+    (comma-separated) are the FHIR servers it may call."""
     servers: list[LiveServer] = []
 
     def start(
-        *, fhir_base_url: str = "http://127.0.0.1:8080/fhir", issuers: Path | None = None, **overrides: Any
+        *,
+        fhir_base_url: str = "http://127.0.0.1:8080/fhir",
+        fhir_allowlist: str = "",
+        issuers: Path | None = None,
+        **overrides: Any,
     ) -> tuple[LiveServer, Ehr]:
         server = LiveServer()
         servers.append(server)
@@ -79,7 +84,9 @@ def cds_server(tmp_path: Path, issuers_file: Path, es_key: SigningKey, knowledge
             "cds_subject_salt": "test-salt",
             **overrides,
         }
-        base_settings = Settings(FHIR_BASE_URL=fhir_base_url, state_dir=tmp_path, fhir_max_retries=0)
+        base_settings = Settings(
+            FHIR_BASE_URL=fhir_base_url, fhir_allowlist=fhir_allowlist, state_dir=tmp_path, fhir_max_retries=0
+        )
         server.start(create_app(CdsSettings(**values), base_settings, knowledge=knowledge))
         return server, Ehr(server.base_url, es_key)
 

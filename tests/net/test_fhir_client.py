@@ -531,3 +531,19 @@ def test_a_malformed_operation_outcome_does_not_hide_the_http_error() -> None:
         client, _ = client_for(base_url(server))
         with pytest.raises(FhirOperationError, match=r"HTTP 400$"):
             client.request("POST", "Observation", json_body={"resourceType": "Observation"})
+
+
+def test_a_deadline_cuts_the_read_timeout_and_stops_further_requests() -> None:
+    """The CDS service's per-call deadline: nothing is sent, retried or waited for past it."""
+    with scripted_server(lambda _: Reply(200, {"resourceType": "Patient", "id": "p"}, delay_s=1.0)) as server:
+        url = base_url(server)
+        client = FhirClient(
+            url, allowlist=Allowlist((url,)), max_retries=3, read_timeout_s=30, deadline_at=time.monotonic() + 0.3
+        )
+        started = time.monotonic()
+        with pytest.raises(FhirUnavailableError):
+            client.read("Patient", "p")
+        assert time.monotonic() - started < 0.8  # not the 1 s answer, nor a 30 s timeout, nor retries
+        with pytest.raises(FhirUnavailableError, match="deadline has passed"):
+            client.read("Patient", "p")
+        assert len(server.received) == 1

@@ -155,13 +155,6 @@ def test_survivable_faults_still_give_the_card_within_the_deadline(
 
 LATE = {
     "a stalled read": ([Fault.stall(10, method="GET", path=CONDITION, times=1)], 3000),
-    "Retry-After waits adding up past the deadline": (
-        [
-            Fault.too_many_requests("1", method="GET", path=CONDITION, times=1),
-            Fault.too_many_requests("3", times=1, **BATCH),
-        ],
-        3000,
-    ),
     "latency adding up past the deadline": ([Fault.latency(1.6)], 3000),  # two reads: Conditions, then a batch
 }
 
@@ -210,6 +203,25 @@ def test_a_retry_after_longer_than_the_deadline_fails_fast_and_sends_no_late_ret
     assert elapsed < 2.0
     time.sleep(2.5)
     assert not [e for e in proxy.forwarded() if "/fhir/Condition?" in e.target], "a late retry was sent"
+
+
+def test_retry_after_waits_adding_up_past_the_deadline_fail_fast_with_412(
+    cds: CdsFactory, proxy: FaultProxy, iron_deficient: Patient
+) -> None:
+    """1 s waited out on the Conditions leaves less than the 3 s the batch is asked to wait: the data cannot
+    be had in time, so the service says so (412) at once rather than sleeping into the deadline."""
+    ehr = cds(3000)
+    faults = proxy.set_faults(
+        Fault.too_many_requests("1", method="GET", path=CONDITION, times=1),
+        Fault.too_many_requests("3", times=1, **BATCH),
+    )
+    status, answer, elapsed = call(ehr, iron_deficient, proxy.base_url)
+    assert status == 412, answer
+    assert "did not answer in time or failed" in json.dumps(answer)
+    assert 1.0 <= elapsed < 3.0
+    assert [f.fired for f in faults] == [1, 1]
+    time.sleep(3.5)
+    assert len([e for e in proxy.forwarded() if e.method == "POST"]) == 0, "the batch was retried late"
 
 
 def test_a_burst_against_a_throttling_server_does_not_starve_the_service_once_it_recovers(

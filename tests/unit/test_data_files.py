@@ -25,7 +25,8 @@ from fhir.resources.R4B.conceptmap import ConceptMap
 from fhir.resources.R4B.valueset import ValueSet
 from tests.support.check_digits import loinc_check_digit_ok, snomed_concept_id_ok
 
-from rls_screen.codesets import load_terminology
+from rls_screen.codesets import _override_reasons, load_terminology
+from rls_screen.errors import ConfigurationError
 
 REPO = Path(__file__).parents[2]
 TERMINOLOGY_DIR = REPO / "terminology"
@@ -353,7 +354,8 @@ def test_common_metadata(path: Path) -> None:
     assert data["title"].strip()
     description = data["description"]
     # The rules' codes cite their CLINICAL_RULES section; the CDS service's own codes cite its documentation.
-    assert "CLINICAL_RULES.md" in description or "docs/cds-hooks.md" in description, "the description must cite"
+    cites = "docs/cds-hooks.md" if data["id"] == "cds-override-reason" else "CLINICAL_RULES.md"
+    assert cites in description, f"the description must cite {cites}"
     assert description.endswith(".")
     assert re.search(r"\.\s+[A-Z]", description) is None, "the description must be one sentence"
 
@@ -793,3 +795,19 @@ def test_override_reasons_come_from_their_code_system_in_file_order() -> None:
     assert all(c["code"] and c["display"] and c["definition"] for c in code_system["concept"])
     loaded = load_terminology().override_reasons
     assert loaded == tuple((c["code"], c["display"]) for c in code_system["concept"])
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    ("concepts", "message"),
+    [
+        ([], "no override reasons"),
+        ([{"code": "a", "display": "A"}, {"code": "a", "display": "Again"}], "listed twice"),
+        ([{"code": "a"}], "needs a code and a display"),
+    ],
+)
+def test_a_broken_override_reason_code_system_is_a_configuration_error(
+    concepts: list[dict[str, str]], message: str
+) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        _override_reasons({"concept": concepts}, "terminology/CodeSystem-cds-override-reason.json")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import multiprocessing
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -24,6 +25,16 @@ def test_first_use_then_replay_then_usable_again_after_expiry(tmp_path: Path, ma
     assert not cache.first_use(ISS, "a", expires_at=300.0, now=102.0)
 
 
+def test_an_expired_entry_not_yet_swept_is_replaced_in_place(tmp_path: Path) -> None:
+    """The upsert's own expiry test, between sweeps (the first call sweeps; the next sweep is 60 s later)."""
+    cache = SqliteReplayCache(tmp_path / "s.sqlite3")
+    assert cache.first_use(ISS, "a", expires_at=70.0, now=60.0)
+    assert not cache.first_use(ISS, "a", expires_at=70.0, now=69.0)
+    assert cache.first_use(ISS, "a", expires_at=200.0, now=71.0)  # expired at 70, still in the table
+    assert not cache.first_use(ISS, "a", expires_at=200.0, now=72.0)  # and its new expiry was stored
+    assert len(cache) == 1
+
+
 def test_two_caches_on_one_file_see_each_others_tokens(tmp_path: Path) -> None:
     one, two = SqliteReplayCache(tmp_path / "s.sqlite3"), SqliteReplayCache(tmp_path / "s.sqlite3")
     assert one.first_use(ISS, "jti-1", expires_at=100.0, now=1.0)
@@ -41,22 +52,28 @@ def test_expired_entries_are_swept(tmp_path: Path) -> None:
     assert len(cache) == 1
 
 
-def _claim_all(path: str, jtis: list[str], out: multiprocessing.Queue[list[str]]) -> None:
+def _claim_all(path: str, jtis: list[str], offset: int, start: Any, out: Any) -> None:
     cache = SqliteReplayCache(Path(path))
-    out.put([jti for jti in jtis if cache.first_use(ISS, jti, expires_at=1e12, now=1.0)])
+    start.wait(timeout=60)  # every process claims at the same moment, each from its own place in the list
+    ordered = jtis[offset:] + jtis[:offset]
+    out.put([jti for jti in ordered if cache.first_use(ISS, jti, expires_at=1e12, now=1.0)])
 
 
 def test_racing_processes_accept_each_jti_exactly_once(tmp_path: Path) -> None:
-    jtis = [f"jti-{n}" for n in range(300)]
+    jtis = [f"jti-{n}" for n in range(3000)]
     context = multiprocessing.get_context("spawn")
-    queue: multiprocessing.Queue[list[str]] = context.Queue()
-    workers = [context.Process(target=_claim_all, args=(str(tmp_path / "s.sqlite3"), jtis, queue)) for _ in range(3)]
+    queue = context.Queue()
+    start = context.Barrier(3)
+    path = str(tmp_path / "s.sqlite3")
+    workers = [context.Process(target=_claim_all, args=(path, jtis, n * 1000, start, queue)) for n in range(3)]
     for worker in workers:
         worker.start()
-    accepted = [jti for _ in workers for jti in queue.get(timeout=60)]
+    claimed = [queue.get(timeout=60) for _ in workers]
     for worker in workers:
         worker.join(timeout=30)
+    accepted = [jti for batch in claimed for jti in batch]
     assert sorted(accepted) == sorted(jtis)
+    assert sum(1 for batch in claimed if batch) >= 2, "the processes did not actually race"
 
 
 def test_a_broken_database_fails_closed(tmp_path: Path) -> None:

@@ -311,12 +311,17 @@ def create_app(
 
     async def run_call(service_id: str, body: HookRequest) -> Response:
         started = time.perf_counter()
+        deadline_at = time.monotonic() + deadline
         try:
-            deadline_at = time.monotonic() + deadline
             outcome = await asyncio.wait_for(
                 run_in_threadpool(runtime.call, service_id, body, deadline_at), timeout=deadline
             )
-        except TimeoutError:
+        except Exception as error:
+            # Past the deadline the answer is "no cards", whatever the worker ran into on its way
+            # there (a read cut short by the deadline, a 412 it would have given): the EHR asked for
+            # an answer in time, and a late error is worth no more than a late card.
+            if not isinstance(error, TimeoutError) and time.monotonic() < deadline_at:
+                raise
             log.warning(
                 "cds: %s hook_instance=%s passed the %d ms deadline: answered no cards",
                 service_id,

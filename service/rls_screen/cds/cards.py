@@ -227,7 +227,7 @@ class CardBuilder:
             source=self._source(topic),
             suggestions=suggestions or None,
             selection_behavior="at-most-one" if suggestions else None,
-            override_reasons=self._override_reasons(),
+            override_reasons=self._override_reasons() or None,  # CDS Hooks: omit, never send empty
             links=self._links(topic, rule_id),
         )
         return CardDraft(key=key, signature=signature, card=card)

@@ -51,6 +51,9 @@ OBSERVATIONS_KEY = "observations"
 MEDICATIONS_KEY = "medications"
 PREFETCH_PAGE_SIZE = "100"
 SEARCH_BUNDLE_TYPES = frozenset({"searchset", "collection"})
+BATCH_REFUSAL_STATUSES = frozenset({400, 404, 405})
+"""Answers to a batch POST that mean "no batch here" (bad request, no such endpoint, method not allowed)."""
+BATCH_REFUSAL_MEMORY_S = 600.0
 _SEARCHES: dict[str, tuple[str, str]] = {  # key -> (resource type, what it is, for messages)
     CONDITIONS_KEY: ("Condition", "the patient's Conditions"),
     OBSERVATIONS_KEY: ("Observation", "the patient's lab Observations"),
@@ -84,8 +87,9 @@ class FhirAccessConfig:
     read_timeout_s: float
     max_retries: int
     max_pages: int
-    batch_refused_by: set[str] = field(default_factory=set)
-    """Servers (normalised base URLs) that answered a batch request with a 4xx: read key by key."""
+    batch_refused_by: dict[str, float] = field(default_factory=dict)
+    """Server (normalised base URL) -> when (time.monotonic()) it refused a batch: read key by key
+    until BATCH_REFUSAL_MEMORY_S has passed, then batch is tried again (the server may have changed)."""
 
 
 class FhirAccess:
@@ -113,11 +117,14 @@ class FhirAccess:
 
     @property
     def may_batch(self) -> bool:
-        return self.server is not None and self.server not in self._config.batch_refused_by
+        if self.server is None:
+            return False
+        refused_at = self._config.batch_refused_by.get(self.server)
+        return refused_at is None or time.monotonic() - refused_at > BATCH_REFUSAL_MEMORY_S
 
     def refuses_batch(self) -> None:
         if self.server is not None:
-            self._config.batch_refused_by.add(self.server)
+            self._config.batch_refused_by[self.server] = time.monotonic()
 
     @property
     def requests_made(self) -> int:
@@ -138,9 +145,12 @@ class FhirAccess:
                 self._unavailable = "no fhirServer was given"
             else:
                 try:
+                    self._config.allowlist.check(normalise_base(self._server))
                     self._client = FhirClient(
                         self._server,
-                        allowlist=self._config.allowlist,
+                        # This call's bearer token goes to its fhirServer only: next links, too, must
+                        # stay under it, even when they name another server the module may call.
+                        allowlist=Allowlist((normalise_base(self._server),)),
                         auth=BearerAuth(self._token) if self._token else NoAuth(),
                         session=self._config.session,
                         connect_timeout_s=self._config.connect_timeout_s,
@@ -148,6 +158,7 @@ class FhirAccess:
                         max_retries=self._config.max_retries,
                         max_pages=self._config.max_pages,
                         backoff_s=0.2,
+                        deadline_at=self._deadline_at,
                     )
                     return self._client
                 except ServerNotAllowedError:
@@ -221,7 +232,8 @@ class PatientDataResolver:
     def fetch_missing(self, keys: Sequence[str]) -> None:
         """Read the keys that will be needed and were not prefetched in one batch request.
 
-        Best effort: whatever the batch did not deliver is read key by key when it is asked for.
+        An entry the batch did not deliver is read on its own when it is asked for; a server that
+        refuses batch is read key by key; a batch that fails as a whole is a 412 (DataUnavailableError).
         """
         missing = [key for key in keys if self._needs_read(key)]
         if len(missing) < 2 or not self.access.may_batch:
@@ -240,17 +252,18 @@ class PatientDataResolver:
         try:
             answer = client.request_json("POST", "", json_body=batch, idempotent=True)
         except (FhirOperationError, FhirNotFoundError) as error:
-            # 400/404/405/501-like answers to the batch itself: the server does not do batch here.
-            log.info("cds: the FHIR server refused a batch read (HTTP %s): reading key by key", error.status)
-            self.access.refuses_batch()
-            return
+            if error.status in BATCH_REFUSAL_STATUSES:  # the server does not do batch here
+                log.info("cds: the FHIR server refused a batch read (HTTP %s): reading key by key", error.status)
+                self.access.refuses_batch()
+            return  # other 4xx (409, 422, ...): this batch only; the keys are read on their own
         except FhirError as error:
             # Unreachable, too slow, token refused, not JSON: reading key by key would fail the same
             # way and spend the deadline doing it. Every batch holds a required key (only the
             # medications are optional, and a batch has two keys or more), so the call cannot go on.
             needed = ", ".join(_WHAT[key] for key in missing)
             raise DataUnavailableError(f"{needed}: {_fhir_failure(error)}") from error
-        entries = answer.get("entry") if isinstance(answer, Mapping) else None
+        # R4 http.html#transaction: a batch-response with one entry per request, in request order.
+        entries = answer.get("entry") if answer.get("type") == "batch-response" else None
         if not isinstance(entries, list) or len(entries) != len(missing):
             return
         for key, entry in zip(missing, entries, strict=True):
@@ -290,10 +303,18 @@ class PatientDataResolver:
                 self.sources[PATIENT_KEY] = "fetched-in-batch"
             return
         resource_type, why = _SEARCHES[key]
-        if resource.get("resourceType") != "Bundle":
+        if resource.get("resourceType") != "Bundle" or resource.get("type") != "searchset":
             return
         resources = list(_entries(resource, resource_type))
-        self._cache[key] = resources + self._rest_of_pages(key, resource, resource_type, why)
+        if _holds_other_resources(resource, resource_type):
+            return  # not this key's answer (a server that reordered the entries): read it on its own
+        try:
+            resources += self._rest_of_pages(key, resource, resource_type, why)
+        except DeadlinePassedError:
+            raise
+        except DataUnavailableError:
+            return  # a later page failed: the key's own read decides (the medications are optional)
+        self._cache[key] = resources
         self.sources[key] = "fetched-in-batch"
 
     # --- mechanics --------------------------------------------------------------------------------
@@ -416,6 +437,19 @@ def _entries(bundle: Mapping[str, Any], resource_type: str) -> Iterator[Mapping[
         resource = entry.get("resource")
         if isinstance(resource, Mapping) and resource.get("resourceType") == resource_type:
             yield resource
+
+
+def _holds_other_resources(bundle: Mapping[str, Any], resource_type: str) -> bool:
+    """Whether a searchset matches resources of another type (outcome and included entries aside)."""
+    for entry in bundle.get("entry") or []:
+        if not isinstance(entry, Mapping):
+            continue
+        search = entry.get("search")
+        mode = search.get("mode") if isinstance(search, Mapping) else "match"
+        resource = entry.get("resource")
+        if mode == "match" and isinstance(resource, Mapping) and resource.get("resourceType") != resource_type:
+            return True
+    return False
 
 
 def _next_link(bundle: Mapping[str, Any]) -> str | None:

@@ -25,14 +25,15 @@ if TYPE_CHECKING:
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8090
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+WORKER_LOG_FORMAT = "%(asctime)s %(levelname)s [pid %(process)d] %(name)s: %(message)s"
+"""With several workers, each line says which process wrote it (an on-call engineer follows one call)."""
 
 
 def worker_app() -> FastAPI:
     """The app factory each worker process calls (uvicorn --factory): logging first, then the app."""
     from rls_screen.cds import create_app
 
-    logging.basicConfig(level=logging.WARNING, format=LOG_FORMAT, stream=sys.stderr)
+    logging.basicConfig(level=logging.WARNING, format=WORKER_LOG_FORMAT, stream=sys.stderr)
     logging.getLogger("rls_screen").setLevel(logging.INFO)
     return create_app()
 
