@@ -3,9 +3,11 @@
 It runs against a separate HAPI instance of its own (``separate_hapi``), so the shared server is
 never touched. That server keeps its data in memory: the restart wipes it, so the test reloads the
 panel before resuming, exactly as an operator would restore a server before ``batch --resume``.
-The wipe also makes "each patient screened once" visible: patients the job had finished before the
-kill have no write-back on the restarted server, so any write-back found for them would mean the
-resumed job screened them again.
+The batch runs with two short retry rounds, so it gives up while the server is still down (riding
+out a short outage in the same run is test_batch_rides_out_outage.py). The wipe also makes "each
+patient screened once" visible: patients the job had finished before the kill have no write-back
+on the restarted server, so any write-back found for them would mean the resumed job screened
+them again.
 """
 
 from __future__ import annotations
@@ -65,7 +67,11 @@ def test_server_killed_mid_batch_then_restarted_and_the_job_resumes_to_completio
                 "-m",
                 "rls_screen.cli",
                 "-v",
-                *batch_args(f"Group/{unique_prefix}-panel", job_db, reports),
+                # Two short retry rounds (the defaults wait about two minutes for the server to come
+                # back): this test is about a server that stays down until the job ends, then --resume.
+                *batch_args(
+                    f"Group/{unique_prefix}-panel", job_db, reports, "--retry-rounds", "2", "--retry-pause", "2"
+                ),
             ],
             env=env,
             stdout=out,

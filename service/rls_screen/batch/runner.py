@@ -1,13 +1,16 @@
 """Runs a batch job: bounded concurrency over one pooled client, state in the job store.
 
 One patient's failure is recorded with its reason and the batch goes on. Transient server errors
-(unreachable, 5xx, 429 after the client's own retries) are retried in later rounds of the same run;
-bad data is never retried. Results are recorded from the main thread only (SQLite has one writer).
+(unreachable, 5xx, 429 after the client's own retries) are retried in later rounds of the same run,
+after pauses that double up to a cap, so a run rides out a short outage or a server restart; during
+a pause the server is probed (``GET [base]/metadata``) and the round starts as soon as it answers.
+Bad data is never retried. Results are recorded from the main thread only (SQLite has one writer).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import multiprocessing
 import os
 import pickle
@@ -21,7 +24,7 @@ from typing import Any, TextIO
 
 from rls_screen.batch.jobs import Job, JobStore, result_text
 from rls_screen.engine import Knowledge
-from rls_screen.errors import FhirError, FhirNotFoundError, FhirUnavailableError, RlsScreenError
+from rls_screen.errors import FhirError, FhirNotFoundError, FhirUnavailableError, InputError, RlsScreenError
 from rls_screen.fhir_client import FhirClient
 from rls_screen.fhir_reader import read_patient_data
 from rls_screen.model import Assessment
@@ -98,17 +101,91 @@ class Progress:
             self._stream.flush()
 
 
+# Retry rounds: with the defaults the pauses are 4, 8, 16, 30, 30 and 30 s, about 2 minutes in all
+# (plus the rounds themselves), which covers a restart of the local HAPI server (80 to 100 s here,
+# docs/resilience.md); the probe starts a round within about a second of the server answering again.
+DEFAULT_RETRY_ROUNDS = 6
+DEFAULT_RETRY_PAUSE_S = 4.0
+DEFAULT_RETRY_PAUSE_MAX_S = 30.0
+DEFAULT_PROBE_EVERY_S = 1.0
+
+
 @dataclass
 class BatchOptions:
     knowledge: Knowledge
     recorded: datetime
     concurrency: int = 4
-    retry_rounds: int = 2
-    retry_pause_s: float = 2.0
+    retry_rounds: int = DEFAULT_RETRY_ROUNDS
+    """Rounds after the first for the patients that failed on transient server errors (0: none)."""
+    retry_pause_s: float = DEFAULT_RETRY_PAUSE_S
+    """Pause before the first retry round; each later pause doubles, up to ``retry_pause_max_s``."""
+    retry_pause_max_s: float = DEFAULT_RETRY_PAUSE_MAX_S
+    """The longest pause (a first pause above it stays as it is)."""
+    probe_every_s: float = DEFAULT_PROBE_EVERY_S
+    """During a pause, ask the server this often whether it answers (0: no probe, sleep the whole pause)."""
     loader: PatientLoader | None = None
     """Where patient data comes from; None reads it from the FHIR server (search path)."""
     chunk_loader: ChunkLoader | None = None
     """Optional, offline: a loader for a batch of patients that gives what ``loader`` gives, looked up together."""
+
+    def __post_init__(self) -> None:
+        if self.retry_rounds < 0:
+            raise InputError(f"retry rounds must be 0 or more, not {self.retry_rounds}")
+        for name in ("retry_pause_s", "retry_pause_max_s", "probe_every_s"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise InputError(f"{name} must be a number of seconds, 0 or more, not {value}")
+
+    def retry_pauses(self) -> tuple[float, ...]:
+        """The pause before each retry round, in seconds."""
+        return retry_pauses(self.retry_pause_s, self.retry_rounds, self.retry_pause_max_s)
+
+
+def retry_pauses(first_s: float, rounds: int, max_s: float) -> tuple[float, ...]:
+    """Pauses before ``rounds`` retry rounds: ``first_s``, doubling each round, never above ``max(max_s, first_s)``."""
+    cap = max(max_s, first_s)
+    pauses: list[float] = []
+    pause = first_s
+    for _ in range(rounds):
+        pauses.append(pause)
+        pause = min(pause * 2, cap)
+    return tuple(pauses)
+
+
+def server_answers(client: FhirClient) -> bool:
+    """A cheap probe, through the client (allowlist, auth, its own retries): does ``GET [base]/metadata`` answer?
+
+    Any answer but a transient failure counts: a 401 or 404 on metadata still means the server is up,
+    and the retry round will say what is wrong with the patients.
+    """
+    try:
+        client.request("GET", "metadata", params={"_summary": "true"})
+    except FhirUnavailableError:
+        return False
+    except FhirError:
+        return True
+    except Exception as error:  # a probe must never end the batch; the round will meet the same error
+        log.warning("FHIR server probe failed: %s", type(error).__name__)
+        return False
+    return True
+
+
+def wait_before_retry(client: FhirClient | None, pause_s: float, probe_every_s: float) -> bool:
+    """Sleep ``pause_s``, probing the server every ``probe_every_s`` when there is one; True when it
+    answered before the pause was over (the caller starts its round at once).
+
+    Bounded: no probe starts after the pause; one started before it may outlast it by the client's
+    own timeouts and retries.
+    """
+    deadline = time.monotonic() + pause_s
+    while (left := deadline - time.monotonic()) > 0:
+        if client is None or probe_every_s <= 0:  # offline, or no probing: sleep the whole pause
+            time.sleep(left)
+            return False
+        time.sleep(min(left, probe_every_s))
+        if time.monotonic() < deadline and server_answers(client):
+            return True
+    return False
 
 
 def _screen_one(client: FhirClient | None, job: Job, patient_id: str, options: BatchOptions) -> dict[str, Any]:
@@ -268,13 +345,27 @@ def run_job(store: JobStore, job: Job, client: FhirClient | None, options: Batch
     counts = store.counts(job.id)
     progress = Progress(total)
     progress.done = counts["done"]
+    pauses = options.retry_pauses()
     for round_number in range(options.retry_rounds + 1):
         ids = store.pending(job.id)
         if not ids:
             break
         if round_number:
-            log.warning("retrying %d patient(s) after transient errors (round %d)", len(ids), round_number)
-            time.sleep(options.retry_pause_s)
+            pause = pauses[round_number - 1]
+            log.warning(
+                "retrying %d patient(s) after transient errors (round %d of %d, in %g s)",
+                len(ids),
+                round_number,
+                options.retry_rounds,
+                pause,
+            )
+            waited = time.monotonic()
+            if wait_before_retry(client, pause, options.probe_every_s):
+                log.info(
+                    "the FHIR server answers again after %.1f s: retry round %d starts now",
+                    time.monotonic() - waited,
+                    round_number,
+                )
             progress.done -= len(ids)
         if client is None and options.loader is not None:
             for outcomes in _offline_outcomes(ids, job, options):

@@ -7,13 +7,20 @@ screened); 2-4 the job could not run (bad input, configuration, FHIR server), as
 from __future__ import annotations
 
 import argparse
+import math
 from datetime import UTC, date, datetime
 from pathlib import Path
 
 from rls_screen.batch import sources
 from rls_screen.batch.jobs import Job, JobStore
 from rls_screen.batch.report import write_report
-from rls_screen.batch.runner import BatchOptions, run_job
+from rls_screen.batch.runner import (
+    DEFAULT_RETRY_PAUSE_MAX_S,
+    DEFAULT_RETRY_PAUSE_S,
+    DEFAULT_RETRY_ROUNDS,
+    BatchOptions,
+    run_job,
+)
 from rls_screen.cli.evaluate import parse_as_of
 from rls_screen.engine import Knowledge, load_knowledge
 from rls_screen.errors import InputError
@@ -88,6 +95,8 @@ def execute_job(
     *,
     concurrency: int,
     report_dir: Path,
+    retry_rounds: int = DEFAULT_RETRY_ROUNDS,
+    retry_pause_s: float = DEFAULT_RETRY_PAUSE_S,
 ) -> int:
     """Run a registered job to the end, print the summary and report paths; returns the exit code."""
     print(f"Job {job.id}: {store.patient_count(job.id)} patients (resume with: rls-screen batch --resume {job.id})")
@@ -95,6 +104,8 @@ def execute_job(
         knowledge=knowledge,
         recorded=datetime.now(UTC).replace(microsecond=0),
         concurrency=concurrency,
+        retry_rounds=retry_rounds,
+        retry_pause_s=retry_pause_s,
         loader=index.patient_data if index is not None else None,
         chunk_loader=index.loader_for if index is not None else None,
     )
@@ -134,6 +145,8 @@ def run(args: argparse.Namespace) -> int:
             index,
             concurrency=args.concurrency,
             report_dir=args.report_dir or settings.state_dir / "reports",
+            retry_rounds=args.retry_rounds,
+            retry_pause_s=args.retry_pause,
         )
         client.close()
         if index is not None:
@@ -150,6 +163,32 @@ def positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from error
     if not 1 <= value <= 64:
         raise argparse.ArgumentTypeError("must be between 1 and 64")
+    return value
+
+
+MAX_RETRY_ROUNDS = 20
+MAX_RETRY_PAUSE_S = 600.0
+
+
+def retry_rounds(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from error
+    if not 0 <= value <= MAX_RETRY_ROUNDS:
+        raise argparse.ArgumentTypeError(f"must be between 0 and {MAX_RETRY_ROUNDS}")
+    return value
+
+
+def retry_pause(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number of seconds")
+    if not 0 <= value <= MAX_RETRY_PAUSE_S:
+        raise argparse.ArgumentTypeError(f"must be between 0 and {MAX_RETRY_PAUSE_S:g} seconds")
     return value
 
 
@@ -171,6 +210,23 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--as-of", type=parse_as_of, help="evaluation date YYYY-MM-DD (default: today)")
     parser.add_argument("--dry-run", action="store_true", help="write nothing to the server")
     parser.add_argument("--concurrency", type=positive_int, default=4, help="patients screened at once (default 4)")
+    parser.add_argument(
+        "--retry-rounds",
+        type=retry_rounds,
+        default=DEFAULT_RETRY_ROUNDS,
+        metavar="N",
+        help="rounds in which patients that failed on transient server errors (unreachable, 5xx, 429) "
+        f"are screened again before the job ends (default {DEFAULT_RETRY_ROUNDS}; 0: none, use --resume)",
+    )
+    parser.add_argument(
+        "--retry-pause",
+        type=retry_pause,
+        default=DEFAULT_RETRY_PAUSE_S,
+        metavar="SECONDS",
+        help=f"pause before the first retry round, doubled for each next one up to {DEFAULT_RETRY_PAUSE_MAX_S:g} s; "
+        "a round starts early when the server answers again "
+        f"(default {DEFAULT_RETRY_PAUSE_S:g}: with the default rounds, about 2 minutes in all)",
+    )
     parser.add_argument("--job-db", type=Path, help="job database (default: $RLS_SCREEN_STATE_DIR/jobs.sqlite)")
     parser.add_argument("--report-dir", type=Path, help="where reports go (default: $RLS_SCREEN_STATE_DIR/reports)")
     parser.set_defaults(run=run)
