@@ -55,6 +55,7 @@ from run import machine  # one description of the machine for every benchmark
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from tests.support.fault_proxy import FaultProxy  # noqa: E402  (the repo root is on the path only now)
+from tests.support.fhir_data import put_all  # noqa: E402
 
 ISSUER = "https://bench-ehr.example.test"
 KID = "bench-es384"
@@ -146,18 +147,6 @@ def request_body(patient_id: str, resources: list[dict[str, Any]] | None, fhir_u
             "subject": "rls-screen",
         }
     return body
-
-
-def load_into_fhir(fhir_url: str, resources: list[dict[str, Any]]) -> None:
-    bundle = {
-        "resourceType": "Bundle",
-        "type": "transaction",
-        "entry": [
-            {"resource": r, "request": {"method": "PUT", "url": f"{r['resourceType']}/{r['id']}"}} for r in resources
-        ],
-    }
-    response = requests.post(fhir_url, json=bundle, headers={"Content-Type": "application/fhir+json"}, timeout=120)
-    response.raise_for_status()
 
 
 def fhir_answers(fhir_url: str) -> bool:
@@ -382,7 +371,7 @@ class Recorded:
 
 def no_prefetch(private_key: Any, public_jwk: dict[str, Any], fhir_url: str, rounds: int) -> dict[str, Any]:
     patient_id = f"cdsbench-np-{uuid.uuid4().hex[:8]}"
-    load_into_fhir(fhir_url, patient_resources(patient_id))
+    put_all(fhir_url, patient_resources(patient_id))
     session = requests.Session()
     with (
         FaultProxy(fhir_url, record_bodies=True) as proxy,

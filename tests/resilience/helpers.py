@@ -111,6 +111,17 @@ def job_rows(job_db: Path, job_id: str | None = None) -> dict[str, JobRow]:
     return {row[0]: JobRow(row[0], row[1], int(row[2]), row[3], bool(row[4])) for row in rows}
 
 
+def done_count(job_db: Path) -> int:
+    """Patients the running batch has finished, read from its job store (0 before it exists)."""
+    if not job_db.exists():
+        return 0
+    try:
+        with sqlite3.connect(job_db, timeout=1) as db:
+            return int(db.execute("SELECT COUNT(*) FROM patient WHERE status = 'done'").fetchone()[0])
+    except sqlite3.OperationalError:  # the batch has not created its tables yet
+        return 0
+
+
 def job_ids(job_db: Path) -> list[str]:
     with sqlite3.connect(job_db) as db:
         return [row[0] for row in db.execute("SELECT id FROM job ORDER BY rowid")]

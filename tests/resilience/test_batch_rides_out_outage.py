@@ -9,7 +9,6 @@ with every patient written exactly once.
 
 from __future__ import annotations
 
-import sqlite3
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ from tests.resilience.helpers import (
     assert_written_exactly_once,
     batch_args,
     cli_env,
+    done_count,
     expected_findings,
     job_rows,
     load_panel,
@@ -33,16 +33,6 @@ pytestmark = [pytest.mark.fhir, pytest.mark.slow]
 PATIENTS = 16
 DOWN_AFTER_DONE = 4
 DOWN_FOR_AT_LEAST_S = 3.0
-
-
-def done_count(job_db: Path) -> int:
-    if not job_db.exists():
-        return 0
-    try:
-        with sqlite3.connect(job_db, timeout=1) as db:
-            return int(db.execute("SELECT COUNT(*) FROM patient WHERE status = 'done'").fetchone()[0])
-    except sqlite3.OperationalError:  # the batch has not created its tables yet
-        return 0
 
 
 def test_batch_rides_out_a_short_outage_and_completes_in_the_same_run(

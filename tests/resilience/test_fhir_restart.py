@@ -12,7 +12,6 @@ them again.
 
 from __future__ import annotations
 
-import sqlite3
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ from tests.resilience.helpers import (
     assert_written_exactly_once,
     batch_args,
     cli_env,
+    done_count,
     expected_findings,
     job_ids,
     job_rows,
@@ -37,16 +37,6 @@ pytestmark = [pytest.mark.fhir, pytest.mark.slow]
 
 PATIENTS = 40
 KILL_AFTER_DONE = 8
-
-
-def done_count(job_db: Path) -> int:
-    if not job_db.exists():
-        return 0
-    try:
-        with sqlite3.connect(job_db, timeout=1) as db:
-            return int(db.execute("SELECT COUNT(*) FROM patient WHERE status = 'done'").fetchone()[0])
-    except sqlite3.OperationalError:  # the batch has not created its tables yet
-        return 0
 
 
 def test_server_killed_mid_batch_then_restarted_and_the_job_resumes_to_completion(

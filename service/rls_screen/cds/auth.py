@@ -36,6 +36,7 @@ import requests
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
 from rls_screen.cds.errors import AuthenticationError
+from rls_screen.cds.state_db import open_state_db
 from rls_screen.errors import ConfigurationError, ServerNotAllowedError
 from rls_screen.fhir_client import check_base_url_scheme
 
@@ -197,14 +198,7 @@ class SqliteReplayCache:
         self.path = path
         self._lock = threading.Lock()
         self._next_sweep = 0.0
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=5.0)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(REPLAY_SCHEMA)
-        except (OSError, sqlite3.Error) as error:
-            raise ConfigurationError(f"JWT replay database {path}: cannot open ({type(error).__name__})") from error
+        self._db = open_state_db(path, REPLAY_SCHEMA, "JWT replay database")
 
     def first_use(self, issuer: str, jti: str, expires_at: float, now: float) -> bool:
         with self._lock:

@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from rls_screen.cds.models import FeedbackItem
-from rls_screen.errors import ConfigurationError
+from rls_screen.cds.state_db import open_state_db
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS issued_card (
@@ -73,14 +73,7 @@ class FeedbackStore:
         self.path = path
         self._salt = salt
         self._lock = threading.Lock()
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=5.0)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(SCHEMA)
-        except (OSError, sqlite3.Error) as error:
-            raise ConfigurationError(f"feedback database {path}: cannot open ({type(error).__name__})") from error
+        self._db = open_state_db(path, SCHEMA, "feedback database")
 
     def subject_key(self, patient_id: str) -> str:
         return hashlib.sha256(f"{self._salt}\x1f{patient_id}".encode()).hexdigest()[:32]
