@@ -125,3 +125,27 @@ def test_the_bearer_token_never_follows_a_next_link_to_another_allowed_server(cd
             assert response.status_code == 412, response.text
             assert "outside the allowed FHIR server" in response.text
             assert elsewhere.received == []
+
+
+def test_a_batch_rejected_for_another_reason_is_not_taken_as_no_batch_support(cds_server: ServerFactory) -> None:
+    """409 (or 422, ...) on one batch says nothing about batch support: the next call batches again."""
+
+    def script(received: Received) -> Reply:
+        path = received.path
+        if received.method == "POST":
+            return Reply(409, {"resourceType": "OperationOutcome", "issue": []})
+        if path.startswith("/fhir/Condition"):
+            return Reply(200, searchset([rls_condition("cf1")]))
+        if path.startswith("/fhir/Patient/"):
+            return Reply(200, patient("cf1"))
+        if path.startswith("/fhir/Observation"):
+            return Reply(200, searchset(labs("cf1", **{**NORMAL, "hb": 95.0})))
+        return Reply(200, searchset([]))
+
+    with scripted_server(script) as fhir_server:
+        fhir = base_url(fhir_server)
+        _, ehr = cds_server(fhir_base_url=fhir)
+        for _ in range(2):
+            body = patient_view_request("cf1", None, fhirServer=fhir, fhirAuthorization=AUTHORIZATION)
+            assert _topics(ehr.call(PATIENT_VIEW, body)) == ["anemia"]
+        assert [r.method for r in fhir_server.received].count("POST") == 2
