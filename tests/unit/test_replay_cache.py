@@ -59,21 +59,31 @@ def _claim_all(path: str, jtis: list[str], offset: int, start: Any, out: Any) ->
     out.put([jti for jti in ordered if cache.first_use(ISS, jti, expires_at=1e12, now=1.0)])
 
 
-def test_racing_processes_accept_each_jti_exactly_once(tmp_path: Path) -> None:
-    jtis = [f"jti-{n}" for n in range(3000)]
+def _race(path: Path, jtis: list[str]) -> list[list[str]]:
+    """Three processes claim the same jtis at once, each starting a third of the way further along."""
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
     start = context.Barrier(3)
-    path = str(tmp_path / "s.sqlite3")
-    workers = [context.Process(target=_claim_all, args=(path, jtis, n * 1000, start, queue)) for n in range(3)]
+    offsets = [n * len(jtis) // 3 for n in range(3)]
+    workers = [context.Process(target=_claim_all, args=(str(path), jtis, o, start, queue)) for o in offsets]
     for worker in workers:
         worker.start()
     claimed = [queue.get(timeout=60) for _ in workers]
     for worker in workers:
         worker.join(timeout=30)
-    accepted = [jti for batch in claimed for jti in batch]
-    assert sorted(accepted) == sorted(jtis)
-    assert sum(1 for batch in claimed if batch) >= 2, "the processes did not actually race"
+    return claimed
+
+
+def test_racing_processes_accept_each_jti_exactly_once(tmp_path: Path) -> None:
+    jtis = [f"jti-{n}" for n in range(3000)]
+    raced = False
+    for attempt in range(3):  # a loaded machine may run one process to the end before the others start
+        claimed = _race(tmp_path / f"s{attempt}.sqlite3", jtis)
+        assert sorted(jti for batch in claimed for jti in batch) == sorted(jtis)
+        raced = sum(1 for batch in claimed if batch) >= 2
+        if raced:
+            break
+    assert raced, "the processes never ran at the same time"
 
 
 def test_a_broken_database_fails_closed(tmp_path: Path) -> None:
