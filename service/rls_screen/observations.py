@@ -152,6 +152,33 @@ def _problem(
     return NotEvaluable(reason, detail, analyte, reference, when)
 
 
+def _usable_moment(
+    reference: str,
+    analyte: str,
+    status: Any,
+    moment: datetime | None,
+    when: date | None,
+    selection: Selection,
+    as_of: date,
+) -> tuple[datetime, date] | NotEvaluable:
+    """S1 (status) and S2 (the window), shared by both classify paths: the result's moment and day, or why not."""
+    if status in selection.ignored_statuses:
+        return _problem(reference, "entered-in-error", f"status {status}: ignored", analyte, when)
+    if status in selection.pending_statuses:
+        return _problem(reference, "pending", f"status {status}: result pending, not used", analyte, when)
+    if status not in selection.usable_statuses:
+        return _problem(reference, "pending", f"status '{status}' is not a final result: not used", analyte, when)
+    if moment is None or when is None:
+        return _problem(reference, "no-effective-date", "no effective date with day precision", analyte)
+    age_days = (as_of - when).days
+    if age_days < 0:
+        return _problem(reference, "after-as-of", f"dated after the as-of date {as_of.isoformat()}", analyte, when)
+    window_days = selection.window_days
+    if age_days > window_days:
+        return _problem(reference, "stale", f"{age_days} days old (window {window_days} days)", analyte, when)
+    return moment, when
+
+
 _UIBC = value_set_url("uibc")
 _EGFR_EXCLUDED = value_set_url("egfr-excluded")
 
@@ -230,20 +257,10 @@ def classify_one(
     else:
         moment = effective_of(observation)
         when = moment.date() if moment else None
-    if status in selection.ignored_statuses:
-        return _problem(reference, "entered-in-error", f"status {status}: ignored", analyte, when)
-    if status in selection.pending_statuses:
-        return _problem(reference, "pending", f"status {status}: result pending, not used", analyte, when)
-    if status not in selection.usable_statuses:
-        return _problem(reference, "pending", f"status '{status}' is not a final result: not used", analyte, when)
-    if moment is None or when is None:
-        return _problem(reference, "no-effective-date", "no effective date with day precision", analyte)
-    age_days = (as_of - when).days
-    if age_days < 0:
-        return _problem(reference, "after-as-of", f"dated after the as-of date {as_of.isoformat()}", analyte, when)
-    window_days = selection.window_days
-    if age_days > window_days:
-        return _problem(reference, "stale", f"{age_days} days old (window {window_days} days)", analyte, when)
+    checked = _usable_moment(reference, analyte, status, moment, when, selection, as_of)
+    if isinstance(checked, NotEvaluable):
+        return checked
+    moment, when = checked
 
     quantity = observation.get("valueQuantity")
     if type(quantity) is not dict:
@@ -325,21 +342,10 @@ def _classify_general(
     status = observation.get("status")
     moment = effective_of(observation)
     when = moment.date() if moment else None
-    if status in selection.ignored_statuses:
-        return _problem(reference, "entered-in-error", f"status {status}: ignored", analyte, when)
-    if status in selection.pending_statuses:
-        return _problem(reference, "pending", f"status {status}: result pending, not used", analyte, when)
-    if status not in selection.usable_statuses:
-        return _problem(reference, "pending", f"status '{status}' is not a final result: not used", analyte, when)
-
-    if moment is None or when is None:
-        return _problem(reference, "no-effective-date", "no effective date with day precision", analyte)
-    age_days = (as_of - when).days
-    if age_days < 0:
-        return _problem(reference, "after-as-of", f"dated after the as-of date {as_of.isoformat()}", analyte, when)
-    window_days = selection.window_days
-    if age_days > window_days:
-        return _problem(reference, "stale", f"{age_days} days old (window {window_days} days)", analyte, when)
+    checked = _usable_moment(reference, analyte, status, moment, when, selection, as_of)
+    if isinstance(checked, NotEvaluable):
+        return checked
+    moment, when = checked
 
     meta = observation.get("meta")
     version = meta.get("versionId") if type(meta) is dict or isinstance(meta, Mapping) else None
