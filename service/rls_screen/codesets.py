@@ -2,7 +2,7 @@
 
 Everything here is loaded from ``terminology/`` (shipped inside the package) plus, optionally, a site
 directory of ConceptMaps (setting ``RLS_SCREEN_CONCEPTMAP_DIR``). Matching is on code only, never on
-display text (CLINICAL_RULES section 6). Local lab codes count only through ``equivalent``/``equal``
+display text (docs/rules.md section 6). Local lab codes count only through ``equivalent``/``equal``
 ConceptMap mappings: a wider or inexact mapping would be a guess.
 """
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from rls_screen.codesets import RXNORM, Terminology, load_terminology, value_set_url
+from rls_screen.contract import DataContract
 from rls_screen.model import (
     Assessment,
     Finding,
@@ -62,6 +63,8 @@ class Knowledge:
     """eGFR LOINC code -> precedence tier (0 first), derived once instead of on every evaluation."""
     aggravating_category_urls: tuple[str, ...] = field(init=False, repr=False, compare=False)
     """The aggravating-medication category ValueSets (sorted), derived once."""
+    contract: DataContract = field(init=False, repr=False, compare=False)
+    """The data a patient needs (D2), derived once from the rule set and terminology."""
 
     def __post_init__(self) -> None:
         tiers = {
@@ -76,6 +79,7 @@ class Knowledge:
         )
         object.__setattr__(self, "egfr_tiers", tiers)  # frozen dataclass: derived fields are set once, here
         object.__setattr__(self, "aggravating_category_urls", categories)
+        object.__setattr__(self, "contract", DataContract(self.ruleset, self.terminology))
 
 
 def load_knowledge(site_conceptmap_dir: Path | None = None) -> Knowledge:
@@ -257,7 +261,7 @@ def _trimester(weeks: float | None, ev: _Evaluation) -> int | None:
     return 2 if weeks >= bounds["secondFromWeeks"] else 1
 
 
-# --- iron (CLINICAL_RULES section 2) ----------------------------------------------------------------
+# --- iron (docs/rules.md section 2) ----------------------------------------------------------------
 
 
 def _computed_tsat(ev: _Evaluation) -> ValueUsed | None:
@@ -918,11 +922,16 @@ def evaluate(
     conditions: Sequence[Mapping[str, Any]] = (),
     procedures: Sequence[Mapping[str, Any]] = (),
     medications: Sequence[Mapping[str, Any]] = (),
+    not_evaluable: Sequence[NotEvaluable] = (),
 ) -> Assessment:
-    """Apply rule set ``knowledge.ruleset`` to one patient's data as of ``as_of``."""
+    """Apply rule set ``knowledge.ruleset`` to one patient's data as of ``as_of``.
+
+    ``not_evaluable``: what the caller already set aside (resources not linked to the patient, D1),
+    reported first in the Assessment's not-evaluable list.
+    """
     selection = knowledge.ruleset.selection
     usable: dict[str, list[LabResult]] = {}
-    problems: list[NotEvaluable] = []
+    problems: list[NotEvaluable] = list(not_evaluable)
     seen: set[str] = set()
     terminology, units = knowledge.terminology, knowledge.units
     for observation in observations:

@@ -1,9 +1,8 @@
-"""Reads what the rules need for one patient from a FHIR server, in at most three requests.
+"""Reads what the rules need for one patient from a FHIR server: the data contract's searches.
 
-1. ``GET Patient/<id>``
-2. ``GET Observation?subject=...&code=<every analyte code, LOINC and site-mapped local>&date=ge<window>``
-   (paged; plain JSON, only parsed lightly later)
-3. ``GET Condition?subject=...&code=<RLS, pregnancy, dialysis>``
+1. ``GET Patient/<id>`` (the answer must be that Patient: another id is an error, never used)
+2. one search per contract type (``contract.DataContract.searches``): Observations by code and window,
+   Conditions and Procedures by code, MedicationRequests by status (paged; plain JSON)
 
 and, for write-back, one batch request for what already exists (Flags, ServiceRequest, the
 RiskAssessment with this evaluation's identifier), sent with ``Cache-Control: no-cache``.
@@ -11,14 +10,15 @@ RiskAssessment with this evaluation's identifier), sent with ``Cache-Control: no
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from collections.abc import Mapping
+from datetime import date
 from typing import Any
 
-from rls_screen.codesets import Terminology, value_set_url
 from rls_screen.engine import Knowledge
 from rls_screen.errors import FhirNotFoundError, FhirOperationError
 from rls_screen.fhir_client import FhirClient
 from rls_screen.patient_data import PatientData, group_resources
+from rls_screen.references import PatientLink, check_patient
 from rls_screen.writeback import (
     FLAG_ID_SYSTEM,
     RISK_ASSESSMENT_ID_SYSTEM,
@@ -28,7 +28,6 @@ from rls_screen.writeback import (
     service_request_identifier,
 )
 
-PAGE_SIZE = "500"
 # The write-back plan is only idempotent if it sees what the server holds now. HAPI JPA reuses a
 # search's results for a minute by default (JpaStorageSettings reuseCachedSearchResultsForMillis) and
 # skips that cache for a request carrying Cache-Control: no-cache, also for the searches inside a batch
@@ -37,60 +36,22 @@ PAGE_SIZE = "500"
 # again: the conditional writes keep one RiskAssessment, Flag and ServiceRequest, but unchanged Flags
 # get new versions and the Provenance, a plain POST, is written twice. docs/fhir-server.md says why too.
 FRESH_READ_HEADERS = {"Cache-Control": "no-cache"}
-CONDITION_VALUE_SETS = ("rls-condition", "pregnancy-condition", "dialysis")
-
-
-def _token_list(codings: set[tuple[str, str]]) -> str:
-    return ",".join(f"{system}|{code}" for system, code in sorted(codings))
-
-
-# Codes the rules do not use but explain when present ("UIBC is not TIBC", "not an eGFR"): read
-# too, so the clinician learns why TSAT or the eGFR is missing on every path, not only offline.
-EXPLAINED_VALUE_SETS = ("uibc", "egfr-excluded")
-
-
-def observation_codes(terminology: Terminology) -> str:
-    """Every code an analyte may arrive under (LOINC plus site ConceptMap codes), and the explained ones."""
-    explained = {coding for name in EXPLAINED_VALUE_SETS for coding in terminology.value_sets[value_set_url(name)]}
-    return _token_list(set(terminology.analyte_by_coding) | explained)
-
-
-def condition_codes(terminology: Terminology) -> str:
-    codings: set[tuple[str, str]] = set()
-    for name in CONDITION_VALUE_SETS:
-        codings |= set(terminology.value_sets[value_set_url(name)])
-    return _token_list(codings)
-
-
-def observation_search(patient_id: str, knowledge: Knowledge, as_of: date) -> dict[str, str]:
-    window_start = as_of - timedelta(days=knowledge.ruleset.selection.window_days)
-    return {
-        "subject": f"Patient/{patient_id}",
-        "code": observation_codes(knowledge.terminology),
-        "date": f"ge{window_start.isoformat()}",
-        "_count": PAGE_SIZE,
-    }
 
 
 def read_patient_data(client: FhirClient, patient_id: str, knowledge: Knowledge, as_of: date) -> PatientData:
+    """The Patient (its id checked) and one search per contract type, linked against this server's base."""
     try:
-        patient = client.read("Patient", patient_id)
+        patient = check_patient(client.read("Patient", patient_id), patient_id, f"GET Patient/{patient_id}")
     except FhirNotFoundError as error:
         raise FhirNotFoundError(
             f"Patient/{patient_id} was not found on the FHIR server", status=error.status
         ) from error
-    observations = list(client.search("Observation", observation_search(patient_id, knowledge, as_of)))
-    conditions = list(
-        client.search(
-            "Condition",
-            {
-                "subject": f"Patient/{patient_id}",
-                "code": condition_codes(knowledge.terminology),
-                "_count": PAGE_SIZE,
-            },
-        )
-    )
-    return group_resources(patient, [*observations, *conditions])
+    contract = knowledge.contract
+    resources: list[Mapping[str, Any]] = []
+    for search in contract.searches:
+        found = client.search(search.resource_type, contract.rest_params(search, patient_id, as_of))
+        resources.extend(r for r in found if r.get("resourceType") == search.resource_type)
+    return group_resources(patient, resources, link=PatientLink.of(patient_id, base_url=client.base_url))
 
 
 def read_existing_state(client: FhirClient, patient_id: str, risk_assessment_identifier: str) -> ExistingState:

@@ -1,6 +1,6 @@
 """From FHIR Observation JSON to usable lab results, or a reason why a result is not used.
 
-Pure: the as-of date is an argument. This applies the selection rules S1-S5 of CLINICAL_RULES
+Pure: the as-of date is an argument. This applies the selection rules S1-S5 of docs/rules.md
 section 1 to one Observation at a time (status, date window, value, unit, comparator); choosing the
 latest per analyte happens in the engine. Only the fields the rules need are read: the FHIR read path
 stays plain JSON (fhir.resources validation would cost ~15x the parse time).

@@ -11,10 +11,13 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
+from rls_screen.contract import CONTRACT_TYPES
 from rls_screen.errors import InputError
 from rls_screen.model import PatientFacts, Sex
+from rls_screen.references import PatientLink
 
 BUNDLE_TYPES = frozenset({"collection", "searchset", "transaction", "batch", "transaction-response"})
+LINKED_TYPES = tuple(kind for kind in CONTRACT_TYPES if kind != "Patient")
 SEX_BY_GENDER: dict[str, Sex] = {"male": "male", "female": "female"}
 
 
@@ -25,6 +28,8 @@ class PatientData:
     conditions: tuple[Mapping[str, Any], ...] = ()
     procedures: tuple[Mapping[str, Any], ...] = ()
     medications: tuple[Mapping[str, Any], ...] = ()
+    unlinked: tuple[tuple[Mapping[str, Any], str], ...] = ()
+    """Resources of the contract's types not linked to this patient (D1), with why: never used, reported."""
 
     @property
     def patient_id(self) -> str:
@@ -51,44 +56,44 @@ def patient_facts(patient: Mapping[str, Any]) -> PatientFacts:
     )
 
 
-def subject_matches(resource: Mapping[str, Any], patient_id: str) -> bool:
-    """True when the resource's subject/patient reference points at this patient (or is absent)."""
-    subject = resource.get("subject") or resource.get("patient")
-    if not isinstance(subject, Mapping) or "reference" not in subject:
-        return True
-    reference = str(subject["reference"])
-    return reference == f"Patient/{patient_id}" or reference.endswith(f"/Patient/{patient_id}")
+def group_resources(
+    patient: Mapping[str, Any], resources: Iterable[Mapping[str, Any]], *, link: PatientLink | None = None
+) -> PatientData:
+    """Sort a patient's resources by type; those not linked to the patient (D1) are kept apart, with why.
 
-
-def group_resources(patient: Mapping[str, Any], resources: Iterable[Mapping[str, Any]]) -> PatientData:
-    """Sort a patient's resources by type; resources about another patient are left out."""
-    patient_id = str(patient.get("id", ""))
-    # ``subject_matches`` inlined, its two references built once per patient (once per resource they cost ~20 %)
-    own, suffix = f"Patient/{patient_id}", f"/Patient/{patient_id}"
-    by_type: dict[str, list[Mapping[str, Any]]] = {}
+    ``link`` says which references name the patient (default: only ``Patient/<id>``, as NDJSON files and
+    a server's own search answers write them). Resource types outside the contract are dropped here.
+    """
+    link = link or PatientLink.of(str(patient.get("id", "")))
+    accepted = link.accepted
+    by_type: dict[Any, list[Mapping[str, Any]]] = {kind: [] for kind in LINKED_TYPES}
+    unlinked: list[tuple[Mapping[str, Any], str]] = []
     for resource in resources:
-        subject = resource.get("subject") or resource.get("patient")
-        if (type(subject) is dict or isinstance(subject, Mapping)) and "reference" in subject:
-            reference = str(subject["reference"])
-            if reference != own and not reference.endswith(suffix):
-                continue
-        kind = str(resource.get("resourceType"))
-        same_kind = by_type.get(kind)
+        same_kind = by_type.get(resource.get("resourceType"))
         if same_kind is None:
-            by_type[kind] = [resource]
-        else:
+            continue
+        subject = resource.get("subject")
+        # the common case first (a plain relative or fullUrl reference), the resolver for the rest
+        if type(subject) is dict and subject.get("reference") in accepted:
             same_kind.append(resource)
+            continue
+        why = link.why_not_linked(resource)
+        if why is None:
+            same_kind.append(resource)
+        else:
+            unlinked.append((resource, why))
     return PatientData(
         patient=patient,
-        observations=tuple(by_type.get("Observation", ())),
-        conditions=tuple(by_type.get("Condition", ())),
-        procedures=tuple(by_type.get("Procedure", ())),
-        medications=tuple(by_type.get("MedicationRequest", []) + by_type.get("MedicationStatement", [])),
+        observations=tuple(by_type["Observation"]),
+        conditions=tuple(by_type["Condition"]),
+        procedures=tuple(by_type["Procedure"]),
+        medications=tuple(by_type["MedicationRequest"]),
+        unlinked=tuple(unlinked),
     )
 
 
 def from_bundle(bundle: Any) -> PatientData:
-    """A Bundle holding exactly one Patient and its Observations (and optionally Conditions)."""
+    """A Bundle holding exactly one Patient and its resources (references by ``Patient/<id>`` or by fullUrl)."""
     if not isinstance(bundle, Mapping) or bundle.get("resourceType") != "Bundle":
         found = bundle.get("resourceType") if isinstance(bundle, Mapping) else type(bundle).__name__
         raise InputError(f"expected a FHIR Bundle, found {found}")
@@ -97,17 +102,16 @@ def from_bundle(bundle: Any) -> PatientData:
     entries = bundle.get("entry") or []
     if not isinstance(entries, list):
         raise InputError("Bundle.entry is not a list")
-    resources = [
-        entry["resource"]
-        for entry in entries
-        if isinstance(entry, Mapping) and isinstance(entry.get("resource"), Mapping)
-    ]
-    patients = [r for r in resources if r.get("resourceType") == "Patient"]
+    held = [e for e in entries if isinstance(e, Mapping) and isinstance(e.get("resource"), Mapping)]
+    patients = [e for e in held if e["resource"].get("resourceType") == "Patient"]
     if not patients:
         raise InputError("the Bundle holds no Patient")
     if len(patients) > 1:
         raise InputError(f"the Bundle holds {len(patients)} Patients; evaluate takes one")
-    patient = patients[0]
+    patient = patients[0]["resource"]
     if not isinstance(patient.get("id"), str) or not patient["id"]:
         raise InputError("the Patient has no id")
-    return group_resources(patient, (r for r in resources if r is not patient))
+    # D1: inside a Bundle, references resolve against the entries' fullUrl too (urn:uuid:..., absolute)
+    full_url = patients[0].get("fullUrl")
+    link = PatientLink.of(patient["id"], full_urls=(full_url,) if isinstance(full_url, str) else ())
+    return group_resources(patient, (e["resource"] for e in held if e["resource"] is not patient), link=link)

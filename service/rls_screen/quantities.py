@@ -1,7 +1,7 @@
 """Numbers that may be bounds, and three-valued threshold tests on them.
 
 A lab may report "<5" or ">60" (FHIR Quantity.comparator). Such a value is a bound, not a number
-(CLINICAL_RULES S5): when the bound decides a threshold test we use it ("ferritin <5" is below 15);
+(docs/rules.md S5): when the bound decides a threshold test we use it ("ferritin <5" is below 15);
 when it cannot ("eGFR >60" against G1/G2), the answer is *unknown*. Unknown is ``None`` here, and the
 rules combine answers with Kleene logic (``all3``/``any3``/``not3``), so a missing or indeterminate input
 yields an indeterminate finding instead of a guess.

@@ -11,11 +11,11 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from rls_screen.engine import Knowledge, evaluate
+from rls_screen.assessment import assess
+from rls_screen.engine import Knowledge
 from rls_screen.fhir_client import FhirClient, parse_json_object
 from rls_screen.fhir_reader import read_existing_state, read_patient_data
 from rls_screen.model import Assessment
-from rls_screen.patient_data import PatientData
 from rls_screen.writeback import (
     DEVICE_ID_SYSTEM,
     DEVICE_IDENTIFIER,
@@ -63,18 +63,6 @@ class ScreenResult:
     """None when the run did not look at the server's state (an offline dry run)."""
     written: bool
     response: dict[str, Any] | None
-
-
-def assess(data: PatientData, *, knowledge: Knowledge, as_of: date) -> Assessment:
-    return evaluate(
-        data.facts(),
-        data.observations,
-        as_of=as_of,
-        knowledge=knowledge,
-        conditions=data.conditions,
-        procedures=data.procedures,
-        medications=data.medications,
-    )
 
 
 def write_back(

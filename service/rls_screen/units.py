@@ -2,7 +2,7 @@
 
 Conversion starts from ``Quantity.code`` when ``Quantity.system`` is UCUM. Without a UCUM code, the
 free-text ``Quantity.unit`` is accepted only when it is exactly one of the analyte's UCUM codes or is
-listed in the explicit alias table (CLINICAL_RULES section 7). Anything else is "unit not understood":
+listed in the explicit alias table (docs/rules.md section 7). Anything else is "unit not understood":
 never guessed.
 """
 

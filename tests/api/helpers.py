@@ -198,6 +198,7 @@ def full_prefetch(
         "patient": patient(prefix, **patient_args),
         "conditions": searchset([rls_condition(prefix)] if rls else []),
         "observations": searchset(observations),
+        "procedures": searchset([]),
         "medications": searchset([]),
     }
 

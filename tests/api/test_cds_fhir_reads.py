@@ -37,7 +37,7 @@ def test_a_failing_later_page_of_the_optional_medications_in_a_batch_still_gives
         if received.method == "POST":
             medications = searchset([], next_url=f"{base_url(fhir_server)}/MedicationRequest?page=2")
             labs_bundle = searchset(labs("mp1", **{**NORMAL, "ferritin": 11.0}))
-            return Reply(200, _batch_response(patient("mp1"), labs_bundle, medications))
+            return Reply(200, _batch_response(patient("mp1"), labs_bundle, searchset([]), medications))
         return Reply(500, {"resourceType": "OperationOutcome", "issue": []})  # page 2 and its own read
 
     with scripted_server(script) as fhir_server:
@@ -59,7 +59,7 @@ def test_a_batch_answer_in_the_wrong_shape_is_not_trusted(cds_server: ServerFact
         if received.method == "POST":  # the labs and the medications swapped
             labs_bundle = searchset(labs("ws1", **{**NORMAL, "hb": 95.0}))
             order = {"resourceType": "MedicationRequest", "id": "ws1-mr", "status": "active", "intent": "order"}
-            return Reply(200, _batch_response(patient("ws1"), searchset([order]), labs_bundle))
+            return Reply(200, _batch_response(patient("ws1"), searchset([order]), searchset([]), labs_bundle))
         if path.startswith("/fhir/Observation"):
             return Reply(200, searchset(labs("ws1", **{**NORMAL, "hb": 95.0})))
         return Reply(200, searchset([]))
@@ -71,7 +71,7 @@ def test_a_batch_answer_in_the_wrong_shape_is_not_trusted(cds_server: ServerFact
         response = ehr.call(PATIENT_VIEW, body)
         assert _topics(response) == ["anemia"]
         read_alone = [r.path.split("?")[0] for r in fhir_server.received if r.method == "GET"]
-        assert read_alone == ["/fhir/Condition", "/fhir/Observation", "/fhir/MedicationRequest"]
+        assert read_alone == ["/fhir/Condition", "/fhir/Observation", "/fhir/MedicationRequest"]  # Procedures fit
 
 
 def test_pages_stop_at_the_deadline(cds_server: ServerFactory) -> None:

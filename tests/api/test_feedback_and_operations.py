@@ -125,6 +125,8 @@ def test_order_feedback_suppresses_the_order_card(cds_server: ServerFactory) -> 
         "patient": patient("fb4"),
         "conditions": searchset([rls_condition("fb4")]),
         "observations": None,
+        "procedures": None,
+        "medications": None,
     }
     order = {
         "resourceType": "MedicationRequest",
@@ -171,11 +173,12 @@ def test_fhir_server_gets_the_bearer_token_and_nothing_else_does(cds_server: Ser
         path = received.path  # type: ignore[attr-defined]
         if path.startswith("/fhir/Condition"):
             return Reply(200, searchset([rls_condition("tk1")]))
-        # The Patient and the windowed lab search, asked for together in one batch.
+        # The Patient, the windowed lab search and the Procedures, asked for together in one batch.
         ok = {"status": "200 OK"}
         answers = [
             {"resource": patient("tk1"), "response": ok},
             {"resource": searchset(labs("tk1", **NORMAL)), "response": ok},
+            {"resource": searchset([]), "response": ok},
         ]
         return Reply(200, {"resourceType": "Bundle", "type": "batch-response", "entry": answers})
 
@@ -199,7 +202,11 @@ def test_fhir_server_gets_the_bearer_token_and_nothing_else_does(cds_server: Ser
         assert response.json() == {"cards": []}
         assert [r.headers.get("Authorization") for r in fhir_server.received] == ["Bearer ehr-token-123"] * 2
         batch = json.loads(fhir_server.received[-1].body)
-        assert [e["request"]["url"].split("?")[0] for e in batch["entry"]] == ["Patient/tk1", "Observation"]
+        assert [e["request"]["url"].split("?")[0] for e in batch["entry"]] == [
+            "Patient/tk1",
+            "Observation",
+            "Procedure",
+        ]
         assert "date=ge" in batch["entry"][1]["request"]["url"]  # the fallback search is windowed
 
 

@@ -64,7 +64,7 @@ def test_full_prefetch_gives_one_sourced_card_per_finding(cds_server: ServerFact
     assert "Winkelman JW" in iron["detail"]  # the full AASM 2024 citation
     assert anemia["indicator"] == "warning"
     assert "(moderate)" in anemia["summary"]
-    # CLINICAL_RULES.md: electrolyte changes are not established causes of RLS; the card must say so.
+    # docs/rules.md: electrolyte changes are not established causes of RLS; the card must say so.
     assert "not an established RLS cause" in potassium["summary"]
     assert "mimic or aggravate" in potassium["detail"]
     assert potassium["indicator"] == "info"

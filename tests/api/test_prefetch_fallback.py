@@ -178,4 +178,5 @@ def test_a_server_refusing_batch_is_read_key_by_key_and_not_asked_again(
             assert [c["source"]["topic"]["code"] for c in response.json()["cards"]] == ["anemia"]
         assert refuse.fired == 1
         reads = [("GET", "/Condition"), ("GET", f"/Patient/{unique_prefix}"), ("GET", "/Observation")]
-        assert _targets(proxy) == [*reads, ("GET", "/MedicationRequest"), *reads, ("GET", "/MedicationRequest")]
+        rest = [("GET", "/Procedure"), ("GET", "/MedicationRequest")]
+        assert _targets(proxy) == [*reads, *rest, *reads, *rest]

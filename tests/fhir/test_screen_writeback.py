@@ -48,12 +48,18 @@ def counts(fhir_base_url: str, prefix: str) -> dict[str, int]:
     }
 
 
-def test_read_takes_at_most_three_requests(
+def test_read_is_the_patient_and_one_search_per_contract_type(
     fhir_base_url: str, client: FhirClient, knowledge: Knowledge, unique_prefix: str
 ) -> None:
     iron_deficient_patient(fhir_base_url, unique_prefix)
     data = read_patient_data(client, unique_prefix, knowledge, AS_OF)
-    assert client.requests_made <= 3
+    assert [s.resource_type for s in knowledge.contract.searches] == [
+        "Condition",
+        "Observation",
+        "Procedure",
+        "MedicationRequest",
+    ]
+    assert client.requests_made == 1 + len(knowledge.contract.searches)
     assert sorted(o["id"] for o in data.observations) == [f"{unique_prefix}-o{n}" for n in range(1, 5)]
 
 

@@ -1,6 +1,6 @@
 """The batch's retry rounds against a scripted loopback FHIR server that is down (503), then back.
 
-The server answers a dry-run batch (Patient read, Observation and Condition searches, the Device
+The server answers a dry-run batch (Patient read, the contract searches, the Device
 conditional create, the pre-write batch read) and counts what it received, so the tests see how often
 each patient was read, when the rounds ran and whether the runner probed ``metadata`` in between.
 """
@@ -64,7 +64,7 @@ class FhirServerScript:
             return Reply(
                 200, {"resourceType": "Patient", "id": patient_id, "gender": "female", "birthDate": "1970-03-02"}
             )
-        if path.startswith(("/fhir/Observation?", "/fhir/Condition?")):
+        if path.startswith(("/fhir/Observation?", "/fhir/Condition?", "/fhir/Procedure?", "/fhir/MedicationRequest?")):
             return Reply(200, _searchset())
         if path == "/fhir/Device":
             return Reply(201, None, headers={"Location": "http://127.0.0.1/fhir/Device/dev-1/_history/1"})

@@ -4,7 +4,7 @@ Everything here is deterministic: the evaluation date is the constant ``AS_OF`` 
 and an Observation's id is derived from its own content, so the same arguments always build the same
 resource (two identical calls build the *same* resource, which the engine counts once; pass ``id=`` to
 get two distinct resources with equal content). The rule-set knowledge is loaded once per process.
-LOINC codes are spelled out here once, with the CLINICAL_RULES.md section they come from, so a test
+LOINC codes are spelled out here once, with the docs/rules.md section they come from, so a test
 reads as the spec does.
 """
 
@@ -31,7 +31,7 @@ RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
 CONDITION_CLINICAL = "http://terminology.hl7.org/CodeSystem/condition-clinical"
 CONDITION_VERIFICATION = "http://terminology.hl7.org/CodeSystem/condition-ver-status"
 
-# CLINICAL_RULES.md section 6 (and section 4 for eGFR).
+# docs/rules.md section 6 (and section 4 for eGFR).
 FERRITIN = "2276-4"
 FERRITIN_PMOL = "14723-1"
 HEMOGLOBIN = "718-7"
@@ -62,7 +62,7 @@ EGFR = EGFR_TIER_1[0]
 EGFR_PANEL = "45066-8"
 COCKCROFT_GAULT = "35591-7"
 
-# Canonical UCUM units (CLINICAL_RULES.md section 7).
+# Canonical UCUM units (docs/rules.md section 7).
 EGFR_UNIT = "mL/min/{1.73_m2}"
 
 SNOMED_PREGNANT = "77386006"

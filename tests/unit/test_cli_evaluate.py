@@ -114,16 +114,6 @@ UCUM = "http://unitsofmeasure.org"
 @pytest.mark.parametrize(
     ("observation", "reason", "detail"),
     [
-        (
-            obs("x1", {"value": 20, "unit": "ug/L", "system": UCUM, "code": "ug/L"}, code=None),
-            "unknown-code",
-            "no coded test",
-        ),
-        (
-            obs("x2", {"value": 20, "unit": "ug/L", "system": UCUM, "code": "ug/L"}, code="1234-5"),
-            "unknown-code",
-            "not one this module",
-        ),
         (obs("x3", None), "no-value", "no numeric value"),
         (obs("x4", None, valueString="low"), "no-value", "value is text"),
         (
@@ -146,3 +136,21 @@ def test_bad_observations_are_reported_not_used_and_nothing_crashes(
     assert entry["reason"] == reason
     assert detail in entry["detail"]
     assert all(observation["id"] not in json.dumps(f["basis"]) for f in result["findings"])
+
+
+@pytest.mark.parametrize(
+    "observation",
+    [
+        obs("x1", {"value": 20, "unit": "ug/L", "system": UCUM, "code": "ug/L"}, code=None),
+        obs("x2", {"value": 20, "unit": "ug/L", "system": UCUM, "code": "ug/L"}, code="1234-5"),
+    ],
+)
+def test_observations_outside_the_data_contract_are_not_read(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], observation: dict[str, Any]
+) -> None:
+    """D2: a code the module does not screen is outside the contract, as a server search would leave it."""
+    code, out, _ = run(tmp_path, capsys, bundle(PATIENT, observation), "--format", "json")
+    assert code == 0
+    result = json.loads(out)
+    assert f"Observation/{observation['id']}" not in out
+    assert "missing-iron-studies" in {f["code"] for f in result["findings"]}

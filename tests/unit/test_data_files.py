@@ -4,7 +4,7 @@ The FHIR models parse structure but enforce neither FHIR invariants nor code enu
 else would notice a typo in a code or a factor. So this module checks what the engine relies on:
 file names, ids and canonical URLs; code uniqueness; LOINC and SNOMED CT check digits; that every
 ValueSet reference resolves and every mapped code lands in an analyte group; the finding CodeSystem and
-its SNOMED CT map; and the unit table's factors against UCUM, chemistry and CLINICAL_RULES.md
+its SNOMED CT map; and the unit table's factors against UCUM, chemistry and docs/rules.md
 (rule set 2026.1) itself.
 """
 
@@ -77,7 +77,7 @@ ANALYTE_KEYS = {
 }
 CODED_ANALYTES = {"pregnancy-status"}  # valued by a code, so it has no unit entry
 
-# CLINICAL_RULES.md sections 1, 2 and 6, as written for rule set 2026.1.
+# docs/rules.md sections 1, 2 and 6, as written for rule set 2026.1.
 SPEC_ANALYTE_CODES = {
     "ferritin": {"2276-4", "14723-1", "20567-4", "24373-3"},
     "hemoglobin": {"718-7", "59260-0", "20509-6", "30313-1", "30350-3", "30351-1", "55782-7", "75928-2"},
@@ -94,7 +94,7 @@ SPEC_ANALYTE_CODES = {
     "pregnancy-status": {"82810-3"},
     "gestational-age": {"49051-6"},
 }
-# CLINICAL_RULES.md section 4: same-day precedence, lower tier wins.
+# docs/rules.md section 4: same-day precedence, lower tier wins.
 SPEC_EGFR_TIERS = [
     {"98980-6", "94677-2"},
     {"98979-8"},
@@ -111,7 +111,7 @@ AGGRAVATING_CATEGORIES = [
     "aggravating-other-antidepressants",
     "aggravating-lithium",
 ]
-BUPROPION_RXNORM = "42347"  # CLINICAL_RULES.md section 8: not an aggravator
+BUPROPION_RXNORM = "42347"  # docs/rules.md section 8: not an aggravator
 
 SPEC_FINDING_KINDS = {
     "finding": {
@@ -147,12 +147,13 @@ SPEC_FINDING_KINDS = {
         "no-value",
         "entered-in-error",
         "unknown-code",
+        "not-linked",  # docs/rules.md section 10 (D1)
         "indeterminate",
         "no-effective-date",
         "after-as-of",
     },
 }
-# CLINICAL_RULES.md section 9 (single-target findings); reduced-kidney-function is checked separately.
+# docs/rules.md section 9 (single-target findings); reduced-kidney-function is checked separately.
 SPEC_OUTCOMES = {
     "iron-deficiency": "35240004",
     "anemia": "271737000",
@@ -353,8 +354,8 @@ def test_common_metadata(path: Path) -> None:
     assert COMPUTABLE_NAME.match(data["name"]), data["name"]
     assert data["title"].strip()
     description = data["description"]
-    # The rules' codes cite their CLINICAL_RULES section; the CDS service's own codes cite its documentation.
-    cites = "docs/cds-hooks.md" if data["id"] == "cds-override-reason" else "CLINICAL_RULES.md"
+    # The rules' codes cite their docs/rules.md section; the CDS service's own codes cite its documentation.
+    cites = "docs/cds-hooks.md" if data["id"] == "cds-override-reason" else "docs/rules.md"
     assert cites in description, f"the description must cite {cites}"
     assert description.endswith(".")
     assert re.search(r"\.\s+[A-Z]", description) is None, "the description must be one sentence"
@@ -472,7 +473,7 @@ def test_aggravating_medications_compose_every_category_and_exclude_bupropion() 
     expanded = _expand(composite)
     assert {system for system, _ in expanded} == {RXNORM}
     assert (RXNORM, BUPROPION_RXNORM) not in expanded
-    assert len(expanded) == 24  # CLINICAL_RULES.md section 8 lists 24 ingredients
+    assert len(expanded) == 24  # docs/rules.md section 8 lists 24 ingredients
     for id_ in ("aggravating-ssri-snri", "aggravating-other-antidepressants"):
         assert BUPROPION_RXNORM in _value_set(id_)["description"]
 
@@ -522,7 +523,7 @@ def test_finding_codes_are_unique_kebab_case_and_fully_described() -> None:
         assert KEBAB_CASE.match(concept["code"]), concept["code"]
         assert concept["display"].strip()
         assert concept["definition"].endswith("."), concept["code"]
-        assert "CLINICAL_RULES.md section" in concept["definition"], concept["code"]
+        assert "docs/rules.md section" in concept["definition"], concept["code"]
         assert _kind(concept) in SPEC_FINDING_KINDS
 
 
@@ -631,10 +632,10 @@ def test_units_file_shape() -> None:
     units = _units()
     assert set(units) == {"version", "description", "analytes", "unitTextAliases"}
     assert units["version"] == RULE_SET_VERSION
-    assert "CLINICAL_RULES.md section 7" in units["description"]
+    assert "docs/rules.md section 7" in units["description"]
     for key, entry in units["analytes"].items():
         assert set(entry) == {"canonicalUnit", "source", "conversions"}, key
-        assert entry["source"].startswith("CLINICAL_RULES.md section"), key
+        assert entry["source"].startswith("docs/rules.md section"), key
 
 
 @pytest.mark.unit
@@ -689,7 +690,7 @@ def test_aliases_point_at_accepted_units_and_are_not_themselves_ucum_codes_in_us
 
 @pytest.mark.unit
 def test_egfr_accepts_only_the_per_area_unit() -> None:
-    # CLINICAL_RULES.md section 7: plain mL/min is a clearance (Cockcroft-Gault), not eGFR.
+    # docs/rules.md section 7: plain mL/min is a clearance (Cockcroft-Gault), not eGFR.
     units = _units()
     assert [c["from"] for c in units["analytes"]["egfr"]["conversions"]] == ["mL/min/{1.73_m2}"]
     assert "mL/min" not in units["unitTextAliases"].values()
@@ -734,7 +735,7 @@ def test_factors_agree_with_ucum_and_chemistry(analyte: str) -> None:
         assert _to_canonical(analyte, 1.0, unit) == pytest.approx(expected, rel=2e-3), unit
 
 
-# CLINICAL_RULES.md sections 5 and 7 in their own numbers: (analyte, value, unit, canonical value).
+# docs/rules.md sections 5 and 7 in their own numbers: (analyte, value, unit, canonical value).
 SPEC_ROUND_TRIPS = [
     ("ferritin", 1.0, "pmol/L", 1 / 2.247),
     ("ferritin", 2.247, "pmol/L", 1.0),

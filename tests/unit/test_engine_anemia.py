@@ -1,4 +1,4 @@
-"""Anaemia, CLINICAL_RULES.md section 3 (WHO 2024 haemoglobin cut-offs), and the pregnancy facts of S6.
+"""Anaemia, docs/rules.md section 3 (WHO 2024 haemoglobin cut-offs), and the pregnancy facts of S6.
 
 Cut-offs and severities are tested on both sides and at each boundary. Pregnancy status and
 gestational age are drawn on the same day as the haemoglobin, so the trimester is the one reported.

@@ -1,5 +1,5 @@
 """Bad input inside Observations: each becomes a ``not_evaluable`` entry with the right reason, is never
-used, and never makes the engine raise (CLINICAL_RULES.md S4, S5, section 6 "match on code, never on
+used, and never makes the engine raise (docs/rules.md S4, S5, section 6 "match on code, never on
 display text", section 7 "never guessed").
 
 Every case starts from a ferritin of 10 ug/L, which would be iron deficiency if it were used.

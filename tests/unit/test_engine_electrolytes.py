@@ -1,4 +1,4 @@
-"""Electrolytes, CLINICAL_RULES.md section 5: thresholds, units, albumin correction (Payne 1973) and
+"""Electrolytes, docs/rules.md section 5: thresholds, units, albumin correction (Payne 1973) and
 CTCAE v5.0 grades; and the wording rule: these are NOT established causes of RLS.
 
 Equivalent values in other units are computed from the spec's factors (section 7) and kept clear of

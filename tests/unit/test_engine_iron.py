@@ -1,4 +1,4 @@
-"""Iron rules of CLINICAL_RULES.md section 2: deficiency, insufficiency for RLS, bands, advisories.
+"""Iron rules of docs/rules.md section 2: deficiency, insufficiency for RLS, bands, advisories.
 
 Boundary values are tested on both sides and at the boundary itself. TSAT boundary cases use a
 directly measured TSAT (2502-3) so that the only arithmetic is the engine's comparison.

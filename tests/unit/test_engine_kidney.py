@@ -1,4 +1,4 @@
-"""Kidney rules, CLINICAL_RULES.md section 4 (KDIGO 2024 categories; CKD-EPI 2021 creatinine fallback).
+"""Kidney rules, docs/rules.md section 4 (KDIGO 2024 categories; CKD-EPI 2021 creatinine fallback).
 
 Expected CKD-EPI values are computed here from the published equation (Inker 2021), independently of
 the engine and of the rule-set file.

@@ -78,7 +78,7 @@ MOLAR_LOINC = {
     ("tibc", "umol/L"): "14800-7",
     ("creatinine", "umol/L"): "14682-9",
 }
-# every threshold of CLINICAL_RULES sections 2-5 (and the CTCAE grade bounds), canonical units
+# every threshold of docs/rules.md sections 2-5 (and the CTCAE grade bounds), canonical units
 THRESHOLDS: dict[str, tuple[float, ...]] = {
     "ferritin": (15, 50, 70, 75, 100, 200),
     "hemoglobin": (70, 80, 95, 100, 105, 110, 115, 120, 130),

@@ -1,4 +1,4 @@
-"""Which results count: selection rules S1-S5 of CLINICAL_RULES.md section 1, through ``evaluate``.
+"""Which results count: selection rules S1-S5 of docs/rules.md section 1, through ``evaluate``.
 
 Each case uses one analyte whose single threshold makes "used" visible: ferritin 10 ug/L is iron
 deficiency when the result is used, and absent otherwise.

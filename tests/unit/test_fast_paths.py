@@ -23,7 +23,6 @@ from engine_helpers import knowledge
 from rls_screen.codesets import UCUM
 from rls_screen.model import LabResult, lab_result
 from rls_screen.observations import _classify_general, classify, classify_one
-from rls_screen.patient_data import group_resources, subject_matches
 from rls_screen.quantities import Bound, _format_number, bound, format_number
 from rls_screen.synth import generate_panel
 from rls_screen.units import Converted
@@ -225,40 +224,3 @@ def test_ucum_fast_is_to_canonical_for_every_ucum_code() -> None:
             assert isinstance(converted, Converted)
             assert (7.3 * number if multiply else 7.3 / number, canonical) == (converted.value, converted.unit)
     assert dataclasses.replace(units) == units  # a derived field, out of equality
-
-
-def _grouped_by_subject_matches(patient: dict[str, Any], resources: list[Any]) -> dict[str, list[Any]]:
-    by_type: dict[str, list[Any]] = {}
-    for resource in resources:
-        if subject_matches(resource, str(patient.get("id", ""))):
-            by_type.setdefault(str(resource.get("resourceType")), []).append(resource)
-    return by_type
-
-
-def test_group_resources_keeps_what_subject_matches_keeps() -> None:
-    patient = {"resourceType": "Patient", "id": "p1"}
-    subjects: list[Any] = [
-        {"reference": "Patient/p1"},
-        {"reference": "Patient/p2"},
-        {"reference": "http://x/fhir/Patient/p1"},
-        {"reference": "http://x/fhir/Patient/p11"},
-        {"reference": "Group/p1"},
-        {"reference": 5},
-        {"display": "no reference"},
-        {},
-        "Patient/p2",
-        None,
-    ]
-    resources = []
-    for kind in ("Observation", "Condition", "Procedure", "MedicationRequest", "MedicationStatement", None):
-        for n, subject in enumerate(subjects):
-            resources.append({"resourceType": kind, "id": f"{kind}-{n}", "subject": subject})
-            resources.append({"resourceType": kind, "id": f"{kind}-{n}-p", "patient": subject})
-            resources.append({"resourceType": kind, "id": f"{kind}-{n}-b", "subject": None, "patient": subject})
-    grouped = group_resources(patient, resources)
-    expected = _grouped_by_subject_matches(patient, resources)
-    assert grouped.observations == tuple(expected.get("Observation", ()))
-    assert grouped.conditions == tuple(expected.get("Condition", ()))
-    assert grouped.procedures == tuple(expected.get("Procedure", ()))
-    assert grouped.medications == tuple(expected.get("MedicationRequest", []) + expected.get("MedicationStatement", []))
-    assert 0 < len(grouped.observations) < len(subjects) * 3

@@ -1,4 +1,4 @@
-"""One Observation at a time: ``rls_screen.observations`` (selection rules S1-S5 of CLINICAL_RULES.md).
+"""One Observation at a time: ``rls_screen.observations`` (selection rules S1-S5 of docs/rules.md).
 
 ``classify`` is called directly here, so each case shows the LabResult or the NotEvaluable a single
 resource becomes; choosing the latest result per analyte is the engine's job (test_engine_selection).

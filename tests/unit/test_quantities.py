@@ -1,4 +1,4 @@
-"""Bounds and three-valued threshold tests (CLINICAL_RULES.md S5), in ``rls_screen.quantities``.
+"""Bounds and three-valued threshold tests (docs/rules.md S5), in ``rls_screen.quantities``.
 
 A result "<5" means the true value lies below 5. A test on it is True when every value the bound
 allows passes, False when none does, and None (unknown) otherwise. The table below is written out by

@@ -1,4 +1,4 @@
-"""Unit conversion (CLINICAL_RULES.md section 7, ``mappings/units.json``, ``rls_screen.units``).
+"""Unit conversion (docs/rules.md section 7, ``mappings/units.json``, ``rls_screen.units``).
 
 The expected factors are written here from the spec's own sentences, independently of the JSON file,
 and every conversion the file declares must be one of them. Then the alias rules: convert from
@@ -21,7 +21,7 @@ pytestmark = pytest.mark.unit
 UCUM = "http://unitsofmeasure.org"
 UNITS = load_unit_table()
 
-# (analyte, UCUM unit) -> canonical value of 1 unit, from CLINICAL_RULES section 7 (and S6 for weeks)
+# (analyte, UCUM unit) -> canonical value of 1 unit, from docs/rules.md section 7 (and S6 for weeks)
 SPEC: dict[tuple[str, str], float] = {
     ("ferritin", "ug/L"): 1,
     ("ferritin", "ng/mL"): 1,  # ng/mL = ug/L

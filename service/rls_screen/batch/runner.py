@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, TextIO
 
+from rls_screen.assessment import assess
 from rls_screen.batch.jobs import Job, JobStore, result_text
 from rls_screen.engine import Knowledge
 from rls_screen.errors import FhirError, FhirNotFoundError, FhirUnavailableError, InputError, RlsScreenError
@@ -29,7 +30,7 @@ from rls_screen.fhir_client import FhirClient
 from rls_screen.fhir_reader import read_patient_data
 from rls_screen.model import Assessment
 from rls_screen.patient_data import PatientData
-from rls_screen.screening import ScreenResult, assess, write_back
+from rls_screen.screening import ScreenResult, write_back
 
 log = logging.getLogger(__name__)
 SUMMARY_ANALYTES = (

@@ -28,12 +28,13 @@ from typing import Any, NamedTuple
 import orjson
 
 from rls_screen.codesets import Terminology, value_set_url
+from rls_screen.contract import CONTRACT_TYPES
 from rls_screen.errors import FhirNotFoundError, FhirOperationError, InputError
 from rls_screen.fhir_client import FhirClient
 from rls_screen.patient_data import PatientData, group_resources
 
 FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
-NDJSON_TYPES = ("Patient", "Observation", "Condition", "Procedure", "MedicationRequest")
+NDJSON_TYPES = CONTRACT_TYPES
 log = logging.getLogger(__name__)
 
 
@@ -532,7 +533,7 @@ def bulk_export(
     group: str,
     out_dir: Path,
     *,
-    types: tuple[str, ...] = ("Patient", "Observation", "Condition"),
+    types: tuple[str, ...] = CONTRACT_TYPES,
     max_wait_s: float = 900.0,
     sleep: Any = time.sleep,
 ) -> Path:

@@ -8,7 +8,7 @@ set's ``advice``) and full citations; a source (label, rule documentation URL, t
 code); override reasons; a link to the rule documentation; and a deterministic uuid
 (uuid5 of hookInstance + service + card key), so the same call gives the same cards.
 
-Wording follows CLINICAL_RULES.md: iron deficiency, kidney failure and pregnancy are established
+Wording follows docs/rules.md: iron deficiency, kidney failure and pregnancy are established
 causes or aggravators of RLS; magnesium, potassium and calcium abnormalities are not: they mimic or
 aggravate leg symptoms. The clinical sentences come from the rule set (``advice``) and the engine
 (``note``); this module only arranges them.
@@ -61,7 +61,7 @@ SEVERITY_INDICATOR: Mapping[str, Indicator] = {
 }
 INDICATOR_ORDER = ("info", "warning", "critical")
 
-# Why the finding matters in RLS, in CLINICAL_RULES.md's own terms (summary line only).
+# Why the finding matters in RLS, in docs/rules.md's own terms (summary line only).
 RLS_RELEVANCE = {
     "iron-deficiency": "an established, treatable aggravator of RLS",
     "iron-insufficient-for-rls": "AASM 2024: iron therapy may be considered for RLS",
@@ -263,7 +263,7 @@ class CardBuilder:
 
     @staticmethod
     def _pregnancy_lines(assessment: Assessment) -> list[str]:
-        """CLINICAL_RULES.md: pregnancy is an established aggravator of RLS; say so where it applies."""
+        """docs/rules.md: pregnancy is an established aggravator of RLS; say so where it applies."""
         context = assessment.context
         if not context.pregnant:
             return []

@@ -6,12 +6,13 @@ clinical-drug code listed in ``terminology/ValueSet-rls-*-clinical-drugs.json``,
 resort, an ingredient name as a whole word in the medication's text or coding display
 (case-insensitive). The card says which of the three matched, because a name match is weaker
 evidence than a code. All codes and names come from the ValueSets in terminology/
-(CLINICAL_RULES.md section 8); nothing clinical is written here.
+(docs/rules.md section 8); nothing clinical is written here.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -22,6 +23,9 @@ from rls_screen.cds.models import DraftOrders
 from rls_screen.codesets import RXNORM, Terminology, value_set_url
 from rls_screen.errors import ConfigurationError
 from rls_screen.observations import codings_of
+from rls_screen.references import PatientLink
+
+log = logging.getLogger(__name__)
 
 DrugKind = Literal["dopaminergic", "alpha2delta", "aggravating"]
 MatchedBy = Literal["ingredient code", "clinical drug code", "name"]
@@ -209,8 +213,11 @@ def _medication_concept(
     return code, display
 
 
-def draft_medications(draft_orders: DraftOrders, selections: Sequence[str] | None = None) -> list[DraftMedication]:
-    """The draft medication orders of the Bundle (only the selected ones when ``selections`` is given)."""
+def draft_medications(
+    draft_orders: DraftOrders, selections: Sequence[str] | None, link: PatientLink
+) -> list[DraftMedication]:
+    """The draft medication orders of the Bundle for this patient (only the selected ones when
+    ``selections`` is given). A draft order whose subject is not the patient in context (D1) is skipped."""
     by_reference: dict[str, Mapping[str, Any]] = {}
     for entry in draft_orders.entry:
         resource = entry.resource
@@ -225,6 +232,9 @@ def draft_medications(draft_orders: DraftOrders, selections: Sequence[str] | Non
     for position, entry in enumerate(draft_orders.entry):
         resource = entry.resource
         if not isinstance(resource, Mapping) or resource.get("resourceType") != MEDICATION_ORDER_TYPE:
+            continue
+        if not link.links(resource):
+            log.info("cds: a draft order not linked to the patient in context was skipped")
             continue
         resource_id = resource.get("id")
         reference = (

@@ -28,11 +28,17 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Literal
-from urllib.parse import urlencode
 
 import requests
 
 from rls_screen.cds.errors import DataUnavailableError, DeadlinePassedError, InvalidRequestError
+from rls_screen.contract import (
+    CONDITIONS_KEY,
+    MEDICATIONS_KEY,
+    OBSERVATIONS_KEY,
+    PATIENT_KEY,
+    PROCEDURES_KEY,
+)
 from rls_screen.engine import Knowledge
 from rls_screen.errors import (
     FhirAuthError,
@@ -43,38 +49,24 @@ from rls_screen.errors import (
     ServerNotAllowedError,
 )
 from rls_screen.fhir_client import Allowlist, BearerAuth, FhirClient, NoAuth, normalise_base
-from rls_screen.fhir_reader import PAGE_SIZE, condition_codes, observation_codes, observation_search
+from rls_screen.references import check_patient
 
-PATIENT_KEY = "patient"
-CONDITIONS_KEY = "conditions"
-OBSERVATIONS_KEY = "observations"
-MEDICATIONS_KEY = "medications"
 PREFETCH_PAGE_SIZE = "100"
 SEARCH_BUNDLE_TYPES = frozenset({"searchset", "collection"})
 BATCH_REFUSAL_STATUSES = frozenset({400, 404, 405})
 """Answers to a batch POST that mean "no batch here" (bad request, no such endpoint, method not allowed)."""
 BATCH_REFUSAL_MEMORY_S = 600.0
-_SEARCHES: dict[str, tuple[str, str]] = {  # key -> (resource type, what it is, for messages)
-    CONDITIONS_KEY: ("Condition", "the patient's Conditions"),
-    OBSERVATIONS_KEY: ("Observation", "the patient's lab Observations"),
-    MEDICATIONS_KEY: ("MedicationRequest", "the patient's medications"),
-}
-_WHAT = {PATIENT_KEY: "the Patient", **{key: what for key, (_, what) in _SEARCHES.items()}}
 Source = Literal["prefetch", "prefetch+pages", "fetched", "fetched-in-batch", "null"]
 log = logging.getLogger(__name__)
 
 
 def prefetch_templates(knowledge: Knowledge) -> dict[str, str]:
-    """Every prefetch template the services use (R4 search syntax; ``_sort=-date``, not ``sort:desc``)."""
-    terminology = knowledge.terminology
-    return {
-        PATIENT_KEY: "Patient/{{context.patientId}}",
-        CONDITIONS_KEY: f"Condition?patient={{{{context.patientId}}}}&code={condition_codes(terminology)}"
-        f"&_count={PAGE_SIZE}",
-        OBSERVATIONS_KEY: f"Observation?patient={{{{context.patientId}}}}&code={observation_codes(terminology)}"
-        f"&_sort=-date&_count={PREFETCH_PAGE_SIZE}",
-        MEDICATIONS_KEY: f"MedicationRequest?patient={{{{context.patientId}}}}&status=active&_count={PAGE_SIZE}",
-    }
+    """Every prefetch template the services use, from the data contract (R4 search syntax)."""
+    return knowledge.contract.prefetch_templates(PREFETCH_PAGE_SIZE)
+
+
+def _what(knowledge: Knowledge, key: str) -> str:
+    return "the Patient" if key == PATIENT_KEY else knowledge.contract.search_by_key[key].what
 
 
 @dataclass(frozen=True)
@@ -183,7 +175,7 @@ def _fhir_failure(error: FhirError) -> str:
 
 @dataclass
 class PatientDataResolver:
-    """Resolves the four data sets of one call, each at most once."""
+    """Resolves the data sets of one call (the contract's keys), each at most once."""
 
     patient_id: str
     prefetch: Mapping[str, Any] | None
@@ -193,7 +185,7 @@ class PatientDataResolver:
     sources: dict[str, Source] = field(default_factory=dict)
     _cache: dict[str, Any] = field(default_factory=dict)
 
-    # --- the four data sets -----------------------------------------------------------------------
+    # --- the data sets -----------------------------------------------------------------------
 
     def patient(self) -> Mapping[str, Any]:
         if PATIENT_KEY in self._cache:
@@ -218,6 +210,9 @@ class PatientDataResolver:
 
     def observations(self) -> list[Mapping[str, Any]]:
         return self._search_key(OBSERVATIONS_KEY)
+
+    def procedures(self) -> list[Mapping[str, Any]]:
+        return self._search_key(PROCEDURES_KEY)
 
     def medications(self) -> list[Mapping[str, Any]] | None:
         """Active MedicationRequests; optional: None when neither prefetched nor readable."""
@@ -260,7 +255,7 @@ class PatientDataResolver:
             # Unreachable, too slow, token refused, not JSON: reading key by key would fail the same
             # way and spend the deadline doing it. Every batch holds a required key (only the
             # medications are optional, and a batch has two keys or more), so the call cannot go on.
-            needed = ", ".join(_WHAT[key] for key in missing)
+            needed = ", ".join(_what(self.knowledge, key) for key in missing)
             raise DataUnavailableError(f"{needed}: {_fhir_failure(error)}") from error
         # R4 http.html#transaction: a batch-response with one entry per request, in request order.
         entries = answer.get("entry") if answer.get("type") == "batch-response" else None
@@ -271,19 +266,12 @@ class PatientDataResolver:
 
     # --- batch reads ------------------------------------------------------------------------------
 
-    def _search_params(self, key: str) -> dict[str, str]:
-        subject = f"Patient/{self.patient_id}"
-        if key == CONDITIONS_KEY:
-            return {"subject": subject, "code": condition_codes(self.knowledge.terminology), "_count": PAGE_SIZE}
-        if key == OBSERVATIONS_KEY:
-            return observation_search(self.patient_id, self.knowledge, self.as_of)
-        return {"subject": subject, "status": "active", "_count": PAGE_SIZE}
-
     def _query(self, key: str) -> str:
         """The relative URL of a key's read (a batch entry's request.url)."""
         if key == PATIENT_KEY:
             return f"Patient/{self.patient_id}"
-        return f"{_SEARCHES[key][0]}?{urlencode(self._search_params(key))}"
+        contract = self.knowledge.contract
+        return contract.rest_query(contract.search_by_key[key], self.patient_id, self.as_of)
 
     def _needs_read(self, key: str) -> bool:
         return key not in self._cache and not self._has_null(key) and self._prefetched(key) is None
@@ -302,7 +290,8 @@ class PatientDataResolver:
                 self._cache[PATIENT_KEY] = resource
                 self.sources[PATIENT_KEY] = "fetched-in-batch"
             return
-        resource_type, why = _SEARCHES[key]
+        search = self.knowledge.contract.search_by_key[key]
+        resource_type, why = search.resource_type, search.what
         if resource.get("resourceType") != "Bundle" or resource.get("type") != "searchset":
             return
         resources = list(_entries(resource, resource_type))
@@ -337,7 +326,8 @@ class PatientDataResolver:
         return value
 
     def _search_key(self, key: str) -> list[Mapping[str, Any]]:
-        resource_type, why = _SEARCHES[key]
+        search = self.knowledge.contract.search_by_key[key]
+        resource_type, why = search.resource_type, search.what
         if key in self._cache:
             return list(self._cache[key])
         if self._has_null(key):
@@ -346,7 +336,8 @@ class PatientDataResolver:
         else:
             value = self._prefetched(key)
             if value is None:
-                resources = self._search(resource_type, self._search_params(key), why)
+                params = self.knowledge.contract.rest_params(search, self.patient_id, self.as_of)
+                resources = self._search(resource_type, params, why)
                 self.sources[key] = "fetched"
             else:
                 resources = self._from_bundle(key, value, resource_type, why)
@@ -418,8 +409,10 @@ class PatientDataResolver:
             raise DataUnavailableError(f"the Patient: {_fhir_failure(error)}") from error
         except ValueError as error:
             raise DataUnavailableError("the Patient: the FHIR server's answer is not JSON") from error
-        if not isinstance(patient, Mapping) or patient.get("resourceType") != "Patient":
-            raise DataUnavailableError("the Patient: the FHIR server did not return a Patient")
+        try:
+            check_patient(patient, self.patient_id, "the Patient")
+        except FhirError as error:  # another Patient than context.patientId is never used (D1)
+            raise DataUnavailableError(str(error)) from error
         self.sources[PATIENT_KEY] = "fetched"
         return patient
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from rls_screen.assessment import assess
 from rls_screen.cds.cards import CardBuilder, CardDraft
 from rls_screen.cds.feedback import FeedbackStore, IssuedCard, window_start
 from rls_screen.cds.models import (
@@ -28,21 +29,16 @@ from rls_screen.cds.models import (
     PatientViewRequest,
 )
 from rls_screen.cds.orders import DrugCatalog, OrderMatch, draft_medications
-from rls_screen.cds.prefetch import (
-    MEDICATIONS_KEY,
-    OBSERVATIONS_KEY,
-    PATIENT_KEY,
-    FhirAccess,
-    FhirAccessConfig,
-    PatientDataResolver,
-)
+from rls_screen.cds.prefetch import FhirAccess, FhirAccessConfig, PatientDataResolver
 from rls_screen.cds.services import ORDER_SELECT_SERVICE, ORDER_SIGN_SERVICE, PATIENT_VIEW_SERVICE
 from rls_screen.cds.settings import CdsSettings
 from rls_screen.codesets import value_set_url
-from rls_screen.engine import Knowledge, evaluate, is_active_condition
+from rls_screen.contract import MEDICATIONS_KEY, OBSERVATIONS_KEY, PATIENT_KEY, PROCEDURES_KEY
+from rls_screen.engine import Knowledge, is_active_condition
 from rls_screen.model import Assessment
 from rls_screen.observations import codings_of
 from rls_screen.patient_data import group_resources
+from rls_screen.references import PatientLink
 
 RLS_CONDITION_VALUE_SET = value_set_url("rls-condition")
 IRON_FINDING_PRIORITY = ("iron-deficiency", "iron-insufficient-for-rls", "missing-iron-studies")
@@ -57,10 +53,13 @@ class CallOutcome:
     suppressed: int
 
 
-def has_active_rls(conditions: Sequence[Mapping[str, Any]], knowledge: Knowledge) -> bool:
-    """An active (not refuted) Condition coded in ValueSet rls-condition (SNOMED CT 32914008, ICD-10-CM G25.81)."""
+def has_active_rls(conditions: Sequence[Mapping[str, Any]], knowledge: Knowledge, link: PatientLink) -> bool:
+    """An active (not refuted) Condition of this patient (D1) coded in ValueSet rls-condition (SNOMED CT
+    32914008, ICD-10-CM G25.81). Another patient's Condition in the prefetch never opens the gate."""
     terminology = knowledge.terminology
     for condition in conditions:
+        if not link.links(condition):
+            continue
         if not terminology.contains(RLS_CONDITION_VALUE_SET, codings_of(condition.get("code"))):
             continue
         if is_active_condition(condition):
@@ -97,14 +96,16 @@ class CdsRuntime:
             knowledge=self.knowledge,
             as_of=now.date(),
         )
+        # D1: what names this patient here: Patient/<id>, or an absolute URL on this call's fhirServer
+        link = PatientLink.of(request.context.patient_id, base_url=access.server)
         builder = CardBuilder(self.knowledge, service_id, str(request.hook_instance))
         system_actions: list[Action] = []
         if isinstance(request, PatientViewRequest) and service_id == PATIENT_VIEW_SERVICE:
-            drafts, system_actions = self._patient_view(resolver, builder)
+            drafts, system_actions = self._patient_view(resolver, builder, link)
         elif isinstance(request, OrderSelectRequest) and service_id == ORDER_SELECT_SERVICE:
-            drafts = self._orders(resolver, builder, request.context.draft_orders, request.context.selections)
+            drafts = self._orders(resolver, builder, link, request.context.draft_orders, request.context.selections)
         elif isinstance(request, OrderSignRequest) and service_id == ORDER_SIGN_SERVICE:
-            drafts = self._orders(resolver, builder, request.context.draft_orders, None)
+            drafts = self._orders(resolver, builder, link, request.context.draft_orders, None)
         else:  # the app routes each service to its own request model; this is a wiring error
             raise RuntimeError(f"service {service_id} cannot take a {request.hook} request")
         access.check_deadline()  # cards nobody will see are not recorded as issued
@@ -118,29 +119,26 @@ class CdsRuntime:
 
     # --- services ---------------------------------------------------------------------------------
 
-    def _assess(self, resolver: PatientDataResolver, *, with_medications: bool) -> Assessment:
+    # The contract's keys (D2): every service reads the same data, so one patient gets one Assessment.
+    CONTRACT_KEYS = (PATIENT_KEY, OBSERVATIONS_KEY, PROCEDURES_KEY, MEDICATIONS_KEY)
+
+    def _assess(self, resolver: PatientDataResolver, link: PatientLink) -> Assessment:
+        resolver.fetch_missing(self.CONTRACT_KEYS)
         patient = resolver.patient()
-        conditions = resolver.conditions()
-        observations = resolver.observations()
-        medications = (resolver.medications() or []) if with_medications else []
-        data = group_resources(patient, [*observations, *conditions, *medications])
-        return evaluate(
-            data.facts(),
-            data.observations,
-            as_of=resolver.as_of,
-            knowledge=self.knowledge,
-            conditions=data.conditions,
-            procedures=data.procedures,
-            medications=data.medications,
-        )
+        resources = [
+            *resolver.conditions(),
+            *resolver.observations(),
+            *resolver.procedures(),
+            *(resolver.medications() or []),
+        ]
+        return assess(group_resources(patient, resources, link=link), knowledge=self.knowledge, as_of=resolver.as_of)
 
     def _patient_view(
-        self, resolver: PatientDataResolver, builder: CardBuilder
+        self, resolver: PatientDataResolver, builder: CardBuilder, link: PatientLink
     ) -> tuple[list[CardDraft], list[Action]]:
-        if not has_active_rls(resolver.conditions(), self.knowledge):
+        if not has_active_rls(resolver.conditions(), self.knowledge, link):
             return [], []
-        resolver.fetch_missing((PATIENT_KEY, OBSERVATIONS_KEY, MEDICATIONS_KEY))
-        assessment = self._assess(resolver, with_medications=True)
+        assessment = self._assess(resolver, link)
         actions = builder.system_actions(assessment) if self.settings.cds_system_actions else []
         return builder.patient_view(assessment), actions
 
@@ -148,13 +146,15 @@ class CdsRuntime:
         self,
         resolver: PatientDataResolver,
         builder: CardBuilder,
+        link: PatientLink,
         draft_orders: DraftOrders,
         selections: Sequence[str] | None,
     ) -> list[CardDraft]:
-        matches = [m for m in (self.catalog.match(o) for o in draft_medications(draft_orders, selections)) if m]
+        orders = draft_medications(draft_orders, selections, link)
+        matches = [m for m in (self.catalog.match(o) for o in orders) if m]
         if not matches:
             return []
-        rls = has_active_rls(resolver.conditions(), self.knowledge)
+        rls = has_active_rls(resolver.conditions(), self.knowledge, link)
         rls_condition = self.knowledge.terminology.value_sets[RLS_CONDITION_VALUE_SET]
         drafts: list[CardDraft] = []
         assessment: Assessment | None = None
@@ -167,8 +167,7 @@ class CdsRuntime:
             if not treatment:
                 continue
             if assessment is None:
-                resolver.fetch_missing((PATIENT_KEY, OBSERVATIONS_KEY))
-                assessment = self._assess(resolver, with_medications=False)
+                assessment = self._assess(resolver, link)
             iron = next((f for code in IRON_FINDING_PRIORITY for f in assessment.findings if f.code == code), None)
             drug = treatment[0]
             if iron is not None:

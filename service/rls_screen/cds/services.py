@@ -10,13 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from rls_screen.cds.models import Discovery, ServiceDescriptor
-from rls_screen.cds.prefetch import (
-    CONDITIONS_KEY,
-    MEDICATIONS_KEY,
-    OBSERVATIONS_KEY,
-    PATIENT_KEY,
-    prefetch_templates,
-)
+from rls_screen.cds.prefetch import prefetch_templates
+from rls_screen.contract import CONDITIONS_KEY, MEDICATIONS_KEY, OBSERVATIONS_KEY, PATIENT_KEY, PROCEDURES_KEY
 from rls_screen.engine import Knowledge
 
 PATIENT_VIEW_SERVICE = "rls-secondary-causes"
@@ -27,6 +22,10 @@ USAGE = (
     "(the server must be on the service's allowlist). The bearer JWT must be ES384 or RS384 from a "
     "trusted issuer, with aud set to this endpoint's URL."
 )
+
+
+CONTRACT_PREFETCH_KEYS = (PATIENT_KEY, CONDITIONS_KEY, OBSERVATIONS_KEY, PROCEDURES_KEY, MEDICATIONS_KEY)
+"""Every service asks for the whole data contract (D2): one patient, one Assessment, whichever hook."""
 
 
 @dataclass(frozen=True)
@@ -49,7 +48,7 @@ SERVICES: tuple[ServiceDefinition, ...] = (
             "missing iron studies, anaemia, reduced kidney function or kidney failure, and magnesium, "
             "potassium or calcium changes that mimic leg symptoms; returns a card only for what can be acted on."
         ),
-        prefetch_keys=(PATIENT_KEY, CONDITIONS_KEY, OBSERVATIONS_KEY, MEDICATIONS_KEY),
+        prefetch_keys=CONTRACT_PREFETCH_KEYS,
     ),
     ServiceDefinition(
         id=ORDER_SELECT_SERVICE,
@@ -60,7 +59,7 @@ SERVICES: tuple[ServiceDefinition, ...] = (
             "ligand is selected for a patient with RLS while iron studies are missing or iron is low, says "
             "so (AASM 2024: iron first); when a medicine that may aggravate RLS is selected, warns."
         ),
-        prefetch_keys=(PATIENT_KEY, CONDITIONS_KEY, OBSERVATIONS_KEY),
+        prefetch_keys=CONTRACT_PREFETCH_KEYS,
     ),
     ServiceDefinition(
         id=ORDER_SIGN_SERVICE,
@@ -70,7 +69,7 @@ SERVICES: tuple[ServiceDefinition, ...] = (
             "The order check of rls-order-check-select, on every draft order at signing: RLS drugs while "
             "iron studies are missing or iron is low (AASM 2024), and medicines that may aggravate RLS."
         ),
-        prefetch_keys=(PATIENT_KEY, CONDITIONS_KEY, OBSERVATIONS_KEY),
+        prefetch_keys=CONTRACT_PREFETCH_KEYS,
     ),
 )
 SERVICES_BY_ID = {service.id: service for service in SERVICES}

@@ -9,7 +9,8 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from rls_screen.engine import evaluate, load_knowledge
+from rls_screen.assessment import assess
+from rls_screen.engine import load_knowledge
 from rls_screen.errors import InputError
 from rls_screen.patient_data import from_bundle
 from rls_screen.report import format_text
@@ -41,15 +42,7 @@ def read_json_file(path: Path) -> Any:
 def run(args: argparse.Namespace) -> int:
     data = from_bundle(read_json_file(args.bundle))
     knowledge = load_knowledge(get_settings().conceptmap_dir)
-    assessment = evaluate(
-        data.facts(),
-        data.observations,
-        as_of=args.as_of or date.today(),
-        knowledge=knowledge,
-        conditions=data.conditions,
-        procedures=data.procedures,
-        medications=data.medications,
-    )
+    assessment = assess(data, knowledge=knowledge, as_of=args.as_of or date.today())
     if args.format == "json":
         print(json.dumps(assessment.to_json(), indent=2, ensure_ascii=False))
     else:

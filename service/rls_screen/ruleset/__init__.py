@@ -1,4 +1,4 @@
-"""The versioned rule set: every threshold of CLINICAL_RULES.md, with its citation, as data.
+"""The versioned rule set: every threshold of docs/rules.md, with its citation, as data.
 
 The JSON file beside this module is what a clinical reviewer reads and changes; these models only
 give it types and reject typos (``extra="forbid"``), so a misspelt threshold fails at start-up rather

@@ -1,0 +1,186 @@
+"""The one statement of the data a patient's screening needs, and every read derived from it.
+
+Rule D2 (docs/rules.md, "One patient-data contract"): every path reads the same resource types, with
+the same codes and the same look-back window, so the same data gives the same Assessment however it
+arrived. This module is that statement. From it, and only from it, come:
+
+- the REST searches of ``screen`` and ``batch`` (``rest_searches``),
+- the CDS Hooks prefetch templates and the service's own fallback searches (``prefetch_templates``,
+  ``rest_searches`` again),
+- the Bulk Data ``_type`` and ``_typeFilter`` (``bulk_types``, ``bulk_type_filters``),
+- the resource types read from NDJSON files (``CONTRACT_TYPES``),
+- and ``wanted``: the same filter applied in memory to whatever a path delivered (a whole Synthea
+  Bundle, an unfiltered NDJSON export, a prefetch the EHR filled with more than it was asked), so a
+  path that could not filter at the server gives exactly what a filtered search would have.
+
+What the contract reads (codes from terminology/, the window from the rule set):
+
+==================  =============================================================================
+Patient             the patient itself (sex, birth date)
+Observation         every analyte code (LOINC and site-mapped local codes) and the look-alike
+                    codes the output explains (UIBC, non-eGFR clearances); effective on or after
+                    ``as_of - window_days``
+Condition           ValueSets rls-condition, pregnancy-condition, dialysis
+Procedure           ValueSet dialysis
+MedicationRequest   status active, on-hold or draft (the engine decides which drugs matter)
+==================  =============================================================================
+
+The window on Observations is one rule for every path: a result dated before the window start is
+outside the contract (a REST search never returns it; every other path drops it in ``wanted``). An
+Observation with no effective[x] is kept in memory (the engine reports it as having no date); a
+server's ``date`` search does not return it, so a REST read cannot see it: the one difference left.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Any
+from urllib.parse import urlencode
+
+from rls_screen.codesets import Coding, Terminology, value_set_url
+from rls_screen.observations import codings_of, effective_of
+from rls_screen.ruleset import RuleSet
+
+CONTRACT_TYPES = ("Patient", "Observation", "Condition", "Procedure", "MedicationRequest")
+"""D2: the resource types every path reads, in the order the NDJSON files and Bulk export list them."""
+CONDITION_VALUE_SETS = ("rls-condition", "pregnancy-condition", "dialysis")
+PROCEDURE_VALUE_SETS = ("dialysis",)
+EXPLAINED_VALUE_SETS = ("uibc", "egfr-excluded")
+"""Codes the rules do not use but explain when present ("UIBC is not TIBC", "not an eGFR")."""
+MEDICATION_REQUEST_STATUSES = ("active", "on-hold", "draft")
+"""R4 MedicationRequest.status values that may mean the patient takes (or is about to take) the drug."""
+PAGE_SIZE = "500"
+
+PATIENT_KEY = "patient"
+CONDITIONS_KEY = "conditions"
+OBSERVATIONS_KEY = "observations"
+PROCEDURES_KEY = "procedures"
+MEDICATIONS_KEY = "medications"
+
+
+def _token_list(codings: frozenset[Coding]) -> str:
+    return ",".join(f"{system}|{code}" for system, code in sorted(codings))
+
+
+@dataclass(frozen=True)
+class Search:
+    """One search of the contract, for one patient: the resource type and its filters."""
+
+    key: str
+    """The CDS prefetch key that holds its answer."""
+    resource_type: str
+    what: str
+    """What it is, for messages ("the patient's lab Observations")."""
+    filters: tuple[tuple[str, str], ...]
+    """Search parameters other than the patient, the window and the page size."""
+    dated: bool = False
+    """Whether the contract's look-back window applies (``date=ge<start>``)."""
+
+
+class DataContract:
+    """The contract for one rule set and terminology (built once per ``Knowledge``)."""
+
+    def __init__(self, ruleset: RuleSet, terminology: Terminology) -> None:
+        self.window_days = ruleset.selection.window_days
+        explained = frozenset(c for name in EXPLAINED_VALUE_SETS for c in terminology.value_sets[value_set_url(name)])
+        self.observation_codings: frozenset[Coding] = frozenset(terminology.analyte_by_coding) | explained
+        self.condition_codings: frozenset[Coding] = frozenset(
+            c for name in CONDITION_VALUE_SETS for c in terminology.value_sets[value_set_url(name)]
+        )
+        self.procedure_codings: frozenset[Coding] = frozenset(
+            c for name in PROCEDURE_VALUE_SETS for c in terminology.value_sets[value_set_url(name)]
+        )
+        self.searches: tuple[Search, ...] = (
+            Search(CONDITIONS_KEY, "Condition", "the patient's Conditions", (("code", self._codes("Condition")),)),
+            Search(
+                OBSERVATIONS_KEY,
+                "Observation",
+                "the patient's lab Observations",
+                (("code", self._codes("Observation")),),
+                dated=True,
+            ),
+            Search(PROCEDURES_KEY, "Procedure", "the patient's Procedures", (("code", self._codes("Procedure")),)),
+            Search(
+                MEDICATIONS_KEY,
+                "MedicationRequest",
+                "the patient's medications",
+                (("status", ",".join(MEDICATION_REQUEST_STATUSES)),),
+            ),
+        )
+        self.search_by_key = {search.key: search for search in self.searches}
+
+    def _codes(self, resource_type: str) -> str:
+        codings = {
+            "Observation": self.observation_codings,
+            "Condition": self.condition_codings,
+            "Procedure": self.procedure_codings,
+        }[resource_type]
+        return _token_list(codings)
+
+    def window_start(self, as_of: date) -> date:
+        """The first day of the look-back window (the window includes ``as_of - window_days``)."""
+        return as_of - timedelta(days=self.window_days)
+
+    # --- the reads derived from the contract -------------------------------------------------------
+
+    def rest_params(self, search: Search, patient_id: str, as_of: date) -> dict[str, str]:
+        """The search parameters of ``search`` for one patient (``subject=Patient/<id>``)."""
+        params = {"subject": f"Patient/{patient_id}", **dict(search.filters)}
+        if search.dated:
+            params["date"] = f"ge{self.window_start(as_of).isoformat()}"
+        params["_count"] = PAGE_SIZE
+        return params
+
+    def rest_query(self, search: Search, patient_id: str, as_of: date) -> str:
+        """The relative URL of the search (a batch entry's request.url)."""
+        return f"{search.resource_type}?{urlencode(self.rest_params(search, patient_id, as_of))}"
+
+    def prefetch_templates(self, prefetch_page_size: str) -> dict[str, str]:
+        """CDS Hooks 2.0 prefetch templates (R4 syntax; 2.0 has no relative dates, so no window here:
+        ``wanted`` applies it to what the EHR sends)."""
+        templates = {PATIENT_KEY: "Patient/{{context.patientId}}"}
+        for search in self.searches:
+            query = "&".join(f"{name}={value}" for name, value in search.filters)
+            size = prefetch_page_size if search.dated else PAGE_SIZE
+            sort = "&_sort=-date" if search.dated else ""
+            templates[search.key] = (
+                f"{search.resource_type}?patient={{{{context.patientId}}}}&{query}{sort}&_count={size}"
+            )
+        return templates
+
+    def bulk_types(self) -> tuple[str, ...]:
+        return CONTRACT_TYPES
+
+    def bulk_type_filters(self, as_of: date) -> tuple[str, ...]:
+        """Bulk Data ``_typeFilter`` values: each search's filters (and window) without the patient."""
+        filters: list[str] = []
+        for search in self.searches:
+            params = dict(search.filters)
+            if search.dated:
+                params["date"] = f"ge{self.window_start(as_of).isoformat()}"
+            filters.append(f"{search.resource_type}?{urlencode(params)}")
+        return tuple(filters)
+
+    # --- the same contract in memory ----------------------------------------------------------------
+
+    def wanted(self, resource: Mapping[str, Any], as_of: date) -> bool:
+        """Whether a resource of another type than Patient is inside the contract (type, code, status, window)."""
+        kind = resource.get("resourceType")
+        if kind == "Observation":
+            if not self._coded_in(resource, self.observation_codings):
+                return False
+            effective = effective_of(resource)
+            return effective is None or effective.date() >= self.window_start(as_of)
+        if kind == "Condition":
+            return self._coded_in(resource, self.condition_codings)
+        if kind == "Procedure":
+            return self._coded_in(resource, self.procedure_codings)
+        if kind == "MedicationRequest":
+            return resource.get("status") in MEDICATION_REQUEST_STATUSES
+        return False
+
+    @staticmethod
+    def _coded_in(resource: Mapping[str, Any], codings: frozenset[Coding]) -> bool:
+        return any(coding in codings for coding in codings_of(resource.get("code")))
