@@ -41,6 +41,7 @@ from rls_screen.errors import (
     FhirUnavailableError,
     ServerNotAllowedError,
 )
+from rls_screen.scopes import explain_missing, missing_scopes, scopes_for
 from rls_screen.settings import Settings
 
 FHIR_JSON = "application/fhir+json"
@@ -150,6 +151,7 @@ class SmartBackendAuth:
         scope: str,
         session: requests.Session,
         timeout: tuple[float, float],
+        needed_scopes: str | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if algorithm not in self.ALGORITHMS:
@@ -157,6 +159,7 @@ class SmartBackendAuth:
         check_base_url_scheme(token_url)
         self._token_url, self._client_id, self._key = token_url, client_id, private_key_pem
         self._algorithm, self._kid, self._scope = algorithm, key_id, scope
+        self._needed = needed_scopes if needed_scopes is not None else scope
         self._session, self._timeout, self._clock = session, timeout, clock
         self._token: str | None = None
         self._expires_at = 0.0
@@ -186,8 +189,13 @@ class SmartBackendAuth:
         except requests.RequestException as error:
             raise FhirUnavailableError(f"token endpoint unreachable ({type(error).__name__})") from error
         if response.status_code != 200:
-            raise FhirAuthError(f"token request refused: HTTP {response.status_code}", status=response.status_code)
+            raise FhirAuthError(_token_refusal(response, self._scope), status=response.status_code)
         body = parse_json_object(response, "token request")
+        granted = body.get("scope")
+        # RFC 6749 5.1: the scope is in the answer when the grant differs from the request
+        missing = missing_scopes(self._needed, granted if isinstance(granted, str) else self._scope)
+        if missing:
+            raise FhirAuthError(explain_missing(missing))
         token = body.get("access_token")
         if not isinstance(token, str):
             raise FhirAuthError("token response has no access_token")
@@ -210,7 +218,23 @@ class SmartBackendAuth:
             self._token = None
 
 
-def auth_from_settings(settings: Settings, session: requests.Session) -> Auth:
+def _token_refusal(response: requests.Response, requested: str) -> str:
+    """Why the token endpoint said no: RFC 6749 5.2 ``error`` codes are safe to show (no secrets in them)."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    error = body.get("error") if isinstance(body, dict) else None
+    if error == "invalid_scope":
+        return f"token request refused: the authorization server does not allow the scopes asked for ({requested})"
+    if isinstance(error, str) and error.replace("_", "").isalpha():
+        return f"token request refused: HTTP {response.status_code} {error}"
+    return f"token request refused: HTTP {response.status_code}"
+
+
+def auth_from_settings(settings: Settings, session: requests.Session, needed_scopes: str) -> Auth:
+    """The auth scheme the settings choose; SMART asks for ``needed_scopes`` unless RLS_SCREEN_SMART_SCOPE
+    says otherwise, and the grant must cover ``needed_scopes`` either way."""
     if settings.smart_token_url:
         if not (settings.smart_client_id and settings.smart_private_key_file):
             raise ConfigurationError("SMART backend auth needs RLS_SCREEN_SMART_CLIENT_ID and _PRIVATE_KEY_FILE")
@@ -224,7 +248,8 @@ def auth_from_settings(settings: Settings, session: requests.Session) -> Auth:
             private_key_pem=key,
             algorithm=settings.smart_algorithm,
             key_id=settings.smart_key_id,
-            scope=settings.smart_scope,
+            scope=settings.smart_scope or needed_scopes,
+            needed_scopes=needed_scopes,
             session=session,
             timeout=(settings.fhir_connect_timeout_s, settings.fhir_read_timeout_s),
         )
@@ -375,7 +400,8 @@ class FhirClient:
         self.requests_made = 0
 
     @classmethod
-    def from_settings(cls, settings: Settings, base_url: str | None = None) -> FhirClient:
+    def from_settings(cls, settings: Settings, base_url: str | None = None, *, scopes: str | None = None) -> FhirClient:
+        """``scopes``: what the command needs (``scopes.scopes_for``); default: reading and writing back."""
         session = requests.Session()
         adapter = HTTPAdapter(pool_connections=4, pool_maxsize=32, max_retries=0)
         session.mount("http://", adapter)
@@ -383,7 +409,7 @@ class FhirClient:
         return cls(
             base_url or settings.fhir_base_url,
             allowlist=Allowlist.from_settings(settings),
-            auth=auth_from_settings(settings, session),
+            auth=auth_from_settings(settings, session, scopes or scopes_for(write=True, group=True)),
             session=session,
             connect_timeout_s=settings.fhir_connect_timeout_s,
             read_timeout_s=settings.fhir_read_timeout_s,

@@ -36,7 +36,11 @@ class Settings(BaseSettings):
     smart_private_key_file: Path | None = Field(default=None, description="PEM private key (RS384/ES384).")
     smart_algorithm: str = "RS384"
     smart_key_id: str = "rls-screen"
-    smart_scope: str = "system/Patient.rs system/Observation.rs system/Condition.rs"
+    smart_scope: str | None = Field(
+        default=None,
+        description="Scopes to ask for; default: what the command needs (see rls_screen.scopes). The grant must "
+        "cover what the command needs either way.",
+    )
     conceptmap_dir: Path | None = Field(
         default=None,
         description="Directory of site ConceptMaps (local lab code -> LOINC), added to the shipped ones.",

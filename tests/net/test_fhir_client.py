@@ -547,3 +547,45 @@ def test_a_deadline_cuts_the_read_timeout_and_stops_further_requests() -> None:
         with pytest.raises(FhirUnavailableError, match="deadline has passed"):
             client.read("Patient", "p")
         assert len(server.received) == 1
+
+
+@pytest.mark.parametrize(
+    ("answer", "message"),
+    [
+        (
+            Reply(200, {"access_token": "t", "expires_in": 300, "scope": "system/Patient.rs"}),
+            r"did not grant system/Observation\.rs .*system/Flag\.crus \(to write the Flags\)",
+        ),
+        (Reply(400, {"error": "invalid_scope"}), r"does not allow the scopes asked for \(system/Patient\.rs"),
+    ],
+)
+def test_a_refused_scope_is_a_clear_error_naming_it(answer: Reply, message: str) -> None:
+    import requests
+
+    from rls_screen.scopes import scopes_for
+
+    private_pem, _ = _rsa_pem()
+    asked: list[str] = []
+
+    def token_endpoint(received: Received) -> Reply:
+        asked.append(parse_qs(received.body.decode())["scope"][0])
+        return answer
+
+    with scripted_server(token_endpoint) as auth_server, scripted_server(lambda r: Reply(200, {})) as fhir_server:
+        needed = scopes_for(write=True)
+        auth = SmartBackendAuth(
+            token_url=base_url(auth_server, "/token"),
+            client_id="rls-client",
+            private_key_pem=private_pem,
+            algorithm="RS384",
+            key_id="key-1",
+            scope=needed,
+            needed_scopes=needed,
+            session=requests.Session(),
+            timeout=(2, 5),
+        )
+        client, _ = client_for(base_url(fhir_server), auth=auth)
+        with pytest.raises(FhirAuthError, match=message):
+            client.read("Patient", "p1")
+        assert asked == [needed]
+        assert fhir_server.received == []

@@ -25,6 +25,7 @@ from rls_screen.cli.evaluate import parse_as_of
 from rls_screen.engine import Knowledge, load_knowledge
 from rls_screen.errors import InputError
 from rls_screen.fhir_client import FhirClient
+from rls_screen.scopes import scopes_for
 from rls_screen.settings import Settings, get_settings
 
 
@@ -124,14 +125,16 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.resume:
             job = store.job(args.resume)
-            client = FhirClient.from_settings(settings, args.fhir_url or job.fhir_base_url)
+            scopes = scopes_for(write=not job.dry_run, group=job.source.startswith(("group:", "bulk:")))
+            client = FhirClient.from_settings(settings, args.fhir_url or job.fhir_base_url, scopes=scopes)
             index = None
             if job.source.startswith(("ndjson:", "bulk:")):
                 directory = Path(job.source.split(":", 1)[1]) if job.source.startswith("ndjson:") else None
                 index = _ndjson_loader(_job_dir(settings, job.id) / "index.sqlite", directory)
             problems: tuple[str, ...] = ()
         else:
-            client = FhirClient.from_settings(settings, args.fhir_url)
+            scopes = scopes_for(write=not args.dry_run, group=bool(args.group or args.bulk))
+            client = FhirClient.from_settings(settings, args.fhir_url, scopes=scopes)
             job, index, problems = _register_panel(args, store, client, knowledge, settings)
         for problem in problems[:20]:
             print(f"skipped: {problem}")

@@ -18,13 +18,14 @@ from rls_screen.cli.batch import execute_job, positive_int
 from rls_screen.engine import load_knowledge
 from rls_screen.errors import FhirUnavailableError
 from rls_screen.fhir_client import FhirClient
+from rls_screen.scopes import scopes_for
 from rls_screen.settings import get_settings
 from rls_screen.synth import chunked_transaction_bundles, generate_panel, panel_id
 
 
 def run(args: argparse.Namespace) -> int:
     settings = get_settings()
-    client = FhirClient.from_settings(settings, args.fhir_url)
+    client = FhirClient.from_settings(settings, args.fhir_url, scopes=scopes_for(write=True, group=True, load=True))
     try:
         client.request("GET", "metadata", params={"_summary": "true"})
     except FhirUnavailableError as error:

@@ -10,13 +10,14 @@ from rls_screen.cli.evaluate import parse_as_of
 from rls_screen.engine import load_knowledge
 from rls_screen.fhir_client import FhirClient
 from rls_screen.report import format_text
+from rls_screen.scopes import scopes_for
 from rls_screen.screening import screen_patient
 from rls_screen.settings import get_settings
 
 
 def run(args: argparse.Namespace) -> int:
     settings = get_settings()
-    client = FhirClient.from_settings(settings, args.fhir_url)
+    client = FhirClient.from_settings(settings, args.fhir_url, scopes=scopes_for(write=not args.dry_run))
     knowledge = load_knowledge(settings.conceptmap_dir)
     try:
         result = screen_patient(

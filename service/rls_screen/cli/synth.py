@@ -23,6 +23,7 @@ import orjson
 from rls_screen import synth
 from rls_screen.errors import FhirError, InputError
 from rls_screen.fhir_client import FhirClient
+from rls_screen.scopes import scopes_for
 from rls_screen.settings import get_settings
 
 
@@ -83,7 +84,8 @@ def run(args: argparse.Namespace) -> int:
     per_bundle: int = args.patients_per_bundle
     if not 1 <= per_bundle <= 1000:
         raise InputError(f"--patients-per-bundle must be from 1 to 1000, got {per_bundle}")
-    client = FhirClient.from_settings(get_settings(), args.fhir_url) if args.load else None
+    scopes = scopes_for(write=False, load=True)
+    client = FhirClient.from_settings(get_settings(), args.fhir_url, scopes=scopes) if args.load else None
     base_url = client.base_url if client is not None else None
     bundle_dir: Path | None = args.bundles
     if bundle_dir is not None:
