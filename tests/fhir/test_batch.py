@@ -17,12 +17,12 @@ from typing import Any
 import pytest
 from tests.support.fhir_data import count, observation, patient, put_all, search
 
+from rls_screen.assessment import assess
 from rls_screen.batch.jobs import JobStore
 from rls_screen.cli import main
 from rls_screen.engine import load_knowledge
 from rls_screen.fhir_client import Allowlist, FhirClient
 from rls_screen.patient_data import group_resources
-from rls_screen.screening import assess
 from rls_screen.synth import Panel, chunked_transaction_bundles, generate_panel
 
 AS_OF = date(2026, 11, 25)

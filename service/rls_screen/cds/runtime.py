@@ -67,6 +67,24 @@ def has_active_rls(conditions: Sequence[Mapping[str, Any]], knowledge: Knowledge
     return False
 
 
+CONTRACT_KEYS = (PATIENT_KEY, OBSERVATIONS_KEY, PROCEDURES_KEY, MEDICATIONS_KEY)
+"""The keys read once the RLS gate is open (the Conditions were read for the gate): the data contract (D2)."""
+
+
+def assess_call_data(resolver: PatientDataResolver, link: PatientLink, knowledge: Knowledge) -> Assessment:
+    """The Assessment of a call's patient from the prefetch and fallback reads: every service reads the
+    same data (the contract), so one patient gets one Assessment whichever hook asked."""
+    resolver.fetch_missing(CONTRACT_KEYS)
+    patient = resolver.patient()
+    resources = [
+        *resolver.conditions(),
+        *resolver.observations(),
+        *resolver.procedures(),
+        *(resolver.medications() or []),
+    ]
+    return assess(group_resources(patient, resources, link=link), knowledge=knowledge, as_of=resolver.as_of)
+
+
 class CdsRuntime:
     def __init__(
         self,
@@ -119,19 +137,8 @@ class CdsRuntime:
 
     # --- services ---------------------------------------------------------------------------------
 
-    # The contract's keys (D2): every service reads the same data, so one patient gets one Assessment.
-    CONTRACT_KEYS = (PATIENT_KEY, OBSERVATIONS_KEY, PROCEDURES_KEY, MEDICATIONS_KEY)
-
     def _assess(self, resolver: PatientDataResolver, link: PatientLink) -> Assessment:
-        resolver.fetch_missing(self.CONTRACT_KEYS)
-        patient = resolver.patient()
-        resources = [
-            *resolver.conditions(),
-            *resolver.observations(),
-            *resolver.procedures(),
-            *(resolver.medications() or []),
-        ]
-        return assess(group_resources(patient, resources, link=link), knowledge=self.knowledge, as_of=resolver.as_of)
+        return assess_call_data(resolver, link, self.knowledge)
 
     def _patient_view(
         self, resolver: PatientDataResolver, builder: CardBuilder, link: PatientLink
