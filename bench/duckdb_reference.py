@@ -24,7 +24,7 @@ from typing import Any
 import duckdb
 
 from rls_screen.codesets import LOINC, UCUM
-from rls_screen.engine import Knowledge, load_knowledge
+from rls_screen.knowledge import Knowledge, load_knowledge
 
 ANALYTES = ("ferritin", "hemoglobin", "egfr", "potassium", "magnesium", "calcium-total", "calcium-ionized")
 

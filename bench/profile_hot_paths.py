@@ -21,7 +21,8 @@ from pyinstrument import Profiler
 from panels import AS_OF, ndjson_panel
 from rls_screen.batch import sources
 from rls_screen.batch.runner import OFFLINE_CHUNK, _offline_batch
-from rls_screen.engine import evaluate, load_knowledge
+from rls_screen.engine import evaluate
+from rls_screen.knowledge import load_knowledge
 from rls_screen.patient_data import group_resources
 from rls_screen.synth import generate_panel
 

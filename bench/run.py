@@ -27,9 +27,10 @@ import requests
 
 import ndjson_bench
 import search_bench
-from rls_screen.engine import evaluate, load_knowledge
+from rls_screen.engine import evaluate
 from rls_screen.fhir_client import Allowlist, FhirClient
 from rls_screen.fhir_reader import condition_codes, observation_search, read_patient_data
+from rls_screen.knowledge import load_knowledge
 from rls_screen.patient_data import group_resources
 from rls_screen.synth import generate_panel
 

@@ -34,8 +34,8 @@ from requests.adapters import HTTPAdapter
 
 from rls_screen.batch import runner
 from rls_screen.batch.jobs import JobStore
-from rls_screen.engine import Knowledge, load_knowledge
 from rls_screen.fhir_client import Allowlist, FhirClient
+from rls_screen.knowledge import Knowledge, load_knowledge
 from rls_screen.screening import ensure_device
 from rls_screen.synth import chunked_transaction_bundles, generate_panel
 

@@ -13,7 +13,8 @@ from collections.abc import Mapping, Sequence
 from datetime import date
 from typing import Any
 
-from rls_screen.engine import Knowledge, evaluate
+from rls_screen.engine import evaluate
+from rls_screen.knowledge import Knowledge
 from rls_screen.model import Assessment, NotEvaluable
 from rls_screen.patient_data import PatientData
 

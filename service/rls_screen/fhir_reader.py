@@ -14,9 +14,9 @@ from collections.abc import Mapping
 from datetime import date
 from typing import Any
 
-from rls_screen.engine import Knowledge
 from rls_screen.errors import FhirNotFoundError, FhirOperationError
 from rls_screen.fhir_client import FhirClient
+from rls_screen.knowledge import Knowledge
 from rls_screen.patient_data import PatientData, group_resources
 from rls_screen.references import PatientLink, check_patient
 from rls_screen.writeback import (

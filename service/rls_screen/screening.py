@@ -12,9 +12,9 @@ from datetime import date, datetime
 from typing import Any
 
 from rls_screen.assessment import assess
-from rls_screen.engine import Knowledge
 from rls_screen.fhir_client import FhirClient, parse_json_object
 from rls_screen.fhir_reader import read_existing_state, read_patient_data
+from rls_screen.knowledge import Knowledge
 from rls_screen.model import Assessment
 from rls_screen.writeback import (
     DEVICE_ID_SYSTEM,

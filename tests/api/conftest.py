@@ -18,7 +18,7 @@ from tests.api.helpers import ES_KID, ISSUER, RS_KID, SPEC_ISSUER, Ehr, LiveServ
 
 from rls_screen.cds import create_app
 from rls_screen.cds.settings import CdsSettings
-from rls_screen.engine import Knowledge, load_knowledge
+from rls_screen.knowledge import Knowledge, load_knowledge
 from rls_screen.settings import Settings
 
 

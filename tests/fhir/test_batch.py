@@ -20,8 +20,8 @@ from tests.support.fhir_data import count, observation, patient, put_all, search
 from rls_screen.assessment import assess
 from rls_screen.batch.jobs import JobStore
 from rls_screen.cli import main
-from rls_screen.engine import load_knowledge
 from rls_screen.fhir_client import Allowlist, FhirClient
+from rls_screen.knowledge import load_knowledge
 from rls_screen.patient_data import group_resources
 from rls_screen.synth import Panel, chunked_transaction_bundles, generate_panel
 

@@ -8,10 +8,11 @@ import pytest
 from tests.support.fhir_data import count, observation, patient, put_all, search
 
 from rls_screen.cli import main
-from rls_screen.engine import Knowledge, evaluate, load_knowledge
+from rls_screen.engine import evaluate
 from rls_screen.errors import FhirOperationError
 from rls_screen.fhir_client import Allowlist, FhirClient, validation_errors
 from rls_screen.fhir_reader import read_patient_data
+from rls_screen.knowledge import Knowledge, load_knowledge
 from rls_screen.screening import screen_patient
 
 AS_OF = date(2026, 11, 25)

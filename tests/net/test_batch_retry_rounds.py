@@ -22,8 +22,8 @@ from tests.support.scripted_server import Received, Reply, base_url, scripted_se
 from rls_screen.batch.jobs import JobStore
 from rls_screen.batch.runner import BatchOptions, run_job, server_answers
 from rls_screen.cli import main
-from rls_screen.engine import load_knowledge
 from rls_screen.fhir_client import Allowlist, FhirClient
+from rls_screen.knowledge import load_knowledge
 from rls_screen.settings import get_settings
 
 AS_OF = date(2026, 11, 25)

@@ -21,8 +21,8 @@ from typing import Any
 import requests
 
 from rls_screen.assessment import assess
-from rls_screen.engine import load_knowledge
 from rls_screen.fhir_client import Allowlist, FhirClient
+from rls_screen.knowledge import load_knowledge
 from rls_screen.patient_data import group_resources
 from rls_screen.synth import Panel, chunked_transaction_bundles, generate_panel
 from rls_screen.writeback import FLAG_ID_SYSTEM

@@ -43,7 +43,7 @@ from tests.support.fhir_data import patient, put_all
 
 from rls_screen.cds import create_app
 from rls_screen.cds.settings import CdsSettings
-from rls_screen.engine import Knowledge, load_knowledge
+from rls_screen.knowledge import Knowledge, load_knowledge
 from rls_screen.settings import Settings
 
 pytestmark = [pytest.mark.fhir, pytest.mark.slow]

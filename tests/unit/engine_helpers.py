@@ -17,7 +17,8 @@ from datetime import date, timedelta
 from functools import cache
 from typing import Any
 
-from rls_screen.engine import Knowledge, evaluate, load_knowledge
+from rls_screen.engine import evaluate
+from rls_screen.knowledge import Knowledge, load_knowledge
 from rls_screen.model import Assessment, Finding, NotEvaluable, PatientFacts, Sex
 
 AS_OF = date(2026, 3, 15)

@@ -15,8 +15,8 @@ from rls_screen.batch.runner import (
     retry_pauses,
 )
 from rls_screen.cli import build_parser
-from rls_screen.engine import load_knowledge
 from rls_screen.errors import InputError
+from rls_screen.knowledge import load_knowledge
 
 RECORDED = datetime(2026, 11, 25, tzinfo=UTC)
 

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from rls_screen.assessment import assess
-from rls_screen.engine import load_knowledge
 from rls_screen.errors import FhirResponseError
+from rls_screen.knowledge import load_knowledge
 from rls_screen.patient_data import from_bundle, group_resources
 from rls_screen.references import PatientLink, check_patient
 

@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime
 import pytest
 
 from rls_screen.assessment import assess
-from rls_screen.engine import load_knowledge
+from rls_screen.knowledge import load_knowledge
 from rls_screen.patient_data import PatientData
 from rls_screen.scopes import explain_missing, missing_scopes, scopes_for
 from rls_screen.writeback import ExistingState, plan_writeback

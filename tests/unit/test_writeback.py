@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 from fhir.resources.R4B.bundle import Bundle
 
-from rls_screen.engine import Knowledge, evaluate, load_knowledge
+from rls_screen.engine import evaluate
+from rls_screen.knowledge import Knowledge, load_knowledge
 from rls_screen.model import Assessment, PatientFacts
 from rls_screen.writeback import (
     FLAG_ID_SYSTEM,

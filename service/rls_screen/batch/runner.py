@@ -24,10 +24,10 @@ from typing import Any, TextIO
 
 from rls_screen.assessment import assess
 from rls_screen.batch.jobs import Job, JobStore, result_text
-from rls_screen.engine import Knowledge
 from rls_screen.errors import FhirError, FhirNotFoundError, FhirUnavailableError, InputError, RlsScreenError
 from rls_screen.fhir_client import FhirClient
 from rls_screen.fhir_reader import read_patient_data
+from rls_screen.knowledge import Knowledge
 from rls_screen.model import Assessment
 from rls_screen.patient_data import PatientData
 from rls_screen.screening import ScreenResult, write_back

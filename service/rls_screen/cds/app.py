@@ -70,9 +70,9 @@ from rls_screen.cds.services import (
     discovery,
 )
 from rls_screen.cds.settings import CdsSettings, get_cds_settings
-from rls_screen.engine import Knowledge, load_knowledge
 from rls_screen.errors import ConfigurationError
 from rls_screen.fhir_client import Allowlist
+from rls_screen.knowledge import Knowledge, load_knowledge
 from rls_screen.settings import Settings, get_settings
 
 FHIR_JSON = "application/fhir+json"

@@ -27,7 +27,7 @@ from rls_screen.cds.feedback import data_signature
 from rls_screen.cds.models import Action, Card, Coding, Link, Source, Suggestion
 from rls_screen.cds.orders import Drug, OrderMatch
 from rls_screen.codesets import FINDING_SYSTEM, OVERRIDE_REASON_SYSTEM
-from rls_screen.engine import Knowledge
+from rls_screen.knowledge import Knowledge
 from rls_screen.model import Assessment, Finding, Threshold, ValueUsed
 from rls_screen.quantities import format_number
 from rls_screen.report import IRON_BAND_TEXT, short_source

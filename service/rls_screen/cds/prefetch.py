@@ -39,7 +39,6 @@ from rls_screen.contract import (
     PATIENT_KEY,
     PROCEDURES_KEY,
 )
-from rls_screen.engine import Knowledge
 from rls_screen.errors import (
     FhirAuthError,
     FhirError,
@@ -49,6 +48,7 @@ from rls_screen.errors import (
     ServerNotAllowedError,
 )
 from rls_screen.fhir_client import Allowlist, BearerAuth, FhirClient, NoAuth, normalise_base
+from rls_screen.knowledge import Knowledge
 from rls_screen.references import check_patient
 
 PREFETCH_PAGE_SIZE = "100"

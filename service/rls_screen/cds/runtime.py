@@ -34,7 +34,8 @@ from rls_screen.cds.services import ORDER_SELECT_SERVICE, ORDER_SIGN_SERVICE, PA
 from rls_screen.cds.settings import CdsSettings
 from rls_screen.codesets import value_set_url
 from rls_screen.contract import MEDICATIONS_KEY, OBSERVATIONS_KEY, PATIENT_KEY, PROCEDURES_KEY
-from rls_screen.engine import Knowledge, is_active_condition
+from rls_screen.engine import is_active_condition
+from rls_screen.knowledge import Knowledge
 from rls_screen.model import Assessment
 from rls_screen.observations import codings_of
 from rls_screen.patient_data import group_resources

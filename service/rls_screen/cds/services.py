@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from rls_screen.cds.models import Discovery, ServiceDescriptor
 from rls_screen.cds.prefetch import prefetch_templates
 from rls_screen.contract import CONDITIONS_KEY, MEDICATIONS_KEY, OBSERVATIONS_KEY, PATIENT_KEY, PROCEDURES_KEY
-from rls_screen.engine import Knowledge
+from rls_screen.knowledge import Knowledge
 
 PATIENT_VIEW_SERVICE = "rls-secondary-causes"
 ORDER_SELECT_SERVICE = "rls-order-check-select"

@@ -22,9 +22,9 @@ from rls_screen.batch.runner import (
     run_job,
 )
 from rls_screen.cli.evaluate import parse_as_of
-from rls_screen.engine import Knowledge, load_knowledge
 from rls_screen.errors import InputError
 from rls_screen.fhir_client import FhirClient
+from rls_screen.knowledge import Knowledge, load_knowledge
 from rls_screen.scopes import scopes_for
 from rls_screen.settings import Settings, get_settings
 

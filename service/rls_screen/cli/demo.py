@@ -15,9 +15,9 @@ from datetime import UTC, date, datetime
 from rls_screen.batch import sources
 from rls_screen.batch.jobs import JobStore
 from rls_screen.cli.batch import execute_job, positive_int
-from rls_screen.engine import load_knowledge
 from rls_screen.errors import FhirUnavailableError
 from rls_screen.fhir_client import FhirClient
+from rls_screen.knowledge import load_knowledge
 from rls_screen.scopes import scopes_for
 from rls_screen.settings import get_settings
 from rls_screen.synth import chunked_transaction_bundles, generate_panel, panel_id

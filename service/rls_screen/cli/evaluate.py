@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from rls_screen.assessment import assess
-from rls_screen.engine import load_knowledge
 from rls_screen.errors import InputError
+from rls_screen.knowledge import load_knowledge
 from rls_screen.patient_data import from_bundle
 from rls_screen.report import format_text
 from rls_screen.settings import get_settings

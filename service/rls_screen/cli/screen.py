@@ -7,8 +7,8 @@ import json
 from datetime import UTC, date, datetime
 
 from rls_screen.cli.evaluate import parse_as_of
-from rls_screen.engine import load_knowledge
 from rls_screen.fhir_client import FhirClient
+from rls_screen.knowledge import load_knowledge
 from rls_screen.report import format_text
 from rls_screen.scopes import scopes_for
 from rls_screen.screening import screen_patient

@@ -1,0 +1,103 @@
+"""The entry point: one patient's facts and Observations, as of a date -> an ``Assessment``.
+
+``evaluate`` selects the usable results, reads the pregnancy state, then runs the rule domains in a
+fixed order (kidney, whose kidney-failure answer the iron rules read; iron; anaemia; electrolytes;
+medications) and assembles the Assessment: findings in ``FINDING_ORDER``, the patient context, the GFR
+category, the iron band and every Observation used.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import date
+from typing import Any
+
+from rls_screen.engine.anemia import evaluate_anemia
+from rls_screen.engine.electrolytes import evaluate_electrolytes
+from rls_screen.engine.evaluation import Evaluation, age_in_years
+from rls_screen.engine.iron import evaluate_iron
+from rls_screen.engine.kidney import evaluate_kidney
+from rls_screen.engine.medications import evaluate_medications
+from rls_screen.engine.pregnancy import read_pregnancy, trimester_of
+from rls_screen.engine.selection import latest_per_analyte, usable_results
+from rls_screen.knowledge import Knowledge
+from rls_screen.model import Assessment, NotEvaluable, PatientContext, PatientFacts
+
+FINDING_ORDER = (
+    "iron-deficiency",
+    "iron-insufficient-for-rls",
+    "missing-iron-studies",
+    "anemia",
+    "reduced-kidney-function",
+    "kidney-failure",
+    "hypomagnesemia",
+    "hypokalemia",
+    "hyperkalemia",
+    "hypocalcemia",
+)
+
+
+def evaluate(
+    patient: PatientFacts,
+    observations: Sequence[Mapping[str, Any]],
+    *,
+    as_of: date,
+    knowledge: Knowledge,
+    conditions: Sequence[Mapping[str, Any]] = (),
+    procedures: Sequence[Mapping[str, Any]] = (),
+    medications: Sequence[Mapping[str, Any]] = (),
+    not_evaluable: Sequence[NotEvaluable] = (),
+) -> Assessment:
+    """Apply rule set ``knowledge.ruleset`` to one patient's data as of ``as_of``.
+
+    ``not_evaluable``: what the caller already set aside (resources not linked to the patient, D1),
+    reported first in the Assessment's not-evaluable list.
+    """
+    selection = knowledge.ruleset.selection
+    problems: list[NotEvaluable] = list(not_evaluable)
+    usable = usable_results(observations, knowledge, as_of, problems)
+    latest = latest_per_analyte(usable, knowledge)
+    ev = Evaluation(knowledge, patient, as_of, latest, usable, not_evaluable=problems)
+    age_years = age_in_years(patient.birth_date, as_of) if patient.birth_date else None
+    pregnancy = read_pregnancy(ev, conditions)
+    weeks_now = pregnancy.weeks_on(as_of)
+    pregnant_now = pregnancy.pregnant and (
+        weeks_now is None or weeks_now < selection.gestational_age_implausible_from_weeks
+    )
+    if pregnancy.pregnant and not pregnant_now:
+        ev.not_evaluable.append(
+            NotEvaluable(
+                "stale",
+                "pregnancy record outdated: projected gestational age beyond 44 weeks",
+                "pregnancy-status",
+            )
+        )
+
+    gfr_category, kidney_failure = evaluate_kidney(ev, age_years, [*conditions, *procedures])
+    iron_band, inflammation_word = evaluate_iron(ev, age_years, kidney_failure)
+    evaluate_anemia(ev, pregnancy, age_years)
+    evaluate_electrolytes(ev)
+    evaluate_medications(ev, medications)
+
+    ordered = sorted(ev.findings, key=lambda f: FINDING_ORDER.index(f.code))
+    context = PatientContext(
+        sex=patient.sex,
+        age_years=age_years,
+        pregnant=pregnant_now,
+        trimester=trimester_of(weeks_now, ev) if pregnant_now else None,
+        pregnancy_basis=pregnancy.basis if pregnant_now else (),
+        inflammation=None if inflammation_word in ("not-assessed", "indeterminate") else inflammation_word == "present",
+    )
+    return Assessment(
+        patient=patient.reference,
+        as_of=as_of,
+        rule_set_id=knowledge.ruleset.id,
+        rule_set_version=knowledge.ruleset.version,
+        context=context,
+        findings=tuple(ordered),
+        advisories=tuple(ev.advisories),
+        gfr_category=gfr_category,
+        iron_band=iron_band,
+        not_evaluable=tuple(ev.not_evaluable),
+        used_observations=tuple(sorted(ev.used.values(), key=lambda r: r.reference)),
+    )

@@ -1,0 +1,164 @@
+"""The working state of one evaluation and the helpers every rule domain shares.
+
+``Evaluation`` accumulates findings, advisories, not-evaluable reasons and the Observations used while
+the domain modules run; ``evaluate`` turns it into an ``Assessment``. Beside it: building a
+``ValueUsed`` from a result (``used``), choosing the newest result (``select_latest``, S3), agreeing
+answers across candidate contexts (``agreed``), severity bands (``severity_of``), ages at a date and
+whether a Condition is active.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+from rls_screen.knowledge import Knowledge
+from rls_screen.model import Finding, FindingKind, LabResult, NotEvaluable, PatientFacts, Threshold, ValueUsed
+from rls_screen.observations import codings_of, ordering_key
+from rls_screen.quantities import Bound, Truth
+from rls_screen.ruleset import BelowBand, RuleSet
+
+ACTIVE_CLINICAL_STATUSES = frozenset({"active", "recurrence", "relapse"})
+REFUTED_VERIFICATION = frozenset({"refuted", "entered-in-error"})
+
+
+def age_in_years(birth: date, on: date) -> int:
+    return on.year - birth.year - ((on.month, on.day) < (birth.month, birth.day))
+
+
+def age_in_months(birth: date, on: date) -> int:
+    return (on.year - birth.year) * 12 + on.month - birth.month - (on.day < birth.day)
+
+
+def is_active_condition(condition: Mapping[str, Any]) -> bool:
+    """clinicalStatus active/recurrence/relapse and not refuted or entered in error."""
+    clinical = {code for _, code in codings_of(condition.get("clinicalStatus"))}
+    verification = {code for _, code in codings_of(condition.get("verificationStatus"))}
+    return bool(clinical & ACTIVE_CLINICAL_STATUSES) and not (verification & REFUTED_VERIFICATION)
+
+
+def used(result: LabResult, value: Bound | None = None) -> ValueUsed:
+    return ValueUsed(
+        analyte=result.analyte,
+        value=value if value is not None else result.value or Bound(0.0),
+        unit=result.unit,
+        effective=result.effective_date,
+        observations=(result.reference,),
+        reported=result.reported,
+        lab_reference_range=result.lab_reference_range,
+        lab_interpretation=result.lab_interpretation,
+    )
+
+
+@dataclass
+class Evaluation:
+    """Working state of one evaluation; ``evaluate`` turns it into an ``Assessment``."""
+
+    knowledge: Knowledge
+    patient: PatientFacts
+    as_of: date
+    latest: dict[str, LabResult]
+    usable: dict[str, list[LabResult]]
+    findings: list[Finding] = field(default_factory=list)
+    advisories: list[Finding] = field(default_factory=list)
+    not_evaluable: list[NotEvaluable] = field(default_factory=list)
+    used: dict[str, LabResult] = field(default_factory=dict)
+
+    @property
+    def rules(self) -> RuleSet:
+        return self.knowledge.ruleset
+
+    def add(
+        self,
+        kind: FindingKind,
+        code: str,
+        rule_id: str,
+        citations: tuple[str, ...],
+        values: Sequence[ValueUsed],
+        thresholds: Sequence[Threshold] = (),
+        severity: str | None = None,
+        note: str | None = None,
+        extra_basis: tuple[str, ...] = (),
+    ) -> None:
+        finding = Finding(
+            code=code,
+            kind=kind,
+            display=self.knowledge.terminology.display(code),
+            rule_id=rule_id,
+            rule_set_version=self.rules.version,
+            thresholds=tuple(thresholds),
+            values=tuple(values),
+            citations=self.rules.cite(citations),
+            severity=severity,
+            note=note,
+            extra_basis=extra_basis,
+        )
+        (self.findings if kind == "finding" else self.advisories).append(finding)
+        for value in values:
+            for ref in value.observations:
+                result = self._result_by_reference(ref)
+                if result is not None:
+                    self.used[ref] = result
+
+    def _result_by_reference(self, reference: str) -> LabResult | None:
+        for results in self.usable.values():
+            for result in results:
+                if result.reference == reference:
+                    return result
+        return None
+
+    def use(self, *results: LabResult | None) -> None:
+        for result in results:
+            if result is not None:
+                self.used[result.reference] = result
+
+    def indeterminate(self, analyte: str, rule: str, result: LabResult | None, why: str) -> None:
+        reason = "comparator-indeterminate" if result and result.value and result.value.comparator else "indeterminate"
+        self.not_evaluable.append(
+            NotEvaluable(
+                reason,
+                f"{rule}: {why}",
+                analyte,
+                result.reference if result else None,
+                result.effective_date if result else None,
+            )
+        )
+
+    def missing(self, analyte: str, what: str) -> None:
+        self.not_evaluable.append(
+            NotEvaluable(
+                "missing",
+                f"no usable {what} in the {self.rules.selection.window_days} days before {self.as_of.isoformat()}",
+                analyte,
+            )
+        )
+
+
+def select_latest(results: Sequence[LabResult], egfr_tier: Callable[[str], int] | None = None) -> LabResult:
+    """S3: the newest result wins; for eGFR, same-day ties go to the higher-precedence code."""
+    if len(results) == 1:
+        return results[0]
+    if egfr_tier is None:
+        return max(results, key=lambda r: (ordering_key(r.effective), r.reference))
+    return max(
+        results,
+        key=lambda r: (r.effective_date, -egfr_tier(r.loinc), ordering_key(r.effective), r.reference),
+    )
+
+
+def agreed(answers: Sequence[Truth]) -> Truth:
+    """One answer when every candidate context (sex, trimester) gives the same one, else None."""
+    distinct = set(answers)
+    return distinct.pop() if len(distinct) == 1 else None
+
+
+def severity_of(value: Bound, bands: Iterable[BelowBand]) -> str | None:
+    for band in bands:
+        answer = value.below(band.below)
+        if answer is None:
+            return None
+        if answer:
+            return band.severity
+    return None
