@@ -34,7 +34,7 @@ CONCEPTMAP_DIR = REPO / "mappings" / "conceptmaps"
 UNITS_FILE = REPO / "mappings" / "units.json"
 
 BASE_URL = "https://rls-screen.org/fhir"
-RULE_SET_VERSION = "2026.1"
+RULE_SET_VERSION = "2026.2"
 LOINC = "http://loinc.org"
 SNOMED = "http://snomed.info/sct"
 ICD10CM = "http://hl7.org/fhir/sid/icd-10-cm"

@@ -1,4 +1,4 @@
-"""What every finding carries (docs/rules.md: rule set 2026.1, citations, the Observations it rests
+"""What every finding carries (docs/rules.md: the rule-set version, citations, the Observations it rests
 on), the lab's own reference range beside ours (section 5), the JSON shape, and medication advisories
 (section 8).
 """

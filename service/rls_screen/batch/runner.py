@@ -64,6 +64,7 @@ def patient_summary(assessment: Assessment, result: ScreenResult) -> dict[str, A
         if used.analyte in SUMMARY_ANALYTES and used.value is not None and not used.value.comparator:
             latest.setdefault(used.analyte, round(used.value.value, 3))
     return {
+        "ruleSet": f"{assessment.rule_set_id} {assessment.rule_set_version}",
         "findings": {f.code: f.severity for f in assessment.findings},
         "advisories": sorted({a.code for a in assessment.advisories}),
         "gfrCategory": assessment.gfr_category,

@@ -16,7 +16,7 @@ from pydantic.alias_generators import to_camel
 
 from rls_screen.errors import ConfigurationError
 
-DEFAULT_RULESET = "rls-secondary-causes-2026.1.json"
+DEFAULT_RULESET = "rls-secondary-causes-2026.2.json"
 
 
 class _Model(BaseModel):
