@@ -3,11 +3,14 @@
 Order of checks (cheap and local first, so a forged or stale token costs no JWKS fetch):
 
 1. ``Authorization: Bearer <jwt>`` is present and the JWT has three parts.
-2. Header: ``alg`` is ES384 or RS384 (never ``none``, never HMAC), ``kid`` is present, ``typ`` is
-   JWT when given, ``jku`` (if any) is on the allowlist or is the issuer's configured ``jwks_uri``.
-3. Claims, unverified yet: ``iss`` is a trusted issuer; ``aud`` (string or array) holds
-   RLS_SCREEN_PUBLIC_URL + the request path; ``exp``, ``iat`` and ``jti`` are present and sane
-   (``exp`` in the future, ``iat`` not in the future, lifetime bounded); ``nbf`` if sent has passed.
+2. Header, each field of its one accepted type: ``alg`` the string ES384 or RS384 (never ``none``,
+   never HMAC), ``kid`` a string, ``typ`` "JWT" when given, ``jku`` (if any) a string, checked in
+   step 4; no ``crit`` or ``b64`` (JWS extensions we do not implement).
+3. Claims, unverified yet, each of its one accepted type: ``iss`` a string naming a trusted issuer;
+   ``aud`` a string or an array of strings that holds RLS_SCREEN_PUBLIC_URL + the request path;
+   ``exp``, ``iat`` and ``nbf`` (if sent) finite numbers between 1970 and 9999 (no NaN, no infinity,
+   no 400-digit integer), ``exp`` in the future, ``iat`` not in the future, lifetime bounded, ``nbf``
+   passed; ``jti`` a string; ``tenant`` a string when sent.
    Rejecting on these before the signature is safe: nothing is accepted until step 4 passes.
 4. The key: ``kid`` in the issuer's JWK Set (inline, ``jwks_uri`` or allowlisted ``jku``; fetched
    sets are cached and refetched once on an unknown ``kid``), of the type ``alg`` needs (EC P-384
@@ -15,8 +18,8 @@ Order of checks (cheap and local first, so a forged or stale token costs no JWKS
 5. ``jti`` replay cache: a (iss, jti) pair is accepted once until its ``exp`` has passed; the service
    keeps it in its SQLite state file, so every uvicorn worker process sees every other's tokens.
 
-Any failure raises ``AuthenticationError``: the API answers a bare 401. The reason goes to the log;
-the token never does.
+Any failure raises ``AuthenticationError`` (``verify`` turns any other exception into one, so no
+token can provoke a 500): the API answers a bare 401. The reason goes to the log; the token never does.
 """
 
 from __future__ import annotations
@@ -45,6 +48,10 @@ ALLOWED_ALGORITHMS = frozenset({"ES384", "RS384"})
 REQUIRED_CLAIMS = ("iss", "aud", "exp", "iat", "jti")
 MIN_RSA_BITS = 2048
 MAX_TOKEN_CHARS = 16384
+MAX_CLAIM_CHARS = 2048  # iss, each aud, jku: URLs
+MAX_ID_CHARS = 256  # jti, kid, tenant
+MAX_AUDIENCES = 20
+MAX_NUMERIC_DATE = 253402300799  # 9999-12-31T23:59:59Z: a later exp, iat or nbf is malformed, not far off
 JWKS_REFETCH_MIN_INTERVAL_S = 30.0
 JWKS_TIMEOUT_S = (2.0, 5.0)
 log = logging.getLogger(__name__)
@@ -222,11 +229,62 @@ class SqliteReplayCache:
         return int(count)
 
 
-def _number(claims: Mapping[str, Any], name: str) -> float:
+@dataclass(frozen=True)
+class _Claims:
+    """The claims the service relies on, each of its one accepted type (checked before any use)."""
+
+    iss: str
+    aud: tuple[str, ...]
+    exp: float
+    iat: float
+    nbf: float | None
+    jti: str
+    tenant: str | None
+
+
+def _timestamp(claims: Mapping[str, Any], name: str) -> float:
+    """A NumericDate (RFC 7519 section 2): a finite number of seconds between 1970 and 9999."""
     value = claims.get(name)
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise AuthenticationError(f"claim {name} is missing or not a number")
+    # Compared before float(): a 400-digit int overflows a float; NaN fails every comparison, so the
+    # chained test below is false for NaN and +-Infinity too (json.loads accepts all three).
+    if not 0 <= value <= MAX_NUMERIC_DATE:
+        raise AuthenticationError(f"claim {name} is not a finite time between 1970 and 9999")
     return float(value)
+
+
+def _string(claims: Mapping[str, Any], name: str, max_chars: int) -> str:
+    value = claims.get(name)
+    if not isinstance(value, str) or not value or len(value) > max_chars:
+        raise AuthenticationError(f"claim {name} is missing or not a string of 1-{max_chars} characters")
+    return value
+
+
+def _audiences(value: Any) -> tuple[str, ...]:
+    """``aud``: one string or a non-empty array of strings (RFC 7519 section 4.1.3)."""
+    if isinstance(value, str):
+        return (value,)
+    if (
+        isinstance(value, list)
+        and 0 < len(value) <= MAX_AUDIENCES
+        and all(isinstance(item, str) and len(item) <= MAX_CLAIM_CHARS for item in value)
+    ):
+        return tuple(value)
+    raise AuthenticationError("claim aud is neither a string nor an array of strings")
+
+
+def _typed_claims(claims: Mapping[str, Any]) -> _Claims:
+    tenant = _string(claims, "tenant", MAX_ID_CHARS) if "tenant" in claims else None
+    return _Claims(
+        iss=_string(claims, "iss", MAX_CLAIM_CHARS),
+        aud=_audiences(claims.get("aud")),
+        exp=_timestamp(claims, "exp"),
+        iat=_timestamp(claims, "iat"),
+        nbf=_timestamp(claims, "nbf") if "nbf" in claims else None,
+        jti=_string(claims, "jti", MAX_ID_CHARS),
+        tenant=tenant,
+    )
 
 
 class JwtVerifier:
@@ -253,57 +311,49 @@ class JwtVerifier:
         return self._public_url + path
 
     def verify(self, authorization: str | None, path: str) -> VerifiedClient:
+        """The caller of a request to ``path``, or AuthenticationError: never any other exception."""
+        try:
+            return self._verify(authorization, path)
+        except AuthenticationError:
+            raise
+        except Exception as error:
+            # Fail closed on what the checks below did not foresee: the input is unauthenticated, so
+            # an error it provokes is a refused token (a bare 401), never a 500 that names the error.
+            raise AuthenticationError(f"token could not be checked ({type(error).__name__})") from error
+
+    def _verify(self, authorization: str | None, path: str) -> VerifiedClient:
         token = _bearer_token(authorization)
         header = _header(token)
         alg, kid = header["alg"], header["kid"]
-        claims = _unverified_claims(token)
-        issuer = claims.get("iss")
-        trusted = self._issuers.get(issuer) if isinstance(issuer, str) else None
+        claims = _typed_claims(_unverified_claims(token))
+        trusted = self._issuers.get(claims.iss)
         if trusted is None:
             raise AuthenticationError("issuer is not on the trusted-issuers list")
         now = self._clock()
         self._check_times(claims, now)
-        self._check_audience(claims.get("aud"), path)
-        jti = claims.get("jti")
-        if not isinstance(jti, str) or not jti or len(jti) > 256:
-            raise AuthenticationError("claim jti is missing or malformed")
+        self._check_audience(claims.aud, path)
         jwk = self._key(trusted, header, kid, alg)
         try:
-            jwt.decode(
-                token,
-                key=jwk.key,
-                algorithms=[alg],
-                options={
-                    "verify_signature": True,
-                    "verify_exp": False,  # checked above with our clock and leeway
-                    "verify_iat": False,
-                    "verify_nbf": False,
-                    "verify_aud": False,
-                    "verify_iss": False,
-                },
-            )
+            # The signature only: every claim was checked above, with our clock and our types.
+            jwt.PyJWS().decode(token, key=jwk, algorithms=[alg])
         except jwt.InvalidTokenError as error:
             raise AuthenticationError(f"signature not valid ({type(error).__name__})") from error
-        if not self._replay.first_use(trusted.issuer, jti, _number(claims, "exp") + self._leeway, now):
+        if not self._replay.first_use(trusted.issuer, claims.jti, claims.exp + self._leeway, now):
             raise AuthenticationError("jti already used (replay)")
-        tenant = claims.get("tenant")
-        return VerifiedClient(issuer=trusted.issuer, tenant=tenant if isinstance(tenant, str) else None)
+        return VerifiedClient(issuer=trusted.issuer, tenant=claims.tenant)
 
-    def _check_times(self, claims: Mapping[str, Any], now: float) -> None:
-        exp, iat = _number(claims, "exp"), _number(claims, "iat")
-        if exp <= now - self._leeway:
+    def _check_times(self, claims: _Claims, now: float) -> None:
+        if claims.exp <= now - self._leeway:
             raise AuthenticationError("token expired")
-        if iat > now + self._leeway:
+        if claims.iat > now + self._leeway:
             raise AuthenticationError("token issued in the future (iat)")
-        if exp - now > self._max_lifetime:
+        if claims.exp - now > self._max_lifetime:
             raise AuthenticationError("token lifetime exceeds the configured maximum")
-        if "nbf" in claims and _number(claims, "nbf") > now + self._leeway:
+        if claims.nbf is not None and claims.nbf > now + self._leeway:
             raise AuthenticationError("token not yet valid (nbf)")
 
-    def _check_audience(self, audience: Any, path: str) -> None:
-        expected = self.audience_for(path)
-        values = [audience] if isinstance(audience, str) else audience if isinstance(audience, list) else []
-        if expected not in [v.rstrip("/") if isinstance(v, str) else v for v in values]:
+    def _check_audience(self, audiences: tuple[str, ...], path: str) -> None:
+        if self.audience_for(path) not in [value.rstrip("/") for value in audiences]:
             raise AuthenticationError("aud is not this endpoint's URL")
 
     def _key(self, trusted: TrustedIssuer, header: Mapping[str, Any], kid: str, alg: str) -> jwt.PyJWK:
@@ -364,12 +414,21 @@ def _header(token: str) -> dict[str, Any]:
     except jwt.InvalidTokenError as error:
         raise AuthenticationError(f"JWT header unreadable ({type(error).__name__})") from error
     alg = header.get("alg")
+    if not isinstance(alg, str):
+        raise AuthenticationError(f"alg of type {type(alg).__name__} not allowed (ES384, RS384 only)")
     if alg not in ALLOWED_ALGORITHMS:
-        raise AuthenticationError(f"alg {str(alg)[:16]!r} not allowed (ES384, RS384 only)")
-    if not isinstance(header.get("kid"), str) or not header["kid"]:
-        raise AuthenticationError("JWT header has no kid")
-    if "typ" in header and str(header["typ"]).upper() != "JWT":
+        raise AuthenticationError(f"alg {alg[:16]!r} not allowed (ES384, RS384 only)")
+    kid = header.get("kid")
+    if not isinstance(kid, str) or not kid or len(kid) > MAX_ID_CHARS:
+        raise AuthenticationError("JWT header kid is missing or not a string")
+    typ = header.get("typ", "JWT")
+    if not isinstance(typ, str) or typ.upper() != "JWT":
         raise AuthenticationError("JWT header typ is not JWT")
+    if "jku" in header and not (isinstance(header["jku"], str) and len(header["jku"]) <= MAX_CLAIM_CHARS):
+        raise AuthenticationError("JWT header jku is not a URL string")
+    if "crit" in header or "b64" in header:
+        # RFC 7515 section 4.1.11 / RFC 7797: extensions we do not implement must make the token invalid.
+        raise AuthenticationError("JWT header names extensions (crit, b64) this service does not support")
     return header
 
 
