@@ -136,6 +136,34 @@ def test_bad_tokens_get_a_bare_401(
     _assert_bare_401(ehr.post(SERVICE, _body(), token=tokens[case]), auth_log, reason)
 
 
+@pytest.mark.parametrize(
+    "raw",
+    [b"{not json", b"", b"[]", b"\xff\xfe", json.dumps({"hook": "order-sign"}).encode(), b"x" * 300_000],
+    ids=["broken json", "empty", "array", "not utf-8", "wrong hook", "over the size limit"],
+)
+@pytest.mark.parametrize("token", ["none", "expired"])
+def test_authentication_comes_before_the_body_is_read(
+    cds_server: ServerFactory, auth_log: pytest.LogCaptureFixture, raw: bytes, token: str
+) -> None:
+    """Without a valid JWT the answer is 401 whatever the body: no 400 or 413 tells a stranger how it was read."""
+    _, ehr = cds_server(cds_max_body_bytes=64 * 1024)
+    headers = {"Content-Type": "application/json"}
+    if token == "expired":
+        now = int(time.time())
+        headers["Authorization"] = f"Bearer {ehr.token(SERVICE, exp=now - 120, iat=now - 420)}"
+    response = ehr.session.post(ehr.base_url + SERVICE, data=raw, headers=headers, timeout=30)
+    _assert_bare_401(response, auth_log, "token expired" if token == "expired" else "no Authorization header")
+    assert ehr.post(SERVICE, None, raw=b"{not json").status_code == 400  # with a valid JWT: the 400
+
+
+def test_every_path_but_health_ready_and_the_schema_needs_a_token(cds_server: ServerFactory) -> None:
+    server, ehr = cds_server()
+    for path in ("/cds-services/no-such-service", "/no-such-path", f"{SERVICE}/feedback"):
+        _assert_bare_401(ehr.session.post(server.base_url + path, data=b"{", timeout=10))
+    assert ehr.post("/cds-services/no-such-service", {}).status_code == 404  # with a JWT for that path
+    assert ehr.session.get(server.base_url + "/openapi.json", timeout=10).status_code == 200
+
+
 def test_alg_none_is_refused(cds_server: ServerFactory, es_key: SigningKey, auth_log: pytest.LogCaptureFixture) -> None:
     _, ehr = cds_server()
     now = int(time.time())

@@ -8,6 +8,8 @@ import. Routes:
 - ``POST /cds-services/{id}/feedback``: feedback, stored in SQLite
 - ``GET /health`` (liveness) and ``GET /ready`` (knowledge loaded, database answers); no JWT
 
+Every other path, known or not, needs a JWT, verified by ``AuthenticationMiddleware`` before the
+body is read: without a valid token the answer is a bare 401 whatever the body holds.
 Every request ends in a CDS Hooks response or a 4xx with an OperationOutcome: validation errors
 are 400, unknown paths 404, oversized bodies 413, missing data 412, a bad JWT a bare 401. A last
 ASGI guard turns anything unexpected into a 500 OperationOutcome without echoing the error. A call
@@ -169,6 +171,46 @@ class BodySizeLimitMiddleware:
         await self.app(scope, counting_receive, send)
 
 
+OPEN_PATHS = frozenset({"/health", "/ready", "/openapi.json"})
+"""The only paths answered without a JWT; every other path, known or not, needs one (fail closed)."""
+CLIENT_SCOPE_KEY = "rls_screen.client"
+
+
+class AuthenticationMiddleware:
+    """Verifies the JWT before the app reads a byte of the body: a bad token is a 401 whatever the body.
+
+    FastAPI parses a route's body (and answers 400 for broken JSON) before the route's dependencies
+    run, so a dependency cannot put authentication first; an ASGI layer in front of the router can.
+    The verified client travels in the ASGI scope to the ``Client`` dependency of the routes.
+    """
+
+    def __init__(self, app: ASGIApp, verifier: JwtVerifier | None) -> None:
+        self.app, self.verifier = app, verifier
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = route_path(scope)
+        if scope["type"] != "http" or path in OPEN_PATHS:
+            await self.app(scope, receive, send)
+            return
+        try:
+            scope[CLIENT_SCOPE_KEY] = await self._client(scope, path)
+        except AuthenticationError as error:
+            log.info("cds: 401 on %s: %s", path, error.reason)
+            await unauthorized()(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+    async def _client(self, scope: Scope, path: str) -> VerifiedClient:
+        if self.verifier is None:
+            return DEV_MODE_CLIENT
+        values = [value for name, value in scope.get("headers", []) if name == b"authorization"]
+        if len(values) > 1:
+            raise AuthenticationError("more than one Authorization header")
+        authorization = values[0].decode("latin-1") if values else None
+        # In a worker thread: verifying may fetch a JWK Set.
+        return await run_in_threadpool(self.verifier.verify, authorization, path)
+
+
 # --- the app ---------------------------------------------------------------------------------------
 
 
@@ -204,19 +246,23 @@ def _session() -> requests.Session:
     return session
 
 
-def _route_path(request: Request) -> str:
+def route_path(scope: Scope) -> str:
     """The path as routed (without a proxy's root_path): what follows RLS_SCREEN_PUBLIC_URL."""
-    path: str = request.scope.get("path", "")
-    root: str = request.scope.get("root_path", "")
+    path: str = scope.get("path", "")
+    root: str = scope.get("root_path", "")
     return path[len(root) :] if root and path.startswith(root) else path
 
 
+def _route_path(request: Request) -> str:
+    return route_path(request.scope)
+
+
 def authenticated(request: Request) -> VerifiedClient:
-    """The verified caller; a FastAPI dependency run in a worker thread (it may fetch a JWK Set)."""
-    verifier: JwtVerifier | None = request.app.state.verifier
-    if verifier is None:
-        return DEV_MODE_CLIENT
-    return verifier.verify(request.headers.get("authorization"), _route_path(request))
+    """The caller, verified by ``AuthenticationMiddleware`` before the body was read."""
+    client = request.scope.get(CLIENT_SCOPE_KEY)
+    if not isinstance(client, VerifiedClient):  # a route the middleware let through unverified: refuse
+        raise AuthenticationError("request reached a route without authentication")
+    return client
 
 
 Client = Annotated[VerifiedClient, Depends(authenticated)]
@@ -413,8 +459,10 @@ def create_app(
             {"status": "ready" if database else "not ready", "checks": checks}, 200 if database else 503
         )
 
-    # Outermost last: CORS answers preflights before anything else; the catch-all wraps the rest.
+    # Outermost last: CORS answers preflights before anything else; the catch-all wraps the rest;
+    # the JWT is verified before the body size is counted or the body parsed.
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.cds_max_body_bytes)
+    app.add_middleware(AuthenticationMiddleware, verifier=verifier)
     app.add_middleware(CatchAllMiddleware)
     if settings.cors_origins:
         app.add_middleware(
