@@ -15,6 +15,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from tests.api.helpers import (
+    ISSUER,
     ISSUER_BY_URI,
     NORMAL,
     PATIENT_VIEW,
@@ -194,20 +195,22 @@ def test_replayed_jti_is_refused(cds_server: ServerFactory, auth_log: pytest.Log
     _assert_bare_401(ehr.post(SERVICE, _body(), token=token), auth_log, "replay")
 
 
-def test_jku_not_on_the_allowlist_is_refused_without_fetching_it(
+def test_jku_not_named_by_the_issuer_is_refused_without_fetching_it(
     cds_server: ServerFactory, es_key: SigningKey, auth_log: pytest.LogCaptureFixture
 ) -> None:
     with scripted_server(lambda received: Reply(200, {"keys": [es_key.jwk]})) as jwks_server:
         _, ehr = cds_server()
         token = ehr.token(SERVICE, headers={"jku": base_url(jwks_server, "/jwks.json")})
-        _assert_bare_401(ehr.post(SERVICE, _body(), token=token), auth_log, "jku is not on the allowlist")
+        _assert_bare_401(ehr.post(SERVICE, _body(), token=token), auth_log, "jku is not one of the issuer's")
         assert jwks_server.received == []
 
 
-def test_allowlisted_jku_is_used(cds_server: ServerFactory, es_key: SigningKey) -> None:
+def test_a_jku_the_issuer_names_is_used(cds_server: ServerFactory, es_key: SigningKey, tmp_path: Path) -> None:
     with scripted_server(lambda received: Reply(200, {"keys": [es_key.jwk]})) as jwks_server:
         jku = base_url(jwks_server, "/jwks.json")
-        _, ehr = cds_server(cds_jku_allowlist=jku)
+        issuers = tmp_path / "with-jku.json"
+        issuers.write_text(json.dumps({ISSUER: {"jwks": {"keys": []}, "jku": [jku]}}))
+        _, ehr = cds_server(issuers=issuers)
         assert ehr.post(SERVICE, _body(), token=ehr.token(SERVICE, headers={"jku": jku})).status_code == 200
         assert ehr.post(SERVICE, _body(), token=ehr.token(SERVICE, headers={"jku": jku})).status_code == 200
         assert len(jwks_server.received) == 1  # the JWK Set is cached
@@ -226,8 +229,8 @@ def test_issuer_with_jwks_uri(cds_server: ServerFactory, rs_key: SigningKey, tmp
 def test_the_spec_example_jwt_is_rejected_as_expired(
     cds_server: ServerFactory, auth_log: pytest.LogCaptureFixture
 ) -> None:
-    # Its issuer is trusted here (with a key under its kid) and its jku allowlisted, so only time can fail it.
-    _, ehr = cds_server(cds_jku_allowlist="https://fhir-ehr.example.com/jwk_uri")
+    # Its issuer is trusted here (with a key under its kid, and its jku listed), so only time can fail it.
+    _, ehr = cds_server()
     _assert_bare_401(ehr.post(SERVICE, _body(), token=SPEC_EXAMPLE_JWT), auth_log, "token expired")
     assert all(SPEC_EXAMPLE_JWT not in r.getMessage() for r in auth_log.records)  # never log the token
 

@@ -215,6 +215,12 @@ class AuthenticationMiddleware:
 
 
 def _verifier(settings: CdsSettings, session: requests.Session, state_db: Path) -> JwtVerifier | None:
+    if settings.cds_jku_allowlist.strip():
+        raise ConfigurationError(
+            "RLS_SCREEN_CDS_JKU_ALLOWLIST is no longer supported: it let one issuer's token name another's keys. "
+            "Move each URL into the 'jku' list of the issuer it belongs to in the trusted-issuers file and unset "
+            "the variable (docs/cds-hooks.md, 'Migrating from RLS_SCREEN_CDS_JKU_ALLOWLIST')"
+        )
     if settings.cds_dev_mode:
         log.warning(
             "cds: DEVELOPMENT MODE - JWT verification is OFF; every caller is trusted. "
@@ -228,7 +234,6 @@ def _verifier(settings: CdsSettings, session: requests.Session, state_db: Path) 
     return JwtVerifier(
         issuers=load_trusted_issuers(settings.cds_trusted_issuers_file),
         public_url=settings.public_url,
-        jku_allowlist=settings.jku_allowlist,
         jwks_cache=JwksCache(session, settings.cds_jwks_cache_s),
         leeway_s=settings.cds_jwt_leeway_s,
         max_lifetime_s=settings.cds_jwt_max_lifetime_s,

@@ -12,9 +12,12 @@ Order of checks (cheap and local first, so a forged or stale token costs no JWKS
    no 400-digit integer), ``exp`` in the future, ``iat`` not in the future, lifetime bounded, ``nbf``
    passed; ``jti`` a string; ``tenant`` a string when sent.
    Rejecting on these before the signature is safe: nothing is accepted until step 4 passes.
-4. The key: ``kid`` in the issuer's JWK Set (inline, ``jwks_uri`` or allowlisted ``jku``; fetched
-   sets are cached and refetched once on an unknown ``kid``), of the type ``alg`` needs (EC P-384
-   for ES384, RSA >= 2048 bits for RS384); the signature is verified with that one algorithm.
+4. The key: ``kid`` in the issuer's own JWK Set: inline or ``jwks_uri`` for a token without
+   ``jku``; with ``jku``, only a URL that this issuer's entry names (its ``jwks_uri`` or its ``jku``
+   list, compared after strict normalisation), never another issuer's, and never fetched otherwise.
+   Fetched sets are cached per URL and refetched once on an unknown ``kid``, redirects not followed.
+   The key has the type ``alg`` needs (EC P-384 for ES384, RSA >= 2048 bits for RS384); the signature
+   is verified with that one algorithm.
 5. ``jti`` replay cache: a (iss, jti) pair is accepted once until its ``exp`` has passed; the service
    keeps it in its SQLite state file, so every uvicorn worker process sees every other's tokens.
 
@@ -26,6 +29,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sqlite3
 import threading
 import time
@@ -33,6 +37,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import jwt
 import requests
@@ -41,7 +46,7 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from rls_screen.cds.errors import AuthenticationError
 from rls_screen.cds.state_db import open_state_db
 from rls_screen.errors import ConfigurationError, ServerNotAllowedError
-from rls_screen.fhir_client import check_base_url_scheme
+from rls_screen.fhir_client import check_base_url_scheme, is_loopback
 
 # CDS Hooks 2.0: "ES384 and RS384 are RECOMMENDED"; none and symmetric (HMAC) algorithms SHALL NOT be used.
 ALLOWED_ALGORITHMS = frozenset({"ES384", "RS384"})
@@ -59,9 +64,13 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class TrustedIssuer:
+    """One entry of the trusted-issuers file. ``jku_urls`` (normalised) are the only JWK Set URLs a
+    token of this issuer may name in ``jku``: its ``jwks_uri`` and its own ``jku`` list, no other's."""
+
     issuer: str
     jwks: Mapping[str, Any] | None
     jwks_uri: str | None
+    jku_urls: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -76,8 +85,16 @@ class VerifiedClient:
 DEV_MODE_CLIENT = VerifiedClient(issuer="(dev mode: not verified)", verified=False)
 
 
+ISSUER_ENTRY_FIELDS = frozenset({"jwks", "jwks_uri", "jku"})
+
+
 def load_trusted_issuers(path: Path) -> dict[str, TrustedIssuer]:
-    """Read the issuer allowlist file; any shape error is a ConfigurationError at start-up."""
+    """Read the issuer allowlist file; any shape error is a ConfigurationError at start-up.
+
+    An entry: ``jwks`` (an inline JWK Set) or ``jwks_uri`` (where to fetch it), and optionally
+    ``jku``, a list of further JWK Set URLs that this issuer's tokens may name in their ``jku``
+    header. A URL may belong to one issuer only: a key never verifies another issuer's tokens.
+    """
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
     except OSError as error:
@@ -87,23 +104,89 @@ def load_trusted_issuers(path: Path) -> dict[str, TrustedIssuer]:
     if not isinstance(raw, dict) or not raw:
         raise ConfigurationError(f"trusted issuers file {path}: expected a non-empty object keyed by issuer")
     issuers: dict[str, TrustedIssuer] = {}
+    owner: dict[str, str] = {}  # JWK Set URL -> the one issuer it belongs to
     for issuer, entry in raw.items():
-        if not isinstance(entry, dict):
-            raise ConfigurationError(f"trusted issuers file: entry for {issuer!r} is not an object")
-        jwks, jwks_uri = entry.get("jwks"), entry.get("jwks_uri")
-        if (jwks is None) == (jwks_uri is None):
-            raise ConfigurationError(f"trusted issuer {issuer!r}: give exactly one of 'jwks' or 'jwks_uri'")
-        if jwks is not None and not (isinstance(jwks, dict) and isinstance(jwks.get("keys"), list)):
-            raise ConfigurationError(f"trusted issuer {issuer!r}: 'jwks' must be a JWK Set {{'keys': [...]}}")
-        if jwks_uri is not None:
-            if not isinstance(jwks_uri, str):
-                raise ConfigurationError(f"trusted issuer {issuer!r}: 'jwks_uri' must be a URL")
-            try:
-                check_base_url_scheme(jwks_uri)
-            except ServerNotAllowedError as error:
-                raise ConfigurationError(f"trusted issuer {issuer!r}: {error}") from error
-        issuers[issuer] = TrustedIssuer(issuer, jwks, jwks_uri)
+        trusted = _trusted_issuer(issuer, entry)
+        for url in trusted.jku_urls:
+            if owner.setdefault(url, issuer) != issuer:
+                raise ConfigurationError(
+                    f"trusted issuers {owner[url]!r} and {issuer!r} both name the JWK Set URL {url}: "
+                    "a key set may belong to one issuer only"
+                )
+        issuers[issuer] = trusted
     return issuers
+
+
+def _trusted_issuer(issuer: str, entry: Any) -> TrustedIssuer:
+    if not isinstance(entry, dict):
+        raise ConfigurationError(f"trusted issuers file: entry for {issuer!r} is not an object")
+    unknown = sorted(set(entry) - ISSUER_ENTRY_FIELDS)
+    if unknown:
+        raise ConfigurationError(
+            f"trusted issuer {issuer!r}: unknown field(s) {', '.join(unknown)} (known: jwks, jwks_uri, jku)"
+        )
+    jwks, jwks_uri, jku = entry.get("jwks"), entry.get("jwks_uri"), entry.get("jku", [])
+    if jwks is not None and jwks_uri is not None:
+        raise ConfigurationError(f"trusted issuer {issuer!r}: give one of 'jwks' or 'jwks_uri', not both")
+    if jwks is None and jwks_uri is None and not jku:
+        raise ConfigurationError(f"trusted issuer {issuer!r}: give 'jwks', 'jwks_uri' or a 'jku' list")
+    if jwks is not None and not (isinstance(jwks, dict) and isinstance(jwks.get("keys"), list)):
+        raise ConfigurationError(f"trusted issuer {issuer!r}: 'jwks' must be a JWK Set {{'keys': [...]}}")
+    if not isinstance(jku, list) or not all(isinstance(url, str) for url in jku):
+        raise ConfigurationError(f"trusted issuer {issuer!r}: 'jku' must be a list of URLs")
+    if jwks_uri is not None and not isinstance(jwks_uri, str):
+        raise ConfigurationError(f"trusted issuer {issuer!r}: 'jwks_uri' must be a URL")
+    urls = [jwks_uri] if jwks_uri is not None else []
+    try:
+        normalised = [_normalised_jwks_url(url) for url in [*urls, *jku]]
+    except ValueError as error:
+        raise ConfigurationError(f"trusted issuer {issuer!r}: JWK Set URL refused ({error})") from error
+    return TrustedIssuer(
+        issuer=issuer,
+        jwks=jwks,
+        jwks_uri=normalised[0] if jwks_uri is not None else None,
+        jku_urls=frozenset(normalised),
+    )
+
+
+_HOST = re.compile(r"^(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.)*[a-z0-9](?:[a-z0-9-]*[a-z0-9])?$|^[0-9a-f:.]+$")
+_DEFAULT_PORTS = {"https": 443, "http": 80}
+
+
+# TODO(merge): use rls_screen.urls.normalise
+def _normalised_jwks_url(url: str) -> str:
+    """A JWK Set URL in one canonical form, compared by equality; ValueError says why it is refused.
+
+    Strict: printable ASCII only; https, or http for a loopback host only; a host name or IP literal;
+    no userinfo, query or fragment; no dot segment in the path, raw or percent-encoded (``%2e``),
+    nor an encoded slash or backslash that could make one. Scheme and host are lower-cased and a
+    default port dropped; the path is kept as written (``/jwks`` and ``/jwks/`` differ).
+    """
+    if not url or len(url) > MAX_CLAIM_CHARS or not all(0x21 <= ord(char) <= 0x7E for char in url):
+        raise ValueError("not a URL of printable ASCII characters")
+    if "\\" in url or "?" in url or "#" in url:
+        raise ValueError("backslash, query or fragment")
+    parts = urlsplit(url)
+    scheme, host = parts.scheme.lower(), parts.hostname or ""
+    if "@" in parts.netloc:
+        raise ValueError("userinfo in the URL")
+    if not _HOST.match(host):
+        raise ValueError("no host, or not a host name or IP literal")
+    if scheme != "https" and not (scheme == "http" and is_loopback(host)):
+        raise ValueError("not https (plain http only for loopback)")
+    try:
+        port = parts.port
+    except ValueError as error:
+        raise ValueError("port is not a number from 0 to 65535") from error
+    path = parts.path or "/"
+    if re.search(r"%(?:2f|5c)", path, re.IGNORECASE):
+        raise ValueError("encoded slash or backslash in the path")
+    if any(unquote(segment) in (".", "..") for segment in path.split("/")):
+        raise ValueError("dot segment in the path")
+    netloc = f"[{host}]" if ":" in host else host
+    if port is not None and port != _DEFAULT_PORTS[scheme]:
+        netloc += f":{port}"
+    return urlunsplit((scheme, netloc, path, "", ""))
 
 
 class JwksCache:
@@ -135,8 +218,12 @@ class JwksCache:
         except ServerNotAllowedError as error:
             raise AuthenticationError("JWK Set URL is not https") from error
         try:
-            response = self._session.get(url, timeout=JWKS_TIMEOUT_S, headers={"Accept": "application/json"})
-            response.raise_for_status()
+            # No redirects: the keys must come from the URL the issuer's entry names, not where it points.
+            response = self._session.get(
+                url, timeout=JWKS_TIMEOUT_S, headers={"Accept": "application/json"}, allow_redirects=False
+            )
+            if response.status_code != 200:
+                raise AuthenticationError(f"JWK Set URL answered HTTP {response.status_code}")
             body = response.json()
         except (requests.RequestException, ValueError) as error:
             raise AuthenticationError(f"JWK Set could not be fetched ({type(error).__name__})") from error
@@ -293,7 +380,6 @@ class JwtVerifier:
         *,
         issuers: Mapping[str, TrustedIssuer],
         public_url: str,
-        jku_allowlist: tuple[str, ...],
         jwks_cache: JwksCache,
         leeway_s: float,
         max_lifetime_s: float,
@@ -301,10 +387,9 @@ class JwtVerifier:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._issuers, self._public_url = issuers, public_url.rstrip("/")
-        self._jku_allowlist = frozenset(jku_allowlist)
         self._jwks, self._leeway, self._max_lifetime, self._clock = jwks_cache, leeway_s, max_lifetime_s, clock
         self._replay = replay if replay is not None else ReplayCache()
-        self._parsed: dict[tuple[str, str, str], jwt.PyJWK] = {}
+        self._parsed: dict[tuple[str, str, str, str], jwt.PyJWK] = {}
         self._parsed_lock = threading.Lock()
 
     def audience_for(self, path: str) -> str:
@@ -359,21 +444,25 @@ class JwtVerifier:
     def _key(self, trusted: TrustedIssuer, header: Mapping[str, Any], kid: str, alg: str) -> jwt.PyJWK:
         jku = header.get("jku")
         if jku is not None:
-            if not isinstance(jku, str) or (jku not in self._jku_allowlist and jku != trusted.jwks_uri):
-                raise AuthenticationError("jku is not on the allowlist")
-            source, raw = jku, self._jwks.key(jku, kid)
+            try:
+                url = _normalised_jwks_url(jku)
+            except ValueError as error:
+                raise AuthenticationError(f"jku refused ({error})") from error
+            if url not in trusted.jku_urls:  # refused without fetching it
+                raise AuthenticationError("jku is not one of the issuer's JWK Set URLs")
+            source, raw = url, self._jwks.key(url, kid)
         elif trusted.jwks is not None:
-            source, raw = f"inline:{trusted.issuer}", _find_key(trusted.jwks, kid)
+            source, raw = "inline", _find_key(trusted.jwks, kid)
         elif trusted.jwks_uri is not None:
             source, raw = trusted.jwks_uri, self._jwks.key(trusted.jwks_uri, kid)
-        else:  # load_trusted_issuers guarantees one of the two
-            raise AuthenticationError("issuer has no JWK Set configured")
+        else:
+            raise AuthenticationError("issuer has no JWK Set for tokens without jku")
         if raw is None:
             raise AuthenticationError("kid not found in the issuer's JWK Set")
-        return self._parse_key(source, kid, alg, raw)
+        return self._parse_key(trusted.issuer, source, kid, alg, raw)
 
-    def _parse_key(self, source: str, kid: str, alg: str, raw: Mapping[str, Any]) -> jwt.PyJWK:
-        cache_key = (source, kid, alg)
+    def _parse_key(self, issuer: str, source: str, kid: str, alg: str, raw: Mapping[str, Any]) -> jwt.PyJWK:
+        cache_key = (issuer, source, kid, alg)  # a parsed key is reused for its own issuer only
         with self._parsed_lock:
             cached = self._parsed.get(cache_key)
         if cached is not None:
