@@ -360,12 +360,12 @@ def create_app(
     app.add_exception_handler(CdsError, on_cds_error)
     app.add_exception_handler(AuthenticationError, on_auth_error)
 
-    async def run_call(service_id: str, body: HookRequest) -> Response:
+    async def run_call(service_id: str, body: HookRequest, client: VerifiedClient) -> Response:
         started = time.perf_counter()
         deadline_at = time.monotonic() + deadline
         try:
             outcome = await asyncio.wait_for(
-                run_in_threadpool(runtime.call, service_id, body, deadline_at), timeout=deadline
+                run_in_threadpool(runtime.call, service_id, body, client, deadline_at), timeout=deadline
             )
         except Exception as error:
             # Past the deadline the answer is "no cards", whatever the worker ran into on its way
@@ -408,7 +408,7 @@ def create_app(
         summary=SERVICES_BY_ID[PATIENT_VIEW_SERVICE].title,
     )
     async def patient_view(body: PatientViewRequest, client: Client) -> Response:
-        return await run_call(PATIENT_VIEW_SERVICE, body)
+        return await run_call(PATIENT_VIEW_SERVICE, body, client)
 
     @app.post(
         f"/cds-services/{ORDER_SELECT_SERVICE}",
@@ -418,7 +418,7 @@ def create_app(
         summary=SERVICES_BY_ID[ORDER_SELECT_SERVICE].title,
     )
     async def order_select(body: OrderSelectRequest, client: Client) -> Response:
-        return await run_call(ORDER_SELECT_SERVICE, body)
+        return await run_call(ORDER_SELECT_SERVICE, body, client)
 
     @app.post(
         f"/cds-services/{ORDER_SIGN_SERVICE}",
@@ -428,12 +428,21 @@ def create_app(
         summary=SERVICES_BY_ID[ORDER_SIGN_SERVICE].title,
     )
     async def order_sign(body: OrderSignRequest, client: Client) -> Response:
-        return await run_call(ORDER_SIGN_SERVICE, body)
+        return await run_call(ORDER_SIGN_SERVICE, body, client)
 
     def feedback_route(service_id: str) -> Callable[[FeedbackRequest, VerifiedClient], Awaitable[Response]]:
         async def post_feedback(body: FeedbackRequest, client: Client) -> Response:
-            count = await run_in_threadpool(runtime.feedback, service_id, body)
-            log.info("cds: feedback for %s: %d item(s) stored", service_id, count)
+            outcome = await run_in_threadpool(runtime.feedback, service_id, client, body)
+            ignored = ", ".join(f"{reason}: {n}" for reason, n in sorted(outcome.ignored.items()))
+            log.info(
+                "cds: feedback for %s: %d item(s) stored, %d ignored%s",
+                service_id,
+                outcome.recorded,
+                sum(outcome.ignored.values()),
+                f" ({ignored})" if ignored else "",
+            )
+            # 200 {} whether or not an item was recorded: CDS Hooks expects 200, and the same answer for
+            # a foreign card as for a made-up one tells a caller nothing about other clients' cards.
             return json_response({})
 
         return post_feedback

@@ -82,7 +82,8 @@ class VerifiedClient:
     verified: bool = True
 
 
-DEV_MODE_CLIENT = VerifiedClient(issuer="(dev mode: not verified)", verified=False)
+# Dev mode has no JWT: every caller is this one fixed local client, so feedback still has a scope.
+DEV_MODE_CLIENT = VerifiedClient(issuer="urn:rls-screen:dev-mode", tenant="local", verified=False)
 
 
 ISSUER_ENTRY_FIELDS = frozenset({"jwks", "jwks_uri", "jku"})
