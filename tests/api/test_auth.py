@@ -5,11 +5,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import http.client
 import json
 import logging
 import time
 import uuid
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import jwt
 import pytest
@@ -155,6 +157,23 @@ def test_authentication_comes_before_the_body_is_read(
     response = ehr.session.post(ehr.base_url + SERVICE, data=raw, headers=headers, timeout=30)
     _assert_bare_401(response, auth_log, "token expired" if token == "expired" else "no Authorization header")
     assert ehr.post(SERVICE, None, raw=b"{not json").status_code == 400  # with a valid JWT: the 400
+
+
+def test_two_authorization_headers_are_refused(cds_server: ServerFactory, auth_log: pytest.LogCaptureFixture) -> None:
+    _, ehr = cds_server()
+    parts = urlsplit(ehr.base_url)
+    connection = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=30)
+    payload = json.dumps(_body()).encode()
+    connection.putrequest("POST", SERVICE)
+    connection.putheader("Authorization", f"Bearer {ehr.token(SERVICE)}")
+    connection.putheader("Authorization", f"Bearer {ehr.token(SERVICE)}")
+    connection.putheader("Content-Type", "application/json")
+    connection.putheader("Content-Length", str(len(payload)))
+    connection.endheaders(payload)
+    response = connection.getresponse()
+    assert (response.status, response.read()) == (401, b"")
+    connection.close()
+    assert "more than one Authorization header" in auth_log.records[-1].getMessage()
 
 
 def test_every_path_but_health_ready_and_the_schema_needs_a_token(cds_server: ServerFactory) -> None:
