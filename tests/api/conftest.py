@@ -48,7 +48,8 @@ def issuers_file(tmp_path: Path, es_key: SigningKey, rs_key: SigningKey, spec_ke
         json.dumps(
             {
                 ISSUER: {"jwks": {"keys": [es_key.jwk, rs_key.jwk]}},
-                SPEC_ISSUER: {"jwks": {"keys": [spec_key.jwk]}},
+                # The spec example JWT names this jku; listed so that only its expiry can fail it.
+                SPEC_ISSUER: {"jwks": {"keys": [spec_key.jwk]}, "jku": ["https://fhir-ehr.example.com/jwk_uri"]},
             }
         ),
         encoding="utf-8",

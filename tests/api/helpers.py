@@ -7,6 +7,7 @@ builds Bundles and requests from tests/support/fhir_data. Fixtures live in conft
 
 from __future__ import annotations
 
+import base64
 import json
 import socket
 import threading
@@ -45,6 +46,17 @@ def jwk(public_key: Any, kid: str, alg: str) -> dict[str, Any]:
     algorithm = jwt.get_algorithm_by_name(alg)
     key: dict[str, Any] = json.loads(algorithm.to_jwk(public_key))
     return {**key, "kid": kid, "alg": alg, "use": "sig"}
+
+
+def compact_jws(header: str, payload: str, key: SigningKey) -> str:
+    """A JWS signed with ``key`` over header and payload given as JSON text (NaN, huge ints, any types)."""
+
+    def b64(text: str) -> str:
+        return base64.urlsafe_b64encode(text.encode()).rstrip(b"=").decode()
+
+    signing_input = f"{b64(header)}.{b64(payload)}"
+    signature = jwt.get_algorithm_by_name(key.alg).sign(signing_input.encode(), key.private)
+    return f"{signing_input}.{base64.urlsafe_b64encode(signature).rstrip(b'=').decode()}"
 
 
 class LiveServer:

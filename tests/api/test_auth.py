@@ -5,16 +5,19 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import http.client
 import json
 import logging
 import time
 import uuid
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from tests.api.helpers import (
+    ISSUER,
     ISSUER_BY_URI,
     NORMAL,
     PATIENT_VIEW,
@@ -136,6 +139,51 @@ def test_bad_tokens_get_a_bare_401(
     _assert_bare_401(ehr.post(SERVICE, _body(), token=tokens[case]), auth_log, reason)
 
 
+@pytest.mark.parametrize(
+    "raw",
+    [b"{not json", b"", b"[]", b"\xff\xfe", json.dumps({"hook": "order-sign"}).encode(), b"x" * 300_000],
+    ids=["broken json", "empty", "array", "not utf-8", "wrong hook", "over the size limit"],
+)
+@pytest.mark.parametrize("token", ["none", "expired"])
+def test_authentication_comes_before_the_body_is_read(
+    cds_server: ServerFactory, auth_log: pytest.LogCaptureFixture, raw: bytes, token: str
+) -> None:
+    """Without a valid JWT the answer is 401 whatever the body: no 400 or 413 tells a stranger how it was read."""
+    _, ehr = cds_server(cds_max_body_bytes=64 * 1024)
+    headers = {"Content-Type": "application/json"}
+    if token == "expired":
+        now = int(time.time())
+        headers["Authorization"] = f"Bearer {ehr.token(SERVICE, exp=now - 120, iat=now - 420)}"
+    response = ehr.session.post(ehr.base_url + SERVICE, data=raw, headers=headers, timeout=30)
+    _assert_bare_401(response, auth_log, "token expired" if token == "expired" else "no Authorization header")
+    assert ehr.post(SERVICE, None, raw=b"{not json").status_code == 400  # with a valid JWT: the 400
+
+
+def test_two_authorization_headers_are_refused(cds_server: ServerFactory, auth_log: pytest.LogCaptureFixture) -> None:
+    _, ehr = cds_server()
+    parts = urlsplit(ehr.base_url)
+    connection = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=30)
+    payload = json.dumps(_body()).encode()
+    connection.putrequest("POST", SERVICE)
+    connection.putheader("Authorization", f"Bearer {ehr.token(SERVICE)}")
+    connection.putheader("Authorization", f"Bearer {ehr.token(SERVICE)}")
+    connection.putheader("Content-Type", "application/json")
+    connection.putheader("Content-Length", str(len(payload)))
+    connection.endheaders(payload)
+    response = connection.getresponse()
+    assert (response.status, response.read()) == (401, b"")
+    connection.close()
+    assert "more than one Authorization header" in auth_log.records[-1].getMessage()
+
+
+def test_every_path_but_health_ready_and_the_schema_needs_a_token(cds_server: ServerFactory) -> None:
+    server, ehr = cds_server()
+    for path in ("/cds-services/no-such-service", "/no-such-path", f"{SERVICE}/feedback"):
+        _assert_bare_401(ehr.session.post(server.base_url + path, data=b"{", timeout=10))
+    assert ehr.post("/cds-services/no-such-service", {}).status_code == 404  # with a JWT for that path
+    assert ehr.session.get(server.base_url + "/openapi.json", timeout=10).status_code == 200
+
+
 def test_alg_none_is_refused(cds_server: ServerFactory, es_key: SigningKey, auth_log: pytest.LogCaptureFixture) -> None:
     _, ehr = cds_server()
     now = int(time.time())
@@ -166,20 +214,22 @@ def test_replayed_jti_is_refused(cds_server: ServerFactory, auth_log: pytest.Log
     _assert_bare_401(ehr.post(SERVICE, _body(), token=token), auth_log, "replay")
 
 
-def test_jku_not_on_the_allowlist_is_refused_without_fetching_it(
+def test_jku_not_named_by_the_issuer_is_refused_without_fetching_it(
     cds_server: ServerFactory, es_key: SigningKey, auth_log: pytest.LogCaptureFixture
 ) -> None:
     with scripted_server(lambda received: Reply(200, {"keys": [es_key.jwk]})) as jwks_server:
         _, ehr = cds_server()
         token = ehr.token(SERVICE, headers={"jku": base_url(jwks_server, "/jwks.json")})
-        _assert_bare_401(ehr.post(SERVICE, _body(), token=token), auth_log, "jku is not on the allowlist")
+        _assert_bare_401(ehr.post(SERVICE, _body(), token=token), auth_log, "jku is not one of the issuer's")
         assert jwks_server.received == []
 
 
-def test_allowlisted_jku_is_used(cds_server: ServerFactory, es_key: SigningKey) -> None:
+def test_a_jku_the_issuer_names_is_used(cds_server: ServerFactory, es_key: SigningKey, tmp_path: Path) -> None:
     with scripted_server(lambda received: Reply(200, {"keys": [es_key.jwk]})) as jwks_server:
         jku = base_url(jwks_server, "/jwks.json")
-        _, ehr = cds_server(cds_jku_allowlist=jku)
+        issuers = tmp_path / "with-jku.json"
+        issuers.write_text(json.dumps({ISSUER: {"jwks": {"keys": []}, "jku": [jku]}}))
+        _, ehr = cds_server(issuers=issuers)
         assert ehr.post(SERVICE, _body(), token=ehr.token(SERVICE, headers={"jku": jku})).status_code == 200
         assert ehr.post(SERVICE, _body(), token=ehr.token(SERVICE, headers={"jku": jku})).status_code == 200
         assert len(jwks_server.received) == 1  # the JWK Set is cached
@@ -198,8 +248,8 @@ def test_issuer_with_jwks_uri(cds_server: ServerFactory, rs_key: SigningKey, tmp
 def test_the_spec_example_jwt_is_rejected_as_expired(
     cds_server: ServerFactory, auth_log: pytest.LogCaptureFixture
 ) -> None:
-    # Its issuer is trusted here (with a key under its kid) and its jku allowlisted, so only time can fail it.
-    _, ehr = cds_server(cds_jku_allowlist="https://fhir-ehr.example.com/jwk_uri")
+    # Its issuer is trusted here (with a key under its kid, and its jku listed), so only time can fail it.
+    _, ehr = cds_server()
     _assert_bare_401(ehr.post(SERVICE, _body(), token=SPEC_EXAMPLE_JWT), auth_log, "token expired")
     assert all(SPEC_EXAMPLE_JWT not in r.getMessage() for r in auth_log.records)  # never log the token
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import re
 import socket
@@ -92,6 +93,57 @@ def test_serve_starts_the_service(tmp_path: Path) -> None:
         process.terminate()
         _, stderr = process.communicate(timeout=20)
     assert "DEVELOPMENT MODE" in stderr
+
+
+@pytest.mark.net
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_the_access_log_names_paths_never_query_strings(tmp_path: Path, workers: str) -> None:
+    """The real ``rls-screen serve``, access log on: a token sent as ?access_token= never reaches its output."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    secret = f"eyJsecret{uuid.uuid4().hex}"
+    env = {
+        **os.environ,
+        "RLS_SCREEN_CDS_DEV_MODE": "true",
+        "RLS_SCREEN_CDS_FEEDBACK_DB": str(tmp_path / "cds.sqlite3"),
+    }
+    command = [sys.executable, "-m", "rls_screen.cli", "serve", "--port", str(port), "--workers", workers]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if requests.get(base + "/health", timeout=2).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            assert process.poll() is None, process.stdout.read() if process.stdout else ""
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        assert requests.get(f"{base}/cds-services?access_token={secret}", timeout=10).status_code == 200
+        feedback = requests.post(f"{base}/cds-services/{PATIENT_VIEW}/feedback?token={secret}&x=1", json={}, timeout=10)
+        assert feedback.status_code == 400
+        time.sleep(0.5)  # the access line is written after the response
+    finally:
+        process.terminate()
+        output, _ = process.communicate(timeout=30)
+    assert '"GET /cds-services HTTP/1.1" 200' in output, output[-2000:]
+    assert f'"POST /cds-services/{PATIENT_VIEW}/feedback HTTP/1.1" 400' in output, output[-2000:]
+    assert secret not in output
+    assert "access_token" not in output
+
+
+@pytest.mark.unit
+def test_access_records_of_an_unknown_shape_are_dropped() -> None:
+    def record(args: tuple[object, ...]) -> logging.LogRecord:
+        return logging.LogRecord("uvicorn.access", logging.INFO, "x", 1, "%s", args, None)
+
+    only_path = record(("127.0.0.1:1", "GET", "/a?access_token=s", "1.1", 200))
+    assert serve.PathOnlyAccessLog().filter(only_path)
+    assert only_path.args == ("127.0.0.1:1", "GET", "/a", "1.1", 200)
+    assert not serve.PathOnlyAccessLog().filter(record(("GET /a?access_token=s",)))
 
 
 @pytest.mark.unit

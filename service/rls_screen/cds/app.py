@@ -8,6 +8,8 @@ import. Routes:
 - ``POST /cds-services/{id}/feedback``: feedback, stored in SQLite
 - ``GET /health`` (liveness) and ``GET /ready`` (knowledge loaded, database answers); no JWT
 
+Every other path, known or not, needs a JWT, verified by ``AuthenticationMiddleware`` before the
+body is read: without a valid token the answer is a bare 401 whatever the body holds.
 Every request ends in a CDS Hooks response or a 4xx with an OperationOutcome: validation errors
 are 400, unknown paths 404, oversized bodies 413, missing data 412, a bad JWT a bare 401. A last
 ASGI guard turns anything unexpected into a 500 OperationOutcome without echoing the error. A call
@@ -169,10 +171,56 @@ class BodySizeLimitMiddleware:
         await self.app(scope, counting_receive, send)
 
 
+OPEN_PATHS = frozenset({"/health", "/ready", "/openapi.json"})
+"""The only paths answered without a JWT; every other path, known or not, needs one (fail closed)."""
+CLIENT_SCOPE_KEY = "rls_screen.client"
+
+
+class AuthenticationMiddleware:
+    """Verifies the JWT before the app reads a byte of the body: a bad token is a 401 whatever the body.
+
+    FastAPI parses a route's body (and answers 400 for broken JSON) before the route's dependencies
+    run, so a dependency cannot put authentication first; an ASGI layer in front of the router can.
+    The verified client travels in the ASGI scope to the ``Client`` dependency of the routes.
+    """
+
+    def __init__(self, app: ASGIApp, verifier: JwtVerifier | None) -> None:
+        self.app, self.verifier = app, verifier
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = route_path(scope)
+        if scope["type"] != "http" or path in OPEN_PATHS:
+            await self.app(scope, receive, send)
+            return
+        try:
+            scope[CLIENT_SCOPE_KEY] = await self._client(scope, path)
+        except AuthenticationError as error:
+            log.info("cds: 401 on %s: %s", path, error.reason)
+            await unauthorized()(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+    async def _client(self, scope: Scope, path: str) -> VerifiedClient:
+        if self.verifier is None:
+            return DEV_MODE_CLIENT
+        values = [value for name, value in scope.get("headers", []) if name == b"authorization"]
+        if len(values) > 1:
+            raise AuthenticationError("more than one Authorization header")
+        authorization = values[0].decode("latin-1") if values else None
+        # In a worker thread: verifying may fetch a JWK Set.
+        return await run_in_threadpool(self.verifier.verify, authorization, path)
+
+
 # --- the app ---------------------------------------------------------------------------------------
 
 
 def _verifier(settings: CdsSettings, session: requests.Session, state_db: Path) -> JwtVerifier | None:
+    if settings.cds_jku_allowlist.strip():
+        raise ConfigurationError(
+            "RLS_SCREEN_CDS_JKU_ALLOWLIST is no longer supported: it let one issuer's token name another's keys. "
+            "Move each URL into the 'jku' list of the issuer it belongs to in the trusted-issuers file and unset "
+            "the variable (docs/cds-hooks.md, 'Migrating from RLS_SCREEN_CDS_JKU_ALLOWLIST')"
+        )
     if settings.cds_dev_mode:
         log.warning(
             "cds: DEVELOPMENT MODE - JWT verification is OFF; every caller is trusted. "
@@ -186,7 +234,6 @@ def _verifier(settings: CdsSettings, session: requests.Session, state_db: Path) 
     return JwtVerifier(
         issuers=load_trusted_issuers(settings.cds_trusted_issuers_file),
         public_url=settings.public_url,
-        jku_allowlist=settings.jku_allowlist,
         jwks_cache=JwksCache(session, settings.cds_jwks_cache_s),
         leeway_s=settings.cds_jwt_leeway_s,
         max_lifetime_s=settings.cds_jwt_max_lifetime_s,
@@ -204,19 +251,23 @@ def _session() -> requests.Session:
     return session
 
 
-def _route_path(request: Request) -> str:
+def route_path(scope: Scope) -> str:
     """The path as routed (without a proxy's root_path): what follows RLS_SCREEN_PUBLIC_URL."""
-    path: str = request.scope.get("path", "")
-    root: str = request.scope.get("root_path", "")
+    path: str = scope.get("path", "")
+    root: str = scope.get("root_path", "")
     return path[len(root) :] if root and path.startswith(root) else path
 
 
+def _route_path(request: Request) -> str:
+    return route_path(request.scope)
+
+
 def authenticated(request: Request) -> VerifiedClient:
-    """The verified caller; a FastAPI dependency run in a worker thread (it may fetch a JWK Set)."""
-    verifier: JwtVerifier | None = request.app.state.verifier
-    if verifier is None:
-        return DEV_MODE_CLIENT
-    return verifier.verify(request.headers.get("authorization"), _route_path(request))
+    """The caller, verified by ``AuthenticationMiddleware`` before the body was read."""
+    client = request.scope.get(CLIENT_SCOPE_KEY)
+    if not isinstance(client, VerifiedClient):  # a route the middleware let through unverified: refuse
+        raise AuthenticationError("request reached a route without authentication")
+    return client
 
 
 Client = Annotated[VerifiedClient, Depends(authenticated)]
@@ -309,12 +360,12 @@ def create_app(
     app.add_exception_handler(CdsError, on_cds_error)
     app.add_exception_handler(AuthenticationError, on_auth_error)
 
-    async def run_call(service_id: str, body: HookRequest) -> Response:
+    async def run_call(service_id: str, body: HookRequest, client: VerifiedClient) -> Response:
         started = time.perf_counter()
         deadline_at = time.monotonic() + deadline
         try:
             outcome = await asyncio.wait_for(
-                run_in_threadpool(runtime.call, service_id, body, deadline_at), timeout=deadline
+                run_in_threadpool(runtime.call, service_id, body, client, deadline_at), timeout=deadline
             )
         except Exception as error:
             # Past the deadline the answer is "no cards", whatever the worker ran into on its way
@@ -357,7 +408,7 @@ def create_app(
         summary=SERVICES_BY_ID[PATIENT_VIEW_SERVICE].title,
     )
     async def patient_view(body: PatientViewRequest, client: Client) -> Response:
-        return await run_call(PATIENT_VIEW_SERVICE, body)
+        return await run_call(PATIENT_VIEW_SERVICE, body, client)
 
     @app.post(
         f"/cds-services/{ORDER_SELECT_SERVICE}",
@@ -367,7 +418,7 @@ def create_app(
         summary=SERVICES_BY_ID[ORDER_SELECT_SERVICE].title,
     )
     async def order_select(body: OrderSelectRequest, client: Client) -> Response:
-        return await run_call(ORDER_SELECT_SERVICE, body)
+        return await run_call(ORDER_SELECT_SERVICE, body, client)
 
     @app.post(
         f"/cds-services/{ORDER_SIGN_SERVICE}",
@@ -377,12 +428,21 @@ def create_app(
         summary=SERVICES_BY_ID[ORDER_SIGN_SERVICE].title,
     )
     async def order_sign(body: OrderSignRequest, client: Client) -> Response:
-        return await run_call(ORDER_SIGN_SERVICE, body)
+        return await run_call(ORDER_SIGN_SERVICE, body, client)
 
     def feedback_route(service_id: str) -> Callable[[FeedbackRequest, VerifiedClient], Awaitable[Response]]:
         async def post_feedback(body: FeedbackRequest, client: Client) -> Response:
-            count = await run_in_threadpool(runtime.feedback, service_id, body)
-            log.info("cds: feedback for %s: %d item(s) stored", service_id, count)
+            outcome = await run_in_threadpool(runtime.feedback, service_id, client, body)
+            ignored = ", ".join(f"{reason}: {n}" for reason, n in sorted(outcome.ignored.items()))
+            log.info(
+                "cds: feedback for %s: %d item(s) stored, %d ignored%s",
+                service_id,
+                outcome.recorded,
+                sum(outcome.ignored.values()),
+                f" ({ignored})" if ignored else "",
+            )
+            # 200 {} whether or not an item was recorded: CDS Hooks expects 200, and the same answer for
+            # a foreign card as for a made-up one tells a caller nothing about other clients' cards.
             return json_response({})
 
         return post_feedback
@@ -413,8 +473,10 @@ def create_app(
             {"status": "ready" if database else "not ready", "checks": checks}, 200 if database else 503
         )
 
-    # Outermost last: CORS answers preflights before anything else; the catch-all wraps the rest.
+    # Outermost last: CORS answers preflights before anything else; the catch-all wraps the rest;
+    # the JWT is verified before the body size is counted or the body parsed.
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.cds_max_body_bytes)
+    app.add_middleware(AuthenticationMiddleware, verifier=verifier)
     app.add_middleware(CatchAllMiddleware)
     if settings.cors_origins:
         app.add_middleware(

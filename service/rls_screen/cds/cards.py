@@ -5,8 +5,10 @@ matched draft order. Every card carries: a one-sentence summary under 140 charac
 value, date and threshold; an indicator from the finding and its severity (table below); markdown
 detail with values, dates, thresholds, the lab's own range, caveats, what to consider (the rule
 set's ``advice``) and full citations; a source (label, rule documentation URL, topic = our finding
-code); override reasons; a link to the rule documentation; and a deterministic uuid
-(uuid5 of hookInstance + service + card key), so the same call gives the same cards.
+code); override reasons; a link to the rule documentation; and a deterministic uuid (uuid5 of
+hookInstance + service + the scoped subject key + card key + data signature), so the same call gives
+the same cards, while two patients, or two issuers or tenants, never share a card uuid even when an
+EHR reuses a hookInstance (feedback names a card by its uuid alone).
 
 Wording follows docs/rules.md: iron deficiency, kidney failure and pregnancy are established
 causes or aggravators of RLS; magnesium, potassium and calcium abnormalities are not: they mimic or
@@ -175,17 +177,23 @@ class CardDraft:
 
 
 class CardBuilder:
-    """Builds the cards of one call (one service, one hookInstance)."""
+    """Builds the cards of one call (one service, one hookInstance, one client's patient).
 
-    def __init__(self, knowledge: Knowledge, service_id: str, hook_instance: str) -> None:
+    ``subject`` is the feedback store's salted key of (issuer, tenant, patient id): it keeps card
+    uuids apart across patients and clients without putting the patient id into them.
+    """
+
+    def __init__(self, knowledge: Knowledge, service_id: str, hook_instance: str, subject: str) -> None:
         self._knowledge, self._service_id, self._hook_instance = knowledge, service_id, hook_instance
+        self._subject = subject
         self._rules = knowledge.ruleset
         self._advice = knowledge.ruleset.advice
 
     # --- shared parts -----------------------------------------------------------------------------
 
-    def card_uuid(self, key: str) -> str:
-        return str(uuid.uuid5(CARD_NAMESPACE, f"{self._hook_instance}|{self._service_id}|{key}"))
+    def card_uuid(self, key: str, signature: str) -> str:
+        name = f"{self._hook_instance}|{self._service_id}|{self._subject}|{key}|{signature}"
+        return str(uuid.uuid5(CARD_NAMESPACE, name))
 
     def _source(self, code: str) -> Source:
         return Source(
@@ -220,7 +228,7 @@ class CardBuilder:
         suggestions: list[Suggestion] | None = None,
     ) -> CardDraft:
         card = Card(
-            uuid=self.card_uuid(key),
+            uuid=self.card_uuid(key, signature),
             summary=summary,
             detail=detail,
             indicator=indicator,
@@ -376,7 +384,8 @@ class CardBuilder:
         detail += self._not_evaluable_lines(assessment, IRON_ANALYTES)
         detail += self._sources(finding.citations)
         detail.append(self._disclaimer())
-        suggestion = self._iron_studies_suggestion(assessment, key)
+        signature = self._signature(assessment, finding.basis)
+        suggestion = self._iron_studies_suggestion(assessment, key, signature)
         return self._card(
             key=key,
             topic=finding.code,
@@ -384,11 +393,11 @@ class CardBuilder:
             summary=summary,
             detail="\n".join(detail),
             indicator="warning" if drug else "info",
-            signature=self._signature(assessment, finding.basis),
+            signature=signature,
             suggestions=[suggestion],
         )
 
-    def _iron_studies_suggestion(self, assessment: Assessment, key: str) -> Suggestion:
+    def _iron_studies_suggestion(self, assessment: Assessment, key: str, signature: str) -> Suggestion:
         request = to_json(
             build_service_request(
                 assessment,
@@ -403,7 +412,7 @@ class CardBuilder:
         request.pop("supportingInfo", None)
         return Suggestion(
             label="Order iron studies (ferritin, serum iron, TIBC, transferrin saturation)",
-            uuid=str(uuid.uuid5(CARD_NAMESPACE, f"{self.card_uuid(key)}|order-iron-studies")),
+            uuid=str(uuid.uuid5(CARD_NAMESPACE, f"{self.card_uuid(key, signature)}|order-iron-studies")),
             is_recommended=True,
             actions=[
                 Action(

@@ -16,8 +16,9 @@ from datetime import datetime
 from typing import Any
 
 from rls_screen.assessment import assess
+from rls_screen.cds.auth import VerifiedClient
 from rls_screen.cds.cards import CardBuilder, CardDraft
-from rls_screen.cds.feedback import FeedbackStore, IssuedCard, window_start
+from rls_screen.cds.feedback import FeedbackOutcome, FeedbackStore, IssuedCard, Scope, window_start
 from rls_screen.cds.models import (
     Action,
     CdsResponse,
@@ -103,9 +104,12 @@ class CdsRuntime:
 
     # --- entry points -----------------------------------------------------------------------------
 
-    def call(self, service_id: str, request: HookRequest, deadline_at: float | None = None) -> CallOutcome:
-        """One hook call; ``deadline_at`` (time.monotonic()) is when the app answers without cards."""
+    def call(
+        self, service_id: str, request: HookRequest, client: VerifiedClient, deadline_at: float | None = None
+    ) -> CallOutcome:
+        """One hook call by ``client``; ``deadline_at`` (time.monotonic()) is when the app answers without cards."""
         now = self.clock()
+        scope = self.store.scope(client.issuer, client.tenant, request.context.patient_id)
         token = request.fhir_authorization.access_token.get_secret_value() if request.fhir_authorization else None
         access = FhirAccess(self.access_config, request.fhir_server, token, deadline_at)
         resolver = PatientDataResolver(
@@ -117,7 +121,7 @@ class CdsRuntime:
         )
         # D1: what names this patient here: Patient/<id>, or an absolute URL on this call's fhirServer
         link = PatientLink.of(request.context.patient_id, base_url=access.server)
-        builder = CardBuilder(self.knowledge, service_id, str(request.hook_instance))
+        builder = CardBuilder(self.knowledge, service_id, str(request.hook_instance), scope.subject_key)
         system_actions: list[Action] = []
         if isinstance(request, PatientViewRequest) and service_id == PATIENT_VIEW_SERVICE:
             drafts, system_actions = self._patient_view(resolver, builder, link)
@@ -128,13 +132,15 @@ class CdsRuntime:
         else:  # the app routes each service to its own request model; this is a wiring error
             raise RuntimeError(f"service {service_id} cannot take a {request.hook} request")
         access.check_deadline()  # cards nobody will see are not recorded as issued
-        shown, suppressed = self._apply_suppression(service_id, request.context.patient_id, drafts, now)
+        shown, suppressed = self._apply_suppression(service_id, scope, drafts, now)
         self._maybe_prune(now)
         response = CdsResponse(cards=[d.card for d in shown], system_actions=system_actions or None)
         return CallOutcome(response, dict(resolver.sources), resolver.access.requests_made, suppressed)
 
-    def feedback(self, service_id: str, body: FeedbackRequest) -> int:
-        return self.store.add_feedback(service_id, body.feedback, self.clock())
+    def feedback(self, service_id: str, client: VerifiedClient, body: FeedbackRequest) -> FeedbackOutcome:
+        """Feedback from ``client``: recorded only for cards this service issued to that same client."""
+        client_key = self.store.client_key(client.issuer, client.tenant)
+        return self.store.add_feedback(client_key, service_id, body.feedback, self.clock())
 
     # --- services ---------------------------------------------------------------------------------
 
@@ -191,19 +197,17 @@ class CdsRuntime:
     # --- suppression ------------------------------------------------------------------------------
 
     def _apply_suppression(
-        self, service_id: str, patient_id: str, drafts: list[CardDraft], now: datetime
+        self, service_id: str, scope: Scope, drafts: list[CardDraft], now: datetime
     ) -> tuple[list[CardDraft], int]:
+        """Drop the cards this client overrode for this patient on this service; record the rest as issued."""
         if not drafts:
             return [], 0
-        subject = self.store.subject_key(patient_id)
         suppressed: set[str] = set()
         if self.settings.cds_override_suppression_days > 0:
             since = window_start(now, self.settings.cds_override_suppression_days)
-            suppressed = self.store.suppressed(subject, [(d.key, d.signature) for d in drafts], since)
+            suppressed = self.store.suppressed(service_id, scope, [(d.key, d.signature) for d in drafts], since)
         shown = [d for d in drafts if d.key not in suppressed]
-        self.store.record_cards(
-            [IssuedCard(d.card.uuid or "", service_id, subject, d.key, d.signature) for d in shown], now
-        )
+        self.store.record_cards([_issued(service_id, scope, d) for d in shown], now)
         return shown, len(drafts) - len(shown)
 
     def _maybe_prune(self, now: datetime) -> None:
@@ -211,6 +215,19 @@ class CdsRuntime:
             return
         self._last_prune = time.monotonic()
         self.store.prune(window_start(now, self.settings.cds_override_suppression_days + 30))
+
+
+def _issued(service_id: str, scope: Scope, draft: CardDraft) -> IssuedCard:
+    card = draft.card
+    return IssuedCard(
+        uuid=card.uuid or "",
+        service_id=service_id,
+        scope=scope,
+        card_key=draft.key,
+        data_signature=draft.signature,
+        override_reasons=tuple((r.system, r.code) for r in card.override_reasons or []),
+        suggestion_ids=tuple(s.uuid for s in card.suggestions or [] if s.uuid),
+    )
 
 
 def _unique_keys(drafts: list[CardDraft]) -> list[CardDraft]:

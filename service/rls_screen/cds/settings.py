@@ -35,13 +35,18 @@ class CdsSettings(BaseSettings):
     )
     cds_trusted_issuers_file: Path | None = Field(
         default=None,
-        description='JSON file {"<iss>": {"jwks": {"keys": [...]}}} or {"<iss>": {"jwks_uri": "https://..."}}.',
+        description='JSON file {"<iss>": {"jwks": {"keys": [...]}}} or {"<iss>": {"jwks_uri": "https://..."}}, '
+        'each optionally with "jku": [...], the JWK Set URLs that issuer\'s tokens may name.',
     )
     cds_dev_mode: bool = Field(
         default=False,
         description="Development only: turns JWT verification OFF (logged loudly at start-up).",
     )
-    cds_jku_allowlist: str = Field(default="", description="Comma-separated JWK Set URLs a JWT's jku header may name.")
+    cds_jku_allowlist: str = Field(
+        default="",
+        description="Removed: it let any trusted issuer's token name any listed JWK Set. Each issuer's 'jku' list "
+        "in the trusted-issuers file replaces it; a non-empty value stops start-up (docs/cds-hooks.md).",
+    )
     cds_deadline_ms: int = Field(
         default=3000,
         ge=50,
@@ -91,10 +96,6 @@ class CdsSettings(BaseSettings):
         if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
             raise ValueError("must be an absolute http(s) URL without query or fragment")
         return value.strip().rstrip("/")
-
-    @property
-    def jku_allowlist(self) -> tuple[str, ...]:
-        return split_list(self.cds_jku_allowlist)
 
     @property
     def cors_origins(self) -> tuple[str, ...]:

@@ -8,14 +8,19 @@ the command only chooses where to listen and how many worker processes answer. D
 call is CPU-bound, ~5 ms of Python). The workers share the state file (feedback, override
 suppression and the JWT replay cache) through SQLite, so a token used on one worker is refused by
 every other. The configuration is checked once in the parent before any worker starts.
+
+The access log (on by default) names the path only: uvicorn's own lines carry the query string, and
+a query may carry a secret (a client that sends its JWT as ``?access_token=``), so ``log_config()``
+installs ``PathOnlyAccessLog`` on uvicorn's access logger, in the parent and in every worker.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import logging
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rls_screen.errors import ConfigurationError
 from rls_screen.fhir_client import is_loopback
@@ -27,6 +32,29 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8090
 WORKER_LOG_FORMAT = "%(asctime)s %(levelname)s [pid %(process)d] %(name)s: %(message)s"
 """With several workers, each line says which process wrote it (an on-call engineer follows one call)."""
+
+
+class PathOnlyAccessLog(logging.Filter):
+    """Cuts the query string from uvicorn's access lines, whose arguments are (client, method, path?query,
+    http version, status); a record of any other shape is dropped rather than risk writing a secret."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if not (isinstance(args, tuple) and len(args) == 5 and isinstance(args[2], str)):
+            return False
+        record.args = (args[0], args[1], args[2].split("?", 1)[0], args[3], args[4])
+        return True
+
+
+def log_config() -> dict[str, Any]:
+    """uvicorn's logging configuration with ``PathOnlyAccessLog`` on its access logger (a plain dict:
+    uvicorn hands it to each worker process)."""
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config.setdefault("filters", {})["path_only"] = {"()": f"{__name__}.PathOnlyAccessLog"}
+    config["loggers"]["uvicorn.access"]["filters"] = ["path_only"]
+    return config
 
 
 def worker_app() -> FastAPI:
@@ -60,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
         workers=args.workers if args.workers > 1 else None,
         log_level=args.log_level,
         access_log=args.access_log,
+        log_config=log_config(),
         proxy_headers=args.proxy_headers,
         forwarded_allow_ips=args.forwarded_allow_ips,
         server_header=False,
