@@ -335,7 +335,7 @@ def test_unit_and_code_variants_are_present(panel: synth.Panel) -> None:
 @pytest.mark.unit
 def test_every_ucum_code_parses() -> None:
     parser = ucumvert.get_ucum_parser()
-    for units in synth._UNITS.values():
+    for units in synth.codes.UNITS.values():
         for code in units:
             ucumvert.parse_ucum(code, parser)
     ucumvert.parse_ucum("wk", parser)
