@@ -22,7 +22,7 @@ from rls_screen.synth.resources import build_group
 PanelSource = Panel | Iterable[PatientRecord]
 """A generated panel, or a stream of records (``iter_patient_records``) for panels too big to hold."""
 
-NDJSON_TYPES: Final = ("Patient", "Condition", "Observation", "Group")
+NDJSON_TYPES: Final = ("Patient", "Condition", "Observation", "MedicationRequest", "Procedure", "Group")
 
 
 def _records(source: PanelSource) -> Iterable[PatientRecord]:

@@ -2,8 +2,8 @@
 mess, pregnancy records and Conditions, and the manifest entry saying what it was designed to show.
 
 Patient ``i`` draws from its own stream ``rls-screen-synth/1/<seed>/<i>``, every call in a fixed
-order, so it is the same alone or in a panel of a million. Anything added later draws from a stream
-of its own (see ``orders``), so the values here never move.
+order, so it is the same alone or in a panel of a million. MedicationRequests and Procedures come
+from a stream of their own (``orders``), so adding them moved none of the values drawn here.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from rls_screen.synth.codes import (
 from rls_screen.synth.dice import Dice
 from rls_screen.synth.labs import LabSheet, analyte_value, draw_lab_style
 from rls_screen.synth.mess import add_mess
+from rls_screen.synth.orders import draw_orders
 from rls_screen.synth.records import ManifestEntry, PatientRecord, panel_id, patient_id
 from rls_screen.synth.resources import condition_resource, patient_resource
 from rls_screen.synth.scenarios import (
@@ -94,23 +95,32 @@ class PatientBuilder:
         self._add_conditions()
         expected = expected_findings(targets, presence, self.person)
         observations = self.sheet.numbered()
+        rls = "no-rls-condition" not in self.quirks
+        orders = draw_orders(self.seed, self.index, self.pid, self.as_of, style.tz, scenario=scenario, rls=rls)
+        dialysis = [f"Condition/{c['id']}" for c in self.conditions if c["id"].endswith("-dialysis")]
+        dialysis += orders.dialysis_procedures
+        if dialysis:
+            expected.add("kidney-failure")  # CLINICAL_RULES section 4: dialysis recorded
         manifest = ManifestEntry(
             patient_id=self.pid,
             index=self.index,
             scenario=scenario,
             gender=self.gender,
             age=self.age,
-            rls="no-rls-condition" not in self.quirks,
+            rls=rls,
             trimester=self.trimester,
             expected_findings=tuple(sorted(expected)),
-            quirks=tuple(sorted(self.quirks)),
+            quirks=tuple(sorted(self.quirks | orders.quirks)),
             targets=target_summary(targets, presence),
+            aggravating_medications=tuple(sorted(orders.aggravating)),
+            dialysis_basis=tuple(sorted(dialysis)),
         )
         return PatientRecord(
             patient=patient_resource(self.pid, self.id_prefix, self.index, self.gender, self.birth_date),
-            resources=(*self.conditions, *observations),
+            resources=(*self.conditions, *observations, *orders.resources),
             manifest=manifest,
             panel_id=panel_id(self.id_prefix),
+            seed=self.seed,
         )
 
     def _demographics(self) -> tuple[str, int, date]:

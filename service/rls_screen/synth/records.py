@@ -35,9 +35,15 @@ class ManifestEntry:
     """Mess and variants applied (see docs/synthetic-panel.md); sorted."""
     targets: tuple[tuple[str, float], ...]
     """Deciding values in canonical units (ferritin ug/L, Hb g/dL, eGFR, ...), before lab rounding."""
+    aggravating_medications: tuple[str, ...] = ()
+    """``MedicationRequest/<id>`` that must each fire the ``aggravating-medication`` advisory; sorted."""
+    dialysis_basis: tuple[str, ...] = ()
+    """The dialysis records the kidney-failure finding must cite (active Condition, Procedures within
+    the window; ``Assessment`` finding ``extra_basis``); sorted."""
 
     def to_json(self) -> Json:
-        return {
+        """camelCase; the two reference lists only when not empty (older manifests stay byte-equal)."""
+        entry: Json = {
             "patientId": self.patient_id,
             "index": self.index,
             "scenario": self.scenario,
@@ -49,17 +55,25 @@ class ManifestEntry:
             "quirks": list(self.quirks),
             "targets": dict(self.targets),
         }
+        if self.aggravating_medications:
+            entry["aggravatingMedications"] = list(self.aggravating_medications)
+        if self.dialysis_basis:
+            entry["dialysisBasis"] = list(self.dialysis_basis)
+        return entry
 
 
 @dataclass(frozen=True, slots=True)
 class PatientRecord:
-    """One patient: the Patient resource and its Conditions and Observations (FHIR R4 JSON)."""
+    """One patient: the Patient resource and its Conditions, Observations, MedicationRequests and
+    Procedures (FHIR R4 JSON, in that order)."""
 
     patient: Json
     resources: tuple[Json, ...]
     manifest: ManifestEntry
     panel_id: str
     """Id of the Group the patient belongs to."""
+    seed: int
+    """The panel's seed (with the ids, it keys the record's ``urn:uuid`` fullUrls)."""
 
     @property
     def patient_id(self) -> str:
