@@ -60,8 +60,14 @@ def subject_matches(resource: Mapping[str, Any], patient_id: str) -> bool:
     return reference == f"Patient/{patient_id}" or reference.endswith(f"/Patient/{patient_id}")
 
 
-def group_resources(patient: Mapping[str, Any], resources: Iterable[Mapping[str, Any]]) -> PatientData:
-    """Sort a patient's resources by type; resources about another patient are left out."""
+def group_resources(
+    patient: Mapping[str, Any], resources: Iterable[Mapping[str, Any]], aliases: frozenset[str] = frozenset()
+) -> PatientData:
+    """Sort a patient's resources by type; resources about another patient are left out.
+
+    ``aliases``: other references that mean this patient (its Bundle entry's ``fullUrl``, e.g. a
+    ``urn:uuid:`` as Synthea writes subjects).
+    """
     patient_id = str(patient.get("id", ""))
     # ``subject_matches`` inlined, its two references built once per patient (once per resource they cost ~20 %)
     own, suffix = f"Patient/{patient_id}", f"/Patient/{patient_id}"
@@ -70,7 +76,7 @@ def group_resources(patient: Mapping[str, Any], resources: Iterable[Mapping[str,
         subject = resource.get("subject") or resource.get("patient")
         if (type(subject) is dict or isinstance(subject, Mapping)) and "reference" in subject:
             reference = str(subject["reference"])
-            if reference != own and not reference.endswith(suffix):
+            if reference != own and not reference.endswith(suffix) and reference not in aliases:
                 continue
         kind = str(resource.get("resourceType"))
         same_kind = by_type.get(kind)
@@ -88,7 +94,8 @@ def group_resources(patient: Mapping[str, Any], resources: Iterable[Mapping[str,
 
 
 def from_bundle(bundle: Any) -> PatientData:
-    """A Bundle holding exactly one Patient and its Observations (and optionally Conditions)."""
+    """A Bundle holding exactly one Patient and its resources (Observations, Conditions, Procedures,
+    MedicationRequests), referring to it as ``Patient/<id>`` or by its entry's ``fullUrl``."""
     if not isinstance(bundle, Mapping) or bundle.get("resourceType") != "Bundle":
         found = bundle.get("resourceType") if isinstance(bundle, Mapping) else type(bundle).__name__
         raise InputError(f"expected a FHIR Bundle, found {found}")
@@ -97,11 +104,8 @@ def from_bundle(bundle: Any) -> PatientData:
     entries = bundle.get("entry") or []
     if not isinstance(entries, list):
         raise InputError("Bundle.entry is not a list")
-    resources = [
-        entry["resource"]
-        for entry in entries
-        if isinstance(entry, Mapping) and isinstance(entry.get("resource"), Mapping)
-    ]
+    usable = [entry for entry in entries if isinstance(entry, Mapping) and isinstance(entry.get("resource"), Mapping)]
+    resources = [entry["resource"] for entry in usable]
     patients = [r for r in resources if r.get("resourceType") == "Patient"]
     if not patients:
         raise InputError("the Bundle holds no Patient")
@@ -110,4 +114,10 @@ def from_bundle(bundle: Any) -> PatientData:
     patient = patients[0]
     if not isinstance(patient.get("id"), str) or not patient["id"]:
         raise InputError("the Patient has no id")
-    return group_resources(patient, (r for r in resources if r is not patient))
+    # Subjects may point at the Patient's entry by fullUrl (urn:uuid:..., FHIR R4 Bundle 2.36.4.1).
+    full_urls = frozenset(
+        str(entry["fullUrl"])
+        for entry in usable
+        if entry["resource"] is patient and isinstance(entry.get("fullUrl"), str)
+    )
+    return group_resources(patient, (r for r in resources if r is not patient), full_urls)
