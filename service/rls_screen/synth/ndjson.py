@@ -1,13 +1,13 @@
-"""Writing a panel out: Bulk-style NDJSON files, and transaction Bundles for loading a FHIR server.
+"""Writing a panel out as Bulk-style NDJSON: one file per resource type, as ``$export`` lays them out.
 
-Both stream: records go out as they are drawn, so a panel of 100k never sits in memory.
+Streams: records go out as they are drawn, so a panel of 100k never sits in memory.
 """
 
 from __future__ import annotations
 
 import os
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from types import TracebackType
 from typing import Final
@@ -15,7 +15,6 @@ from typing import Final
 import orjson
 
 from rls_screen.errors import InputError
-from rls_screen.synth.codes import Json
 from rls_screen.synth.records import Panel, PatientRecord
 from rls_screen.synth.resources import build_group
 
@@ -25,7 +24,7 @@ PanelSource = Panel | Iterable[PatientRecord]
 NDJSON_TYPES: Final = ("Patient", "Condition", "Observation", "MedicationRequest", "Procedure", "Group")
 
 
-def _records(source: PanelSource) -> Iterable[PatientRecord]:
+def records_of(source: PanelSource) -> Iterable[PatientRecord]:
     return source.patients if isinstance(source, Panel) else source
 
 
@@ -89,51 +88,8 @@ class NdjsonWriter:
 
 
 def write_ndjson(source: PanelSource, out_dir: Path, *, manifest: bool = False) -> dict[str, Path]:
-    """Write Patient/Condition/Observation/Group.ndjson (one compact resource per line); streams."""
+    """Write ``<Type>.ndjson`` for every type in ``NDJSON_TYPES`` (one compact resource per line); streams."""
     with NdjsonWriter(out_dir, manifest=manifest) as writer:
-        for record in _records(source):
+        for record in records_of(source):
             writer.add(record)
         return writer.close()
-
-
-def _entry(resource: Json) -> Json:
-    return {
-        "resource": resource,
-        "request": {"method": "PUT", "url": f"{resource['resourceType']}/{resource['id']}"},
-    }
-
-
-def _transaction(entries: list[Json]) -> Json:
-    return {"resourceType": "Bundle", "type": "transaction", "entry": entries}
-
-
-def transaction_bundles(source: PanelSource) -> Iterator[Json]:
-    """One transaction Bundle per patient (PUT by id, so reloading is idempotent), then the Group's."""
-    return chunked_transaction_bundles(source, patients_per_bundle=1)
-
-
-def chunked_transaction_bundles(source: PanelSource, patients_per_bundle: int = 20) -> Iterator[Json]:
-    """Transaction Bundles of several patients each (each Patient before its resources); the Group
-    comes alone in the last Bundle, after every member exists."""
-    if not isinstance(patients_per_bundle, int) or not 1 <= patients_per_bundle <= 10_000:
-        raise InputError(f"patients per bundle must be from 1 to 10,000, got {patients_per_bundle!r}")
-    return _chunks(_records(source), patients_per_bundle)
-
-
-def _chunks(records: Iterable[PatientRecord], size: int) -> Iterator[Json]:
-    entries: list[Json] = []
-    in_chunk = 0
-    patient_ids: list[str] = []
-    group_id: str | None = None
-    for record in records:
-        group_id = group_id or record.panel_id
-        patient_ids.append(record.patient_id)
-        entries.extend(_entry(resource) for resource in record.all_resources())
-        in_chunk += 1
-        if in_chunk == size:
-            yield _transaction(entries)
-            entries, in_chunk = [], 0
-    if entries:
-        yield _transaction(entries)
-    if group_id is not None:
-        yield _transaction([_entry(build_group(group_id, patient_ids))])
