@@ -27,8 +27,10 @@ import ucumvert
 from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.condition import Condition
 from fhir.resources.R4B.group import Group
+from fhir.resources.R4B.medicationrequest import MedicationRequest
 from fhir.resources.R4B.observation import Observation
 from fhir.resources.R4B.patient import Patient
+from fhir.resources.R4B.procedure import Procedure
 from tests.support.check_digits import loinc_check_digit_ok, snomed_check_digit_ok
 
 from rls_screen import synth
@@ -47,6 +49,8 @@ MODELS: dict[str, Any] = {
     "Observation": Observation,
     "Group": Group,
     "Bundle": Bundle,
+    "MedicationRequest": MedicationRequest,
+    "Procedure": Procedure,
 }
 
 
@@ -149,7 +153,8 @@ def test_ids_are_unique_valid_and_not_all_digits(panel: synth.Panel) -> None:
         assert FHIR_ID.fullmatch(rid), rid
         assert not rid.isdigit(), rid
     assert panel.patients[0].patient["id"] == "syn-p0001"
-    assert panel.patients[0].resources[-1]["id"].startswith("syn-p0001-obs-")
+    observations = [r for r in panel.patients[0].resources if r["resourceType"] == "Observation"]
+    assert observations[-1]["id"].startswith("syn-p0001-obs-")
 
 
 @pytest.mark.unit
@@ -335,7 +340,7 @@ def test_unit_and_code_variants_are_present(panel: synth.Panel) -> None:
 @pytest.mark.unit
 def test_every_ucum_code_parses() -> None:
     parser = ucumvert.get_ucum_parser()
-    for units in synth._UNITS.values():
+    for units in synth.codes.UNITS.values():
         for code in units:
             ucumvert.parse_ucum(code, parser)
     ucumvert.parse_ucum("wk", parser)
@@ -347,7 +352,7 @@ def test_codes_carry_valid_check_digits(panel: synth.Panel) -> None:
     snomed: set[str] = set()
     for record in panel.patients:
         for resource in record.resources:
-            for concept in (resource["code"], resource.get("valueCodeableConcept", {"coding": []})):
+            for concept in (resource.get("code", {"coding": []}), resource.get("valueCodeableConcept", {"coding": []})):
                 for coding in concept["coding"]:
                     if coding["system"] == LOINC:
                         loinc.add(coding["code"])
@@ -536,7 +541,7 @@ def test_effective_times_carry_a_timezone(panel: synth.Panel) -> None:
 @pytest.mark.unit
 def test_ndjson_one_resource_per_line(panel: synth.Panel, tmp_path: Path) -> None:
     paths = synth.write_ndjson(panel, tmp_path / "out")
-    assert sorted(paths) == ["Condition", "Group", "Observation", "Patient"]
+    assert sorted(paths) == ["Condition", "Group", "MedicationRequest", "Observation", "Patient", "Procedure"]
     counts = {}
     for kind, path in paths.items():
         assert path.name == f"{kind}.ndjson"
