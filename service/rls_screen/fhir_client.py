@@ -1,13 +1,17 @@
 """The one seam to FHIR servers: allowlist, timeouts, retries, paging, auth, typed errors.
 
-Every request the module makes goes through ``FhirClient``. It refuses any URL outside the
-configured allowlist before a socket is opened (plain http only for loopback), retries idempotent
-reads on transient failures and any request on 429/503 (the server did not process it), honours
-Retry-After, follows Bundle next links up to a bound, and turns error responses and their
-OperationOutcome into the typed errors of ``rls_screen.errors``. Every body it parses goes through
-``parse_json_object``, so a 200 that is not JSON (a proxy's login page, a body cut off in transit)
-is a typed error too. Logs carry method, resource type, status and time: never full URLs (they hold
-patient ids), bodies or tokens.
+Every request the module makes goes through ``FhirClient``. It puts every URL (request, next link,
+download, token endpoint) in normal form and refuses any URL outside the configured allowlist before
+a socket is opened (``rls_screen.urls``; plain http only for loopback). It never follows a redirect:
+a 3xx is ``FhirRedirectError``, because its target was never checked and the request carries a
+token. It retries idempotent reads on transient failures and any request on 429/503 (the server did
+not process it), honours Retry-After, follows Bundle next links up to a bound, and turns error
+responses and their OperationOutcome into the typed errors of ``rls_screen.errors``. Every body it
+parses goes through ``parse_json_object``, so a 200 that is not JSON (a proxy's login page, a body
+cut off in transit, JSON nested too deeply to parse) is a typed error too, as is a body that is not
+in its Content-Encoding, a header it cannot send, and a Bundle whose entries or links are not
+arrays of objects (``rls_screen.bundles``). Logs carry method, resource type, status and time:
+never full URLs (they hold patient ids), bodies or tokens.
 """
 
 from __future__ import annotations
@@ -21,8 +25,6 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
-from ipaddress import ip_address
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlencode, urlsplit
@@ -31,17 +33,27 @@ import jwt
 import requests
 from requests.adapters import HTTPAdapter
 
+from rls_screen import bundles
 from rls_screen.errors import (
     ConfigurationError,
     FhirAuthError,
     FhirError,
     FhirNotFoundError,
     FhirOperationError,
+    FhirRedirectError,
+    FhirRequestError,
     FhirResponseError,
     FhirUnavailableError,
-    ServerNotAllowedError,
+    UnsafeUrlError,
 )
 from rls_screen.settings import Settings
+
+# Re-exported: callers (the CDS service, the CLI) import these from the FHIR seam.
+from rls_screen.urls import Allowlist as Allowlist
+from rls_screen.urls import check_base_url_scheme as check_base_url_scheme
+from rls_screen.urls import is_loopback as is_loopback
+from rls_screen.urls import normalise
+from rls_screen.urls import normalise_base as normalise_base
 
 FHIR_JSON = "application/fhir+json"
 # FHIR R4 http.html#mime-type: application/fhir+json; plain JSON and the DSTU2-era alias are what
@@ -54,51 +66,30 @@ MAX_RETRY_AFTER_S = 30.0
 log = logging.getLogger(__name__)
 
 
-def is_loopback(host: str | None) -> bool:
-    if host is None:
-        return False
-    if host == "localhost":
-        return True
-    try:
-        return ip_address(host).is_loopback
-    except ValueError:
-        return False
+# RFC 6750 section 2.1 allows a b64token; any visible ASCII is accepted (tokens in the wild vary),
+# nothing else: a line break would inject a header, non-Latin-1 text makes http.client raise.
+_TOKEN_CHARS = re.compile(r"[\x21-\x7e]+")
+# What requests raises for a request it cannot put on the wire (a header value with a line break:
+# InvalidHeader; with non-Latin-1 characters: UnicodeEncodeError from http.client).
+_UNSENDABLE = (requests.exceptions.InvalidHeader, requests.exceptions.InvalidURL, UnicodeEncodeError)
+# What it raises for a transient break while the answer arrives.
+_BROKEN = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
 
 
-def normalise_base(url: str) -> str:
-    return url.strip().rstrip("/")
+def check_token(token: str) -> str:
+    """``token`` if it can travel in an Authorization header; ``FhirRequestError`` (never quoting it) if not."""
+    if not _TOKEN_CHARS.fullmatch(token):
+        raise FhirRequestError(
+            "the access token cannot be sent: it holds whitespace, a line break or non-ASCII characters"
+        )
+    return token
 
 
-def check_base_url_scheme(url: str) -> None:
-    parts = urlsplit(url)
-    if parts.scheme == "https" or (parts.scheme == "http" and is_loopback(parts.hostname)):
-        return
-    raise ServerNotAllowedError(f"refusing {parts.scheme}://{parts.hostname}: plain http is allowed only for loopback")
-
-
-@dataclass(frozen=True)
-class Allowlist:
-    """FHIR base URLs the module may call; a URL is allowed when it lies under one of them."""
-
-    bases: tuple[str, ...]
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> Allowlist:
-        extra = [u for u in settings.fhir_allowlist.split(",") if u.strip()]
-        return cls(tuple(dict.fromkeys(normalise_base(u) for u in [settings.fhir_base_url, *extra])))
-
-    def allows(self, url: str) -> bool:
-        url = normalise_base(url)
-        return any(url == base or url.startswith(base + "/") or url.startswith(base + "?") for base in self.bases)
-
-    def check(self, url: str) -> None:
-        if not self.allows(url):
-            host = urlsplit(url).hostname or "?"
-            raise ServerNotAllowedError(
-                f"FHIR server at {host} is not on the allowlist (FHIR_BASE_URL, RLS_SCREEN_FHIR_ALLOWLIST); "
-                "no request was sent"
-            )
-        check_base_url_scheme(url)
+def _redirect_error(what: str, status: int) -> FhirRedirectError:
+    # The Location is not quoted: it may hold patient ids, or a token in its query.
+    return FhirRedirectError(
+        f"{what}: the server answered with a redirect (HTTP {status}); not followed", status=status
+    )
 
 
 class Auth(Protocol):
@@ -119,7 +110,7 @@ class NoAuth:
 
 class BearerAuth:
     def __init__(self, token: str) -> None:
-        self._token = token
+        self._token = check_token(token)
 
     def header(self) -> str | None:
         return f"Bearer {self._token}"
@@ -154,6 +145,10 @@ class SmartBackendAuth:
     ) -> None:
         if algorithm not in self.ALGORITHMS:
             raise ConfigurationError(f"SMART backend auth: algorithm must be RS384 or ES384, not {algorithm}")
+        try:
+            normalise(token_url)  # refused like a FHIR URL: userinfo, dot segments, ...
+        except UnsafeUrlError as error:
+            raise ConfigurationError(f"RLS_SCREEN_SMART_TOKEN_URL: {error}") from None
         check_base_url_scheme(token_url)
         self._token_url, self._client_id, self._key = token_url, client_id, private_key_pem
         self._algorithm, self._kid, self._scope = algorithm, key_id, scope
@@ -182,15 +177,24 @@ class SmartBackendAuth:
             "client_assertion": self.client_assertion(),
         }
         try:
-            response = self._session.post(self._token_url, data=form, timeout=self._timeout)
+            # A redirect would carry the signed assertion to a URL nobody configured.
+            response = self._session.post(self._token_url, data=form, timeout=self._timeout, allow_redirects=False)
+        except requests.exceptions.ContentDecodingError:
+            raise FhirResponseError("token request: the body is not in its Content-Encoding") from None
         except requests.RequestException as error:
             raise FhirUnavailableError(f"token endpoint unreachable ({type(error).__name__})") from error
+        if 300 <= response.status_code < 400:
+            raise _redirect_error("token request", response.status_code)
         if response.status_code != 200:
             raise FhirAuthError(f"token request refused: HTTP {response.status_code}", status=response.status_code)
         body = parse_json_object(response, "token request")
         token = body.get("access_token")
         if not isinstance(token, str):
             raise FhirAuthError("token response has no access_token")
+        try:
+            check_token(token)
+        except FhirRequestError:
+            raise FhirAuthError("token response has an access_token that an HTTP header cannot carry") from None
         try:
             # RFC 6749 section 5.1 says a number; some identity providers send it as a string.
             expires_in = float(body.get("expires_in", 300))
@@ -229,7 +233,10 @@ def auth_from_settings(settings: Settings, session: requests.Session) -> Auth:
             timeout=(settings.fhir_connect_timeout_s, settings.fhir_read_timeout_s),
         )
     if settings.fhir_bearer_token is not None:
-        return BearerAuth(settings.fhir_bearer_token.get_secret_value())
+        try:
+            return BearerAuth(settings.fhir_bearer_token.get_secret_value())
+        except FhirRequestError as error:
+            raise ConfigurationError(f"RLS_SCREEN_FHIR_BEARER_TOKEN: {error}") from None
     return NoAuth()
 
 
@@ -314,6 +321,8 @@ def parse_json_object(response: requests.Response, what: str, *, applied_if_cut:
     try:
         # FHIR JSON is UTF-8 (http.html#mime-type); a byte order mark is tolerated.
         body = json.loads(content.removeprefix(codecs.BOM_UTF8).decode("utf-8"))
+    except RecursionError:  # arrays or objects nested thousands deep: no FHIR resource is
+        raise FhirResponseError(f"{what}: expected FHIR JSON, got {arrived} nested too deeply", status=status) from None
     except ValueError as error:
         if _is_cut_short(error, content):
             applied = "; the server may have applied the request" if applied_if_cut else ""
@@ -446,8 +455,7 @@ class FhirClient:
         *,
         decode: bool,
     ) -> tuple[requests.Response, dict[str, Any]]:
-        url = self.url(path, params)
-        self._allowlist.check(url)
+        url = self._checked(self.url(path, params))
         idempotent = method in ("GET", "HEAD") if idempotent is None else idempotent
         kind = _resource_kind(url, self.base_url)
         retried_auth = False
@@ -464,8 +472,18 @@ class FhirClient:
             started = time.monotonic()
             try:
                 self.requests_made += 1
-                response = self._session.request(method, url, json=json_body, headers=send_headers, timeout=timeout)
-            except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as error:
+                response = self._session.request(
+                    method, url, json=json_body, headers=send_headers, timeout=timeout, allow_redirects=False
+                )
+            except requests.exceptions.ContentDecodingError:
+                raise FhirResponseError(
+                    f"{method} {kind}: the body is not in the Content-Encoding its headers name (e.g. not gzip)"
+                ) from None
+            except _UNSENDABLE as error:
+                raise FhirRequestError(
+                    f"{method} {kind}: not sent, a header value cannot be sent over HTTP ({type(error).__name__})"
+                ) from None  # not chained: the error quotes the header, which may be the token
+            except _BROKEN as error:
                 # A read timeout on a write may have been applied: only retry what is safe to repeat.
                 # ChunkedEncodingError is a connection broken while the body was read (requests does
                 # not make it a ConnectionError): as transient as a reset before the headers.
@@ -480,6 +498,8 @@ class FhirClient:
             elapsed_ms = (time.monotonic() - started) * 1000
             log.info("fhir %s %s -> %s in %.0f ms", method, kind, response.status_code, elapsed_ms)
             status = response.status_code
+            if 300 <= status < 400:
+                raise _redirect_error(f"{method} {kind}", status)
             if status < 400 or status in also_accept:
                 if not decode:
                     return response, {}  # the caller reads the body itself, if it has one
@@ -516,6 +536,12 @@ class FhirClient:
                 continue
             raise self._error(response, method, kind)
 
+    def _checked(self, url: str) -> str:
+        """The normal form of ``url`` if the allowlist holds it (what is checked is what is sent)."""
+        url = normalise(url)
+        self._allowlist.check(url)
+        return url
+
     def _timeout_now(self, method: str, kind: str) -> tuple[float, float]:
         """(connect, read) timeouts for the next attempt: never past the deadline, if there is one."""
         if self._deadline_at is None:
@@ -539,8 +565,8 @@ class FhirClient:
     def _error(response: requests.Response, method: str, kind: str) -> FhirError:
         status = response.status_code
         try:
-            detail = outcome_text(response.json())
-        except ValueError:
+            detail = outcome_text(json.loads(response.content))
+        except (ValueError, RecursionError):  # not JSON, or nested too deeply to parse
             detail = ""
         suffix = f": {detail}" if detail else ""
         if status in (401, 403):
@@ -559,10 +585,7 @@ class FhirClient:
     def search(self, resource_type: str, params: Mapping[str, str]) -> Iterator[dict[str, Any]]:
         """Every matching resource (search mode 'match' and 'include'), following next links."""
         for page in self.search_pages(resource_type, params):
-            for entry in page.get("entry", []):
-                resource = entry.get("resource")
-                if isinstance(resource, dict):
-                    yield resource
+            yield from bundles.resources(page)
 
     def search_pages(self, resource_type: str, params: Mapping[str, str]) -> Iterator[dict[str, Any]]:
         url: str | None = self.url(resource_type, params)
@@ -575,7 +598,7 @@ class FhirClient:
                 )
             bundle = self.request_json("GET", url)
             yield bundle
-            url = next((link.get("url") for link in bundle.get("link", []) if link.get("relation") == "next"), None)
+            url = bundles.next_link(bundle)
 
     def transaction(self, bundle: Mapping[str, Any]) -> dict[str, Any]:
         """POST a transaction Bundle; the server applies all of it or none of it."""
@@ -583,14 +606,18 @@ class FhirClient:
 
     def download(self, url: str, destination: Path) -> int:
         """Stream a file (e.g. a Bulk export NDJSON output) to disk; returns bytes written."""
-        self._allowlist.check(url)
+        url = self._checked(url)
         headers = {"Accept": "application/fhir+ndjson"}
         authorization = self._auth.header()
         if authorization:
             headers["Authorization"] = authorization
         self.requests_made += 1
         try:
-            with self._session.get(url, headers=headers, timeout=self._timeout, stream=True) as response:
+            with self._session.get(
+                url, headers=headers, timeout=self._timeout, stream=True, allow_redirects=False
+            ) as response:
+                if 300 <= response.status_code < 400:
+                    raise _redirect_error("GET bulk output", response.status_code)
                 if response.status_code >= 400:
                     raise self._error(response, "GET", "bulk output")
                 media_type = _media_type(response)
@@ -611,7 +638,11 @@ class FhirClient:
                         sink.write(chunk)
                         written += len(chunk)
                 return written
-        except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as error:
+        except requests.exceptions.ContentDecodingError:
+            raise FhirResponseError("GET bulk output: the body is not in its Content-Encoding") from None
+        except _UNSENDABLE as error:
+            raise FhirRequestError(f"GET bulk output: not sent ({type(error).__name__})") from None
+        except _BROKEN as error:
             raise FhirUnavailableError(
                 f"download from {urlsplit(url).netloc} failed ({type(error).__name__})"
             ) from error
@@ -629,8 +660,11 @@ class FhirClient:
 
 def validation_errors(outcome: Mapping[str, Any]) -> list[str]:
     """The error/fatal issues of an OperationOutcome, as text."""
-    return [
-        str(issue.get("diagnostics") or (issue.get("details") or {}).get("text") or issue.get("code"))
-        for issue in outcome.get("issue", [])
-        if issue.get("severity") in ("error", "fatal")
-    ]
+    issues = outcome.get("issue")
+    errors: list[str] = []
+    for issue in issues if isinstance(issues, list) else []:
+        if isinstance(issue, Mapping) and issue.get("severity") in ("error", "fatal"):
+            details = issue.get("details")
+            text = details.get("text") if isinstance(details, Mapping) else None
+            errors.append(str(issue.get("diagnostics") or text or issue.get("code")))
+    return errors
