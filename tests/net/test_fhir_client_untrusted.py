@@ -28,7 +28,14 @@ from rls_screen.errors import (
     FhirResponseError,
     ServerNotAllowedError,
 )
-from rls_screen.fhir_client import Allowlist, BearerAuth, FhirClient, SmartBackendAuth, auth_from_settings
+from rls_screen.fhir_client import (
+    Allowlist,
+    BearerAuth,
+    FhirClient,
+    SmartBackendAuth,
+    auth_from_settings,
+    validation_errors,
+)
 from rls_screen.settings import Settings
 
 PATIENT = {"resourceType": "Patient", "id": "p1"}
@@ -224,3 +231,21 @@ def test_a_token_endpoint_handing_out_a_token_with_a_line_break_is_an_auth_error
         with pytest.raises(FhirAuthError, match="cannot carry") as raised:
             _smart(base_url(idp, "/token")).header()
         assert "abc" not in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("outcome", "errors"),
+    [
+        ({"resourceType": "OperationOutcome", "issue": "invalid"}, []),
+        ({"resourceType": "OperationOutcome", "issue": None}, []),
+        (
+            {"resourceType": "OperationOutcome", "issue": ["x", {"severity": "error", "details": "y", "code": "a"}]},
+            ["a"],
+        ),
+        ({"issue": [{"severity": "fatal", "details": {"text": "t"}}]}, ["t"]),
+    ],
+)
+def test_a_malformed_validate_outcome_gives_what_it_can_instead_of_an_attribute_error(
+    outcome: dict[str, Any], errors: list[str]
+) -> None:
+    assert validation_errors(outcome) == errors
