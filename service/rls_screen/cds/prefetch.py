@@ -165,7 +165,7 @@ class FhirAccess:
             if self._server is None:
                 self._unavailable = "no fhirServer was given"
             elif server is None:
-                self._unavailable = "fhirServer is not a URL this service accepts (rls_screen.urls)"
+                self._unavailable = "fhirServer is refused (dot segments, userinfo or characters a URL should not hold)"
             else:
                 try:
                     self._config.allowlist.check(server)
