@@ -4,7 +4,12 @@
     ├── InputError          (exit 2)  the caller's input is unreadable or not what was asked for
     ├── ConfigurationError  (exit 3)  a setting or data file is missing or inconsistent
     └── FhirError           (exit 4)  talking to a FHIR server failed
-        ├── ServerNotAllowedError     the base URL is not on the allowlist (no request was made)
+        ├── ServerNotAllowedError     the URL is not on the allowlist (no request was made)
+        │   └── UnsafeUrlError        (also a ValueError) a URL refused before any comparison:
+        │                             dot segments, userinfo, backslashes, ... (rls_screen.urls)
+        ├── FhirRequestError          the request cannot be sent as built (an access token with a
+        │                             line break or non-ASCII characters); nothing was sent
+        ├── FhirRedirectError         a 3xx: redirects are never followed (not retried)
         ├── FhirUnavailableError      connection refused, timeout, a body cut off, or 5xx after retries
         ├── FhirAuthError             401/403 (the token is never included in the message)
         ├── FhirNotFoundError         404 / 410
@@ -51,6 +56,24 @@ class FhirError(RlsScreenError):
 
 class ServerNotAllowedError(FhirError):
     """The FHIR base URL is not on the allowlist; no request was sent."""
+
+
+class UnsafeUrlError(ServerNotAllowedError, ValueError):
+    """A URL that ``rls_screen.urls`` refuses to normalise, so it can never match the allowlist.
+
+    A ValueError too, for callers that only parse URLs. The message names the reason (a dot segment,
+    userinfo, ...), never the URL: it may hold patient ids or credentials.
+    """
+
+
+class FhirRequestError(FhirError):
+    """The request could not be sent as built: a header value HTTP cannot carry (for example an access
+    token holding a line break or non-ASCII characters). Nothing was sent; asking again fails the same way."""
+
+
+class FhirRedirectError(FhirError):
+    """The server answered with a redirect (3xx). Redirects are never followed: the target may lie off
+    the allowlist or outside the FHIR base, and the request carries a bearer token. Not retried."""
 
 
 class FhirUnavailableError(FhirError):

@@ -1,276 +1,72 @@
-"""The one seam to FHIR servers: allowlist, timeouts, retries, paging, auth, typed errors.
+"""The one seam to FHIR servers: allowlist, timeouts, retries, paging, typed errors.
 
-Every request the module makes goes through ``FhirClient``. It refuses any URL outside the
-configured allowlist before a socket is opened (plain http only for loopback), retries idempotent
-reads on transient failures and any request on 429/503 (the server did not process it), honours
-Retry-After, follows Bundle next links up to a bound, and turns error responses and their
-OperationOutcome into the typed errors of ``rls_screen.errors``. Every body it parses goes through
-``parse_json_object``, so a 200 that is not JSON (a proxy's login page, a body cut off in transit)
-is a typed error too. Logs carry method, resource type, status and time: never full URLs (they hold
+Every request the module makes goes through ``FhirClient``. It puts every URL (request, next link,
+download, token endpoint) in normal form and refuses any URL outside the configured allowlist before
+a socket is opened (``rls_screen.urls``; plain http only for loopback). It never follows a redirect:
+a 3xx is ``FhirRedirectError``, because its target was never checked and the request carries a
+token. It retries idempotent reads on transient failures and any request on 429/503 (the server did
+not process it), honours Retry-After, follows Bundle next links up to a bound, and turns error
+responses and their OperationOutcome into the typed errors of ``rls_screen.errors``. Every body it
+parses goes through ``parse_json_object``, so a 200 that is not JSON (a proxy's login page, a body
+cut off in transit, JSON nested too deeply to parse) is a typed error too, as is a body that is not
+in its Content-Encoding, a header it cannot send, and a Bundle whose entries or links are not
+arrays of objects (``rls_screen.bundles``). Authentication is in ``fhir_auth``, body parsing in
+``fhir_answers``. Logs carry method, resource type, status and time: never full URLs (they hold
 patient ids), bodies or tokens.
 """
 
 from __future__ import annotations
 
-import codecs
 import email.utils
 import json
 import logging
-import re
-import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
-from ipaddress import ip_address
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import urlencode, urlsplit
 
-import jwt
 import requests
 from requests.adapters import HTTPAdapter
 
+from rls_screen import bundles
 from rls_screen.errors import (
-    ConfigurationError,
     FhirAuthError,
     FhirError,
     FhirNotFoundError,
     FhirOperationError,
+    FhirRequestError,
     FhirResponseError,
     FhirUnavailableError,
-    ServerNotAllowedError,
 )
-from rls_screen.scopes import explain_missing, missing_scopes, scopes_for
-from rls_screen.settings import Settings
+from rls_screen.fhir_answers import FHIR_JSON, HTML_MEDIA_TYPES, media_type_of, outcome_text, redirect_error
 
-FHIR_JSON = "application/fhir+json"
-# FHIR R4 http.html#mime-type: application/fhir+json; plain JSON and the DSTU2-era alias are what
-# servers and token endpoints (RFC 6749 section 5.1) send in practice.
-JSON_MEDIA_TYPES = frozenset({"application/json", FHIR_JSON, "application/json+fhir"})
-HTML_MEDIA_TYPES = frozenset({"text/html", "application/xhtml+xml"})
+# Re-exported: callers (the CDS service, the CLI, tests) import these from the FHIR seam.
+from rls_screen.fhir_answers import parse_json_object as parse_json_object
+from rls_screen.fhir_auth import Auth
+from rls_screen.fhir_auth import BearerAuth as BearerAuth
+from rls_screen.fhir_auth import NoAuth as NoAuth
+from rls_screen.fhir_auth import SmartBackendAuth as SmartBackendAuth
+from rls_screen.fhir_auth import auth_from_settings as auth_from_settings
+from rls_screen.scopes import scopes_for
+from rls_screen.settings import Settings
+from rls_screen.urls import Allowlist as Allowlist
+from rls_screen.urls import check_base_url_scheme as check_base_url_scheme
+from rls_screen.urls import is_loopback as is_loopback
+from rls_screen.urls import normalise
+from rls_screen.urls import normalise_base as normalise_base
+
 RETRYABLE_READ_STATUSES = frozenset({429, 500, 502, 503, 504})
 RETRYABLE_ANY_STATUSES = frozenset({429, 503})
 MAX_RETRY_AFTER_S = 30.0
 log = logging.getLogger(__name__)
 
 
-def is_loopback(host: str | None) -> bool:
-    if host is None:
-        return False
-    if host == "localhost":
-        return True
-    try:
-        return ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def normalise_base(url: str) -> str:
-    return url.strip().rstrip("/")
-
-
-def check_base_url_scheme(url: str) -> None:
-    parts = urlsplit(url)
-    if parts.scheme == "https" or (parts.scheme == "http" and is_loopback(parts.hostname)):
-        return
-    raise ServerNotAllowedError(f"refusing {parts.scheme}://{parts.hostname}: plain http is allowed only for loopback")
-
-
-@dataclass(frozen=True)
-class Allowlist:
-    """FHIR base URLs the module may call; a URL is allowed when it lies under one of them."""
-
-    bases: tuple[str, ...]
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> Allowlist:
-        extra = [u for u in settings.fhir_allowlist.split(",") if u.strip()]
-        return cls(tuple(dict.fromkeys(normalise_base(u) for u in [settings.fhir_base_url, *extra])))
-
-    def allows(self, url: str) -> bool:
-        url = normalise_base(url)
-        return any(url == base or url.startswith(base + "/") or url.startswith(base + "?") for base in self.bases)
-
-    def check(self, url: str) -> None:
-        if not self.allows(url):
-            host = urlsplit(url).hostname or "?"
-            raise ServerNotAllowedError(
-                f"FHIR server at {host} is not on the allowlist (FHIR_BASE_URL, RLS_SCREEN_FHIR_ALLOWLIST); "
-                "no request was sent"
-            )
-        check_base_url_scheme(url)
-
-
-class Auth(Protocol):
-    """Supplies the Authorization header; ``invalidate`` drops a cached credential after a 401."""
-
-    def header(self) -> str | None: ...
-
-    def invalidate(self) -> None: ...
-
-
-class NoAuth:
-    def header(self) -> str | None:
-        return None
-
-    def invalidate(self) -> None:
-        return None
-
-
-class BearerAuth:
-    def __init__(self, token: str) -> None:
-        self._token = token
-
-    def header(self) -> str | None:
-        return f"Bearer {self._token}"
-
-    def invalidate(self) -> None:
-        return None
-
-    def __repr__(self) -> str:  # never show the token
-        return "BearerAuth(<redacted>)"
-
-
-class SmartBackendAuth:
-    """SMART Backend Services: client_credentials with a signed JWT assertion (RS384 or ES384).
-
-    The access token is cached until shortly before it expires; a 401 from the FHIR server drops it.
-    """
-
-    ALGORITHMS = frozenset({"RS384", "ES384"})
-
-    def __init__(
-        self,
-        *,
-        token_url: str,
-        client_id: str,
-        private_key_pem: str,
-        algorithm: str,
-        key_id: str,
-        scope: str,
-        session: requests.Session,
-        timeout: tuple[float, float],
-        needed_scopes: str | None = None,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        if algorithm not in self.ALGORITHMS:
-            raise ConfigurationError(f"SMART backend auth: algorithm must be RS384 or ES384, not {algorithm}")
-        check_base_url_scheme(token_url)
-        self._token_url, self._client_id, self._key = token_url, client_id, private_key_pem
-        self._algorithm, self._kid, self._scope = algorithm, key_id, scope
-        self._needed = needed_scopes if needed_scopes is not None else scope
-        self._session, self._timeout, self._clock = session, timeout, clock
-        self._token: str | None = None
-        self._expires_at = 0.0
-        self._lock = threading.Lock()
-
-    def client_assertion(self) -> str:
-        now = int(self._clock())
-        claims = {
-            "iss": self._client_id,
-            "sub": self._client_id,
-            "aud": self._token_url,
-            "exp": now + 300,
-            "iat": now,
-            "jti": uuid.uuid4().hex,
-        }
-        return jwt.encode(claims, self._key, algorithm=self._algorithm, headers={"kid": self._kid, "typ": "JWT"})
-
-    def _fetch(self) -> None:
-        form = {
-            "grant_type": "client_credentials",
-            "scope": self._scope,
-            "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-            "client_assertion": self.client_assertion(),
-        }
-        try:
-            response = self._session.post(self._token_url, data=form, timeout=self._timeout)
-        except requests.RequestException as error:
-            raise FhirUnavailableError(f"token endpoint unreachable ({type(error).__name__})") from error
-        if response.status_code != 200:
-            raise FhirAuthError(_token_refusal(response, self._scope), status=response.status_code)
-        body = parse_json_object(response, "token request")
-        granted = body.get("scope")
-        # RFC 6749 5.1: the scope is in the answer when the grant differs from the request
-        missing = missing_scopes(self._needed, granted if isinstance(granted, str) else self._scope)
-        if missing:
-            raise FhirAuthError(explain_missing(missing))
-        token = body.get("access_token")
-        if not isinstance(token, str):
-            raise FhirAuthError("token response has no access_token")
-        try:
-            # RFC 6749 section 5.1 says a number; some identity providers send it as a string.
-            expires_in = float(body.get("expires_in", 300))
-        except (TypeError, ValueError):
-            raise FhirAuthError("token response has an expires_in that is not a number of seconds") from None
-        self._token = token
-        self._expires_at = self._clock() + expires_in - 30.0
-
-    def header(self) -> str | None:
-        with self._lock:
-            if self._token is None or self._clock() >= self._expires_at:
-                self._fetch()
-            return f"Bearer {self._token}"
-
-    def invalidate(self) -> None:
-        with self._lock:
-            self._token = None
-
-
-def _token_refusal(response: requests.Response, requested: str) -> str:
-    """Why the token endpoint said no: RFC 6749 5.2 ``error`` codes are safe to show (no secrets in them)."""
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    error = body.get("error") if isinstance(body, dict) else None
-    if error == "invalid_scope":
-        return f"token request refused: the authorization server does not allow the scopes asked for ({requested})"
-    if isinstance(error, str) and error.replace("_", "").isalpha():
-        return f"token request refused: HTTP {response.status_code} {error}"
-    return f"token request refused: HTTP {response.status_code}"
-
-
-def auth_from_settings(settings: Settings, session: requests.Session, needed_scopes: str) -> Auth:
-    """The auth scheme the settings choose; SMART asks for ``needed_scopes`` unless RLS_SCREEN_SMART_SCOPE
-    says otherwise, and the grant must cover ``needed_scopes`` either way."""
-    if settings.smart_token_url:
-        if not (settings.smart_client_id and settings.smart_private_key_file):
-            raise ConfigurationError("SMART backend auth needs RLS_SCREEN_SMART_CLIENT_ID and _PRIVATE_KEY_FILE")
-        try:
-            key = Path(settings.smart_private_key_file).read_text(encoding="utf-8")
-        except OSError as error:
-            raise ConfigurationError(f"cannot read the SMART private key file ({error.strerror})") from error
-        return SmartBackendAuth(
-            token_url=settings.smart_token_url,
-            client_id=settings.smart_client_id,
-            private_key_pem=key,
-            algorithm=settings.smart_algorithm,
-            key_id=settings.smart_key_id,
-            scope=settings.smart_scope or needed_scopes,
-            needed_scopes=needed_scopes,
-            session=session,
-            timeout=(settings.fhir_connect_timeout_s, settings.fhir_read_timeout_s),
-        )
-    if settings.fhir_bearer_token is not None:
-        return BearerAuth(settings.fhir_bearer_token.get_secret_value())
-    return NoAuth()
-
-
-def outcome_text(body: Any) -> str:
-    """The first issue's diagnostics or details text of an OperationOutcome, shortened."""
-    if not isinstance(body, Mapping) or body.get("resourceType") != "OperationOutcome":
-        return ""
-    issues = body.get("issue")
-    for issue in issues if isinstance(issues, list) else []:
-        if not isinstance(issue, Mapping):
-            continue  # a malformed issue must not turn the HTTP error into an AttributeError
-        details = issue.get("details")
-        text = issue.get("diagnostics") or (details.get("text") if isinstance(details, Mapping) else None)
-        if text:
-            return str(text)[:300]
-    return ""
+# What requests raises for a request it cannot put on the wire (a header value with a line break:
+# InvalidHeader; with non-Latin-1 characters: UnicodeEncodeError from http.client).
+_UNSENDABLE = (requests.exceptions.InvalidHeader, requests.exceptions.InvalidURL, UnicodeEncodeError)
+# What it raises for a transient break while the answer arrives.
+_BROKEN = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
 
 
 def _retry_after_seconds(response: requests.Response) -> float | None:
@@ -288,74 +84,6 @@ def _retry_after_seconds(response: requests.Response) -> float | None:
         # use our own backoff, instead of letting a ValueError escape as an untyped error.
         return None
     return max(0.0, parsed.timestamp() - time.time()) if parsed else None
-
-
-# What may follow the point where a JSON parse failed if the document was merely cut short: nothing,
-# or the start of a literal or a number (the json module reports those errors at the token's start).
-_CUT_TAIL = re.compile(r"t(r(ue?)?)?|f(a(l(se?)?)?)?|n(u(ll?)?)?|-?[0-9]*(\.[0-9]*)?([eE][+-]?[0-9]*)?")
-
-
-def _media_type(response: requests.Response) -> str:
-    """The Content-Type without parameters, bounded: it goes into messages, where bodies never do."""
-    value = response.headers.get("Content-Type") or ""
-    return value.split(";", 1)[0].strip().lower()[:60]
-
-
-def _is_cut_short(error: ValueError, content: bytes) -> bool:
-    """Whether a body that failed to parse reads as the start of a JSON document that ended early."""
-    if isinstance(error, UnicodeDecodeError):  # cut inside a multi-byte character
-        return error.reason == "unexpected end of data" and error.end == len(content)
-    if not isinstance(error, json.JSONDecodeError):
-        return False
-    if error.msg.startswith("Unterminated string"):
-        return True
-    return _CUT_TAIL.fullmatch(error.doc[error.pos :].rstrip()) is not None
-
-
-def parse_json_object(response: requests.Response, what: str, *, applied_if_cut: bool = False) -> dict[str, Any]:
-    """The body of an answer that must be a JSON object, or a typed error saying what came instead.
-
-    ``what`` names the request in the message ("GET Patient", "token request"). The message gives the
-    content type and the byte count, never body text: a login page or a half Bundle may hold PHI.
-
-    Which error says whether to try again:
-
-    - a body that starts as JSON and stops early (empty, or cut mid-document) is
-      ``FhirUnavailableError``, transient like the broken connection it almost always is (a proxy or
-      a server that dies mid-write may still end the chunked stream cleanly); the client retries it
-      where a retry is safe, and the batch counts it as transient;
-    - anything else (a content type that is not JSON, such as a proxy's or an SSO's HTML login page,
-      XML, or JSON that is malformed in the middle or is not an object) is ``FhirResponseError``:
-      asking again gets the same page until someone fixes the proxy, the login or the server.
-    """
-    status = response.status_code
-    media_type = _media_type(response)
-    content = response.content
-    arrived = f"HTTP {status} with {media_type or 'no content type'} ({len(content)} bytes)"
-    # No Content-Type at all: let the body decide.
-    if media_type and not (media_type in JSON_MEDIA_TYPES or media_type.endswith("+json")):
-        hint = ": a proxy or login page?" if media_type in HTML_MEDIA_TYPES else ""
-        raise FhirResponseError(f"{what}: expected FHIR JSON, got {arrived}{hint}", status=status)
-    try:
-        # FHIR JSON is UTF-8 (http.html#mime-type); a byte order mark is tolerated.
-        body = json.loads(content.removeprefix(codecs.BOM_UTF8).decode("utf-8"))
-    except ValueError as error:
-        if _is_cut_short(error, content):
-            applied = "; the server may have applied the request" if applied_if_cut else ""
-            raise FhirUnavailableError(
-                f"{what}: expected FHIR JSON, got {arrived} that ends before the JSON does "
-                f"(cut off in transit?){applied}",
-                status=status,
-            ) from None  # not chained: the JSON error holds the whole body (PHI) in .doc
-        raise FhirResponseError(
-            f"{what}: expected FHIR JSON, got {arrived} that is not valid JSON", status=status
-        ) from None
-    if not isinstance(body, dict):
-        raise FhirResponseError(
-            f"{what}: expected a FHIR JSON object, got {arrived} holding a JSON {type(body).__name__}",
-            status=status,
-        )
-    return body
 
 
 def _resource_kind(url: str, base: str) -> str:
@@ -472,8 +200,7 @@ class FhirClient:
         *,
         decode: bool,
     ) -> tuple[requests.Response, dict[str, Any]]:
-        url = self.url(path, params)
-        self._allowlist.check(url)
+        url = self._checked(self.url(path, params))
         idempotent = method in ("GET", "HEAD") if idempotent is None else idempotent
         kind = _resource_kind(url, self.base_url)
         retried_auth = False
@@ -490,8 +217,18 @@ class FhirClient:
             started = time.monotonic()
             try:
                 self.requests_made += 1
-                response = self._session.request(method, url, json=json_body, headers=send_headers, timeout=timeout)
-            except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as error:
+                response = self._session.request(
+                    method, url, json=json_body, headers=send_headers, timeout=timeout, allow_redirects=False
+                )
+            except requests.exceptions.ContentDecodingError:
+                raise FhirResponseError(
+                    f"{method} {kind}: the body is not in the Content-Encoding its headers name (e.g. not gzip)"
+                ) from None
+            except _UNSENDABLE as error:
+                raise FhirRequestError(
+                    f"{method} {kind}: not sent, a header value cannot be sent over HTTP ({type(error).__name__})"
+                ) from None  # not chained: the error quotes the header, which may be the token
+            except _BROKEN as error:
                 # A read timeout on a write may have been applied: only retry what is safe to repeat.
                 # ChunkedEncodingError is a connection broken while the body was read (requests does
                 # not make it a ConnectionError): as transient as a reset before the headers.
@@ -506,6 +243,8 @@ class FhirClient:
             elapsed_ms = (time.monotonic() - started) * 1000
             log.info("fhir %s %s -> %s in %.0f ms", method, kind, response.status_code, elapsed_ms)
             status = response.status_code
+            if 300 <= status < 400:
+                raise redirect_error(f"{method} {kind}", status)
             if status < 400 or status in also_accept:
                 if not decode:
                     return response, {}  # the caller reads the body itself, if it has one
@@ -542,6 +281,12 @@ class FhirClient:
                 continue
             raise self._error(response, method, kind)
 
+    def _checked(self, url: str) -> str:
+        """The normal form of ``url`` if the allowlist holds it (what is checked is what is sent)."""
+        url = normalise(url)
+        self._allowlist.check(url)
+        return url
+
     def _timeout_now(self, method: str, kind: str) -> tuple[float, float]:
         """(connect, read) timeouts for the next attempt: never past the deadline, if there is one."""
         if self._deadline_at is None:
@@ -565,8 +310,8 @@ class FhirClient:
     def _error(response: requests.Response, method: str, kind: str) -> FhirError:
         status = response.status_code
         try:
-            detail = outcome_text(response.json())
-        except ValueError:
+            detail = outcome_text(json.loads(response.content))
+        except (ValueError, RecursionError):  # not JSON, or nested too deeply to parse
             detail = ""
         suffix = f": {detail}" if detail else ""
         if status in (401, 403):
@@ -585,10 +330,7 @@ class FhirClient:
     def search(self, resource_type: str, params: Mapping[str, str]) -> Iterator[dict[str, Any]]:
         """Every matching resource (search mode 'match' and 'include'), following next links."""
         for page in self.search_pages(resource_type, params):
-            for entry in page.get("entry", []):
-                resource = entry.get("resource")
-                if isinstance(resource, dict):
-                    yield resource
+            yield from bundles.resources(page)
 
     def search_pages(self, resource_type: str, params: Mapping[str, str]) -> Iterator[dict[str, Any]]:
         url: str | None = self.url(resource_type, params)
@@ -601,7 +343,7 @@ class FhirClient:
                 )
             bundle = self.request_json("GET", url)
             yield bundle
-            url = next((link.get("url") for link in bundle.get("link", []) if link.get("relation") == "next"), None)
+            url = bundles.next_link(bundle)
 
     def transaction(self, bundle: Mapping[str, Any]) -> dict[str, Any]:
         """POST a transaction Bundle; the server applies all of it or none of it."""
@@ -609,17 +351,21 @@ class FhirClient:
 
     def download(self, url: str, destination: Path) -> int:
         """Stream a file (e.g. a Bulk export NDJSON output) to disk; returns bytes written."""
-        self._allowlist.check(url)
+        url = self._checked(url)
         headers = {"Accept": "application/fhir+ndjson"}
         authorization = self._auth.header()
         if authorization:
             headers["Authorization"] = authorization
         self.requests_made += 1
         try:
-            with self._session.get(url, headers=headers, timeout=self._timeout, stream=True) as response:
+            with self._session.get(
+                url, headers=headers, timeout=self._timeout, stream=True, allow_redirects=False
+            ) as response:
+                if 300 <= response.status_code < 400:
+                    raise redirect_error("GET bulk output", response.status_code)
                 if response.status_code >= 400:
                     raise self._error(response, "GET", "bulk output")
-                media_type = _media_type(response)
+                media_type = media_type_of(response)
                 if media_type in HTML_MEDIA_TYPES:
                     # NDJSON is served as application/fhir+ndjson, or as an opaque type by object
                     # stores; an HTML page is never NDJSON (a proxy's login page): refuse it before
@@ -637,7 +383,11 @@ class FhirClient:
                         sink.write(chunk)
                         written += len(chunk)
                 return written
-        except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as error:
+        except requests.exceptions.ContentDecodingError:
+            raise FhirResponseError("GET bulk output: the body is not in its Content-Encoding") from None
+        except _UNSENDABLE as error:
+            raise FhirRequestError(f"GET bulk output: not sent ({type(error).__name__})") from None
+        except _BROKEN as error:
             raise FhirUnavailableError(
                 f"download from {urlsplit(url).netloc} failed ({type(error).__name__})"
             ) from error
@@ -655,8 +405,11 @@ class FhirClient:
 
 def validation_errors(outcome: Mapping[str, Any]) -> list[str]:
     """The error/fatal issues of an OperationOutcome, as text."""
-    return [
-        str(issue.get("diagnostics") or (issue.get("details") or {}).get("text") or issue.get("code"))
-        for issue in outcome.get("issue", [])
-        if issue.get("severity") in ("error", "fatal")
-    ]
+    issues = outcome.get("issue")
+    errors: list[str] = []
+    for issue in issues if isinstance(issues, list) else []:
+        if isinstance(issue, Mapping) and issue.get("severity") in ("error", "fatal"):
+            details = issue.get("details")
+            text = details.get("text") if isinstance(details, Mapping) else None
+            errors.append(str(issue.get("diagnostics") or text or issue.get("code")))
+    return errors

@@ -14,7 +14,8 @@ from collections.abc import Mapping
 from datetime import date
 from typing import Any
 
-from rls_screen.errors import FhirNotFoundError, FhirOperationError
+from rls_screen import bundles
+from rls_screen.errors import FhirNotFoundError, FhirOperationError, FhirResponseError
 from rls_screen.fhir_client import FhirClient
 from rls_screen.knowledge import Knowledge
 from rls_screen.patient_data import PatientData, group_resources
@@ -70,18 +71,33 @@ def read_existing_state(client: FhirClient, patient_id: str, risk_assessment_ide
         "entry": [{"request": {"method": "GET", "url": url}} for url in requests],
     }
     response = client.request_json("POST", "", json_body=batch, headers=FRESH_READ_HEADERS, idempotent=True)
-    bundles: list[dict[str, Any]] = []
-    for entry in response.get("entry", []):
-        status = str((entry.get("response") or {}).get("status", ""))
+    answers: list[Mapping[str, Any]] = []
+    for entry in bundles.entries(response):
+        outcome = entry.get("response")
+        status = str(outcome.get("status", "")) if isinstance(outcome, Mapping) else ""
         if not status.startswith("200"):
             raise FhirOperationError(f"reading existing write-back resources failed (HTTP {status[:3]})")
-        bundles.append(entry.get("resource") or {})
-    if len(bundles) != len(requests):
+        answer = entry.get("resource", {})
+        if not isinstance(answer, Mapping):
+            raise FhirResponseError("reading existing write-back resources: a batch entry's resource is not an object")
+        answers.append(answer)
+    if len(answers) != len(requests):
         raise FhirOperationError("the batch response does not answer every request")
-    flags = [e["resource"] for e in bundles[0].get("entry", []) if "resource" in e]
-    service_requests = [e["resource"] for e in bundles[1].get("entry", []) if "resource" in e]
+    flags = list(bundles.resources(answers[0]))
+    if not all(_has_identifier_list(flag) for flag in flags):
+        raise FhirResponseError("reading existing write-back resources: a Flag's identifier is not a list of objects")
+    service_requests = list(bundles.resources(answers[1]))
+    total = answers[2].get("total", 0)
+    if not isinstance(total, int) or isinstance(total, bool):
+        raise FhirResponseError("reading existing write-back resources: the RiskAssessment count is not a number")
     return ExistingState(
         flags=flags_by_code(flags),
         service_request=service_requests[0] if service_requests else None,
-        risk_assessment_exists=int(bundles[2].get("total", 0)) > 0,
+        risk_assessment_exists=total > 0,
     )
+
+
+def _has_identifier_list(resource: Mapping[str, Any]) -> bool:
+    """Whether ``flags_by_code`` can index the resource's identifiers (absent, or a list of objects)."""
+    identifiers = resource.get("identifier", [])
+    return isinstance(identifiers, list) and all(isinstance(i, Mapping) for i in identifiers)

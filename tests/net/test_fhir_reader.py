@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 from tests.support.scripted_server import Received, Reply, base_url, scripted_server
 
-from rls_screen.errors import FhirResponseError, FhirUnavailableError
+from rls_screen.errors import FhirOperationError, FhirResponseError, FhirUnavailableError
 from rls_screen.fhir_client import Allowlist, FhirClient
 from rls_screen.fhir_reader import read_existing_state
 from rls_screen.writeback import FLAG_ID_SYSTEM
@@ -77,3 +79,27 @@ def test_the_read_before_a_write_that_stays_cut_off_is_transient() -> None:
         with pytest.raises(FhirUnavailableError, match="ends before the JSON does"):
             read_existing_state(_client(base_url(server)), "p1", "ra-1")
         assert len(server.received) == 4  # the first try and max_retries (3) more
+
+
+MALFORMED: dict[str, Callable[[Any], None]] = {
+    "entry an object": lambda answer: answer.update(entry=answer["entry"][0]),
+    "entry null": lambda answer: answer.update(entry=None),
+    "response a string": lambda answer: answer["entry"][0].update(response="200 OK"),
+    "resource a string": lambda answer: answer["entry"][1].update(resource="Bundle"),
+    "inner entry an object": lambda answer: answer["entry"][0]["resource"].update(entry={"resource": FLAG}),
+    "flag identifier a string": lambda answer: answer["entry"][0]["resource"].update(
+        entry=[{"resource": {**FLAG, "identifier": "x"}}]
+    ),
+    "total a string": lambda answer: answer["entry"][2]["resource"].update(total="many"),
+}
+
+
+@pytest.mark.parametrize("change", MALFORMED.values(), ids=MALFORMED.keys())
+def test_a_malformed_answer_to_the_read_before_a_write_is_a_typed_error(change: Callable[[Any], None]) -> None:
+    """Not an AttributeError or TypeError: the batch records a reason and the CDS never sees a 500."""
+    answer = json.loads(json.dumps(_batch_response(Received("POST", "/fhir", {}, b"")).body))
+    change(answer)
+    with scripted_server(lambda r: Reply(200, answer)) as server:
+        client = _client(base_url(server))
+        with pytest.raises((FhirResponseError, FhirOperationError)):
+            read_existing_state(client, "p1", "ra-1")

@@ -84,6 +84,8 @@ def test_text_output_is_a_clinician_summary(tmp_path: Path, capsys: pytest.Captu
         (bundle(PATIENT, {**PATIENT, "id": "p2"}), "holds 2 Patients"),
         ({"resourceType": "Bundle", "type": "document", "entry": []}, "Bundle.type 'document'"),
         ("[1, 2]", "expected a FHIR Bundle, found list"),
+        ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
+        ('{"resourceType": "Bundle", "entry": ' + '{"a": ' * 100_000 + "1" + "}" * 100_001, "nested too deeply"),
     ],
 )
 def test_unreadable_input_gives_one_clear_line_and_exit_2(

@@ -8,6 +8,7 @@ stored rows must be those the one-patient-at-a-time path stores.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from datetime import date
 from pathlib import Path
@@ -161,3 +162,89 @@ def test_a_chunk_loader_that_fails_falls_back_to_one_patient_at_a_time(tmp_path:
         index.patient_data, None, k, AS_OF, ids
     )
     index.close()
+
+
+# --- lines that no parser should be asked to survive -----------------------------------------------------
+
+NOT_UTF8 = b'{"resourceType": "Observation", "status": "\xff\xfe final"}'
+DEEP = b"[" * 100_000 + b"]" * 100_000
+DEEP_OBJECT = b'{"resourceType": "Observation", "x": ' + b'{"a": ' * 100_000 + b"1" + b"}" * 100_000 + b"}"
+DEEP_LONG_NUMBER = b'{"resourceType": "Observation", "n": 12345678901234567890, "x": ' + DEEP + b"}"
+"""A 19+ digit number: the line is read by the json module, not orjson, even in the scan's fast path."""
+
+
+def _hostile_export(directory: Path, patients: int = 20) -> tuple[Path, list[int]]:
+    """An export with a non-UTF-8 line and 100k-deep lines among good ones; returns the bad line numbers."""
+    write_ndjson(generate_panel(patients, seed=4, as_of=AS_OF, id_prefix="hx"), directory)
+    lines = (directory / "Observation.ndjson").read_bytes().splitlines()
+    bad = [NOT_UTF8, DEEP, DEEP_OBJECT, DEEP_LONG_NUMBER]
+    numbers = [3, 8, 13, 18]
+    for number, line in zip(numbers, bad, strict=True):
+        lines.insert(number - 1, line)
+    (directory / "Observation.ndjson").write_bytes(b"\n".join(lines) + b"\n")
+    return directory, numbers
+
+
+@pytest.mark.parametrize("pooled", [False, True])
+def test_a_line_that_is_not_utf8_or_nested_too_deeply_is_skipped_and_reported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pooled: bool
+) -> None:
+    if pooled:  # the scan in worker processes: the same lines must be skipped there
+        monkeypatch.setattr(sources, "_PARALLEL_FROM_BYTES", 0)
+        monkeypatch.setattr(sources, "_CHUNK_BYTES", 5000)
+    directory, numbers = _hostile_export(tmp_path / "export")
+    index = sources.NdjsonIndex(tmp_path / "index.sqlite", workers=2)
+    index.load(directory)
+    ids = list(dict.fromkeys(index.patient_ids()))
+    loaded = [index.patient_data(patient_id) for patient_id in ids]
+    index.close()
+    assert len(loaded) == 20
+    assert index.problems == [
+        f"Observation.ndjson:{numbers[0]}: not UTF-8 text, skipped",
+        *(f"Observation.ndjson:{n}: not JSON (nested too deeply), skipped" for n in numbers[1:]),
+    ]
+
+
+def test_batch_ndjson_with_hostile_lines_screens_every_good_patient_and_reports_the_lines(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from rls_screen.cli import main
+    from rls_screen.settings import get_settings
+
+    directory, numbers = _hostile_export(tmp_path / "export")
+    monkeypatch.setenv("RLS_SCREEN_STATE_DIR", str(tmp_path / "state"))
+    get_settings.cache_clear()
+    argv = ["batch", "--ndjson", str(directory), "--dry-run", "--as-of", AS_OF.isoformat()]
+    argv += ["--job-db", str(tmp_path / "jobs.sqlite"), "--report-dir", str(tmp_path / "reports")]
+    try:
+        code = main(argv)
+    finally:
+        get_settings.cache_clear()
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert f"Observation.ndjson:{numbers[0]}: not UTF-8 text, skipped" in out
+    assert f"Observation.ndjson:{numbers[1]}: not JSON (nested too deeply), skipped" in out
+    store = JobStore(tmp_path / "jobs.sqlite")
+    job = store._db.execute("SELECT id FROM job").fetchone()[0]
+    assert sorted(row.status for row in store.rows(job)) == ["done"] * 20
+    store.close()
+    assert list((tmp_path / "reports").glob("*.html"))
+
+
+def test_a_line_that_no_longer_parses_when_read_back_fails_that_patient_only(tmp_path: Path) -> None:
+    """The index holds byte ranges: a line rewritten in place (same size and time) fails its patient only."""
+    write_ndjson(generate_panel(3, seed=4, as_of=AS_OF, id_prefix="rb"), tmp_path / "export")
+    path = tmp_path / "export" / "Observation.ndjson"
+    index = sources.NdjsonIndex(tmp_path / "index.sqlite")
+    index.load(tmp_path / "export")
+    ids = list(dict.fromkeys(index.patient_ids()))
+    data = path.read_bytes()
+    first_line = data.split(b"\n", 1)[0]
+    stat = path.stat()
+    path.write_bytes(b"\xff" * len(first_line) + data[len(first_line) :])
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    outcomes = [_outcome(index.patient_data, patient_id) for patient_id in ids]
+    index.close()
+    broken = [outcome for outcome in outcomes if outcome.startswith("InputError")]
+    assert broken == ["InputError: Observation.ndjson: a line about this patient no longer parses (not UTF-8 text)"]
+    assert len(outcomes) == 3

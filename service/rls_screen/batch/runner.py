@@ -24,7 +24,16 @@ from typing import Any, TextIO
 
 from rls_screen.assessment import assess
 from rls_screen.batch.jobs import Job, JobStore, result_text
-from rls_screen.errors import FhirError, FhirNotFoundError, FhirUnavailableError, InputError, RlsScreenError
+from rls_screen.errors import (
+    FhirError,
+    FhirNotFoundError,
+    FhirRedirectError,
+    FhirRequestError,
+    FhirUnavailableError,
+    InputError,
+    RlsScreenError,
+    ServerNotAllowedError,
+)
 from rls_screen.fhir_client import FhirClient
 from rls_screen.fhir_reader import read_patient_data
 from rls_screen.knowledge import Knowledge
@@ -214,6 +223,11 @@ def _classify_failure(error: BaseException) -> str:
         return f"transient: {error}"
     if isinstance(error, FhirNotFoundError):
         return "not found: patient not found on the FHIR server"
+    # Neither is transient (asking again gets the same answer), nor did the server reject anything.
+    if isinstance(error, FhirRedirectError):
+        return f"redirected: {error}"
+    if isinstance(error, (FhirRequestError, ServerNotAllowedError)):
+        return f"not sent: {error}"
     if isinstance(error, FhirError):
         return f"rejected by the server: {error}"
     if isinstance(error, RlsScreenError):

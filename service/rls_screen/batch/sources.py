@@ -196,14 +196,32 @@ def _line_contents(data: bytes) -> list[bytes]:
     return contents
 
 
+class _BadLineError(ValueError):
+    """A line that is not UTF-8 or not JSON the json module can read; the message is the problem, no content."""
+
+
 def _parse_line(content: bytes, plain: bool) -> Any:
-    """One NDJSON line as the json module reads it (orjson when that gives the same objects, it is ~3x faster)."""
+    """One NDJSON line as the json module reads it (orjson when that gives the same objects, it is ~3x faster).
+
+    ``_BadLineError`` for a line that is not UTF-8, not JSON, or nested too deeply for the json module (its
+    RecursionError depends on the stack depth of the caller, so it is caught here, where every caller
+    passes): one bad line of an export is skipped and reported, it never ends the batch.
+    """
     if plain:
         try:
             return orjson.loads(content)
         except orjson.JSONDecodeError:
             pass  # NaN, Infinity, lone surrogates, a BOM...: the json module decides, as it always did
-    return json.loads(content.decode("utf-8"))
+    try:
+        text = content.decode("utf-8")
+    except UnicodeDecodeError:
+        raise _BadLineError("not UTF-8 text") from None
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise _BadLineError("not JSON (nested too deeply)") from None
+    except json.JSONDecodeError:
+        raise _BadLineError("not JSON") from None
 
 
 def _resource_patient(resource: Any, last: list[str | None]) -> tuple[str | None, str | None, str | None]:
@@ -252,10 +270,10 @@ def _scan_chunk(task: tuple[int, str, int, int]) -> _ChunkScan:
         if content.strip():  # else a blank line, skipped
             try:
                 resource = _parse_line(content, plain)
-            except json.JSONDecodeError:
+            except _BadLineError as bad:
                 # text mode strips more than bytes.strip() (e.g. U+00A0, U+001C): such a line was blank too
-                if content.decode("utf-8").strip():
-                    problems.append((number, "not JSON, skipped"))
+                if content.decode("utf-8", errors="replace").strip():
+                    problems.append((number, f"{bad}, skipped"))
             else:
                 patient_id, kind, problem = _resource_patient(resource, last_reference)
                 if problem is not None:
@@ -480,17 +498,22 @@ class NdjsonIndex:
             data = os.pread(self._descriptor(file_no), stop - start, start)
             if len(data) != stop - start:
                 raise InputError(f"{self._file_paths[file_no]} changed after it was indexed for this job")
-            if plain:  # the common case: every line of the run parsed by orjson at once (same objects)
-                contents = _line_contents(data)
-                try:
-                    resources = [orjson.loads(content) for content in contents]
-                except orjson.JSONDecodeError:
-                    resources = [_parse_line(content, True) for content in contents]
-                for resource in resources:
-                    yield kind, resource
-            else:
-                for content in _line_contents(data):
-                    yield kind, _parse_line(content, False)
+            contents = _line_contents(data)
+            try:
+                if plain:  # the common case: every line of the run parsed by orjson at once (same objects)
+                    try:
+                        resources = [orjson.loads(content) for content in contents]
+                    except orjson.JSONDecodeError:
+                        resources = [_parse_line(content, True) for content in contents]
+                else:
+                    resources = [_parse_line(content, False) for content in contents]
+            except _BadLineError as bad:
+                # Parsed when indexed: the file changed in place, or the json module ran out of stack
+                # here where it did not while indexing. This patient fails; the batch goes on.
+                name = Path(self._file_paths[file_no]).name
+                raise InputError(f"{name}: a line about this patient no longer parses ({bad})") from None
+            for resource in resources:
+                yield kind, resource
 
     def patient_data(self, patient_id: str, runs: list[_StoredRun] | None = None) -> PatientData:
         """One patient's resources, read back from the files (``runs``: already fetched by ``loader_for``)."""

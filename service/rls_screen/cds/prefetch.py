@@ -9,9 +9,12 @@ CDS Hooks 2.0 ("Providing FHIR Resources to a CDS Service"), per prefetch key:
 
 Reads use the ``fhirAuthorization`` bearer token, and only when ``fhirServer`` is on the module's
 allowlist (FHIR_BASE_URL + RLS_SCREEN_FHIR_ALLOWLIST); next links must lie under that same server,
-so the token never travels elsewhere. When data is needed and cannot be had, ``DataUnavailableError``
-(HTTP 412) says which and why, without patient data. Keys are resolved lazily, so a call that
-needs no labs (a patient without RLS) never asks for them.
+so the token never travels elsewhere (compared in normal form, by path segment: ``rls_screen.urls``;
+redirects are never followed). A Bundle whose ``entry`` or ``link`` is not an array of objects is
+an invalid request when the EHR sent it in the prefetch, and data unavailable when a server did.
+When data is needed and cannot be had, ``DataUnavailableError`` (HTTP 412) says which and why,
+without patient data. Keys are resolved lazily, so a call that needs no labs (a patient without
+RLS) never asks for them.
 
 When several keys are missing at once, ``fetch_missing`` reads them in one FHIR ``batch`` request
 (one round trip instead of up to four: a patient-view without any prefetch costs two requests, the
@@ -31,6 +34,7 @@ from typing import Any, Literal
 
 import requests
 
+from rls_screen import bundles
 from rls_screen.cds.errors import DataUnavailableError, DeadlinePassedError, InvalidRequestError
 from rls_screen.contract import (
     CONDITIONS_KEY,
@@ -44,12 +48,17 @@ from rls_screen.errors import (
     FhirError,
     FhirNotFoundError,
     FhirOperationError,
+    FhirRedirectError,
+    FhirRequestError,
+    FhirResponseError,
     FhirUnavailableError,
     ServerNotAllowedError,
+    UnsafeUrlError,
 )
 from rls_screen.fhir_client import Allowlist, BearerAuth, FhirClient, NoAuth, normalise_base
 from rls_screen.knowledge import Knowledge
 from rls_screen.references import check_patient
+from rls_screen.urls import is_under
 
 PREFETCH_PAGE_SIZE = "100"
 SEARCH_BUNDLE_TYPES = frozenset({"searchset", "collection"})
@@ -101,7 +110,18 @@ class FhirAccess:
 
     @property
     def server(self) -> str | None:
-        return normalise_base(self._server) if self._server else None
+        """fhirServer in normal form; None when there is none or ``normalise_base`` refuses it."""
+        if not self._server:
+            return None
+        try:
+            return normalise_base(self._server)
+        except UnsafeUrlError:
+            return None
+
+    def is_on_server(self, url: str) -> bool:
+        """Whether ``url`` lies under this call's fhirServer (segment by segment, in normal form)."""
+        server = self.server
+        return server is not None and is_under(server, url)
 
     @property
     def max_pages(self) -> int:
@@ -133,16 +153,19 @@ class FhirAccess:
         if self._client is not None:
             return self._client
         if self._unavailable is None:
+            server = self.server
             if self._server is None:
                 self._unavailable = "no fhirServer was given"
+            elif server is None:
+                self._unavailable = "fhirServer is refused (dot segments, userinfo or characters a URL should not hold)"
             else:
                 try:
-                    self._config.allowlist.check(normalise_base(self._server))
+                    self._config.allowlist.check(server)
                     self._client = FhirClient(
-                        self._server,
+                        server,
                         # This call's bearer token goes to its fhirServer only: next links, too, must
                         # stay under it, even when they name another server the module may call.
-                        allowlist=Allowlist((normalise_base(self._server),)),
+                        allowlist=Allowlist((server,)),
                         auth=BearerAuth(self._token) if self._token else NoAuth(),
                         session=self._config.session,
                         connect_timeout_s=self._config.connect_timeout_s,
@@ -155,6 +178,8 @@ class FhirAccess:
                     return self._client
                 except ServerNotAllowedError:
                     self._unavailable = "fhirServer is not on this service's FHIR allowlist"
+                except FhirRequestError:
+                    self._unavailable = "the access token holds characters an HTTP header cannot carry"
         raise DataUnavailableError(f"{why} is needed, was not prefetched, and cannot be read: {self._unavailable}")
 
 
@@ -168,6 +193,12 @@ def _fhir_failure(error: FhirError) -> str:
         return "the FHIR server did not answer in time or failed"
     if isinstance(error, ServerNotAllowedError):
         return "a link pointed outside the allowed FHIR server"
+    if isinstance(error, FhirRedirectError):
+        return "the FHIR server answered with a redirect, which is not followed"
+    if isinstance(error, FhirRequestError):
+        return "the request could not be sent (the access token holds characters an HTTP header cannot carry)"
+    if isinstance(error, FhirResponseError):
+        return "the FHIR server's answer is not the FHIR JSON asked for"
     if isinstance(error, FhirOperationError):
         return f"the FHIR server rejected the request (HTTP {error.status or '4xx'})"
     return "reading from the FHIR server failed"
@@ -294,15 +325,15 @@ class PatientDataResolver:
         resource_type, why = search.resource_type, search.what
         if resource.get("resourceType") != "Bundle" or resource.get("type") != "searchset":
             return
-        resources = list(_entries(resource, resource_type))
-        if _holds_other_resources(resource, resource_type):
-            return  # not this key's answer (a server that reordered the entries): read it on its own
         try:
+            resources = list(_entries(resource, resource_type))
+            if _holds_other_resources(resource, resource_type):
+                return  # not this key's answer (a server that reordered the entries): read it on its own
             resources += self._rest_of_pages(key, resource, resource_type, why)
         except DeadlinePassedError:
             raise
-        except DataUnavailableError:
-            return  # a later page failed: the key's own read decides (the medications are optional)
+        except (DataUnavailableError, FhirResponseError):
+            return  # malformed, or a later page failed: the key's own read decides (medications are optional)
         self._cache[key] = resources
         self.sources[key] = "fetched-in-batch"
 
@@ -354,8 +385,12 @@ class PatientDataResolver:
             or bundle_type not in SEARCH_BUNDLE_TYPES
         ):
             raise InvalidRequestError(f"prefetch '{key}' is not a searchset Bundle")
-        resources = list(_entries(bundle, resource_type))
-        if _next_link(bundle) is None:
+        try:
+            resources = list(_entries(bundle, resource_type))
+            next_url = _next_link(bundle)
+        except FhirResponseError as error:  # the EHR's own Bundle: its request is at fault
+            raise InvalidRequestError(f"prefetch '{key}': {error}") from None
+        if next_url is None:
             self.sources[key] = "prefetch"
             return resources
         resources += self._rest_of_pages(key, bundle, resource_type, why)
@@ -366,17 +401,19 @@ class PatientDataResolver:
         self, key: str, bundle: Mapping[str, Any], resource_type: str, why: str
     ) -> list[Mapping[str, Any]]:
         """The entries of the pages after ``bundle``, read from this call's fhirServer only."""
-        next_url = _next_link(bundle)
+        try:
+            next_url = _next_link(bundle)
+        except FhirResponseError as error:
+            raise DataUnavailableError(f"{why}: {_fhir_failure(error)}") from error
         if next_url is None:
             return []
         client = self.access.client(f"{why} (the rest of a paginated result)")
-        same_server = Allowlist((self.access.server or "",))
         resources: list[Mapping[str, Any]] = []
         pages = 1
         try:
             while next_url is not None:
                 self.access.check_deadline()
-                if not same_server.allows(next_url):
+                if not self.access.is_on_server(next_url):
                     raise DataUnavailableError(f"'{key}': a next link points outside fhirServer")
                 pages += 1
                 if pages > self.access.max_pages:
@@ -418,12 +455,8 @@ class PatientDataResolver:
 
 
 def _entries(bundle: Mapping[str, Any], resource_type: str) -> Iterator[Mapping[str, Any]]:
-    entries = bundle.get("entry") or []
-    if not isinstance(entries, list):
-        return
-    for entry in entries:
-        if not isinstance(entry, Mapping):
-            continue
+    """The matched resources of ``resource_type``; ``FhirResponseError`` when ``entry`` is malformed."""
+    for entry in bundles.entries(bundle):
         search = entry.get("search")
         if isinstance(search, Mapping) and search.get("mode") == "outcome":
             continue
@@ -434,9 +467,7 @@ def _entries(bundle: Mapping[str, Any], resource_type: str) -> Iterator[Mapping[
 
 def _holds_other_resources(bundle: Mapping[str, Any], resource_type: str) -> bool:
     """Whether a searchset matches resources of another type (outcome and included entries aside)."""
-    for entry in bundle.get("entry") or []:
-        if not isinstance(entry, Mapping):
-            continue
+    for entry in bundles.entries(bundle):
         search = entry.get("search")
         mode = search.get("mode") if isinstance(search, Mapping) else "match"
         resource = entry.get("resource")
@@ -446,10 +477,5 @@ def _holds_other_resources(bundle: Mapping[str, Any], resource_type: str) -> boo
 
 
 def _next_link(bundle: Mapping[str, Any]) -> str | None:
-    links = bundle.get("link") or []
-    if not isinstance(links, list):
-        return None
-    for link in links:
-        if isinstance(link, Mapping) and link.get("relation") == "next" and isinstance(link.get("url"), str):
-            return str(link["url"])
-    return None
+    """The next page's URL; ``FhirResponseError`` when ``link`` is malformed."""
+    return bundles.next_link(bundle)

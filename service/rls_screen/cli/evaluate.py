@@ -33,6 +33,8 @@ def read_json_file(path: Path) -> Any:
         raise InputError(f"{path} is not UTF-8 text") from error
     try:
         return json.loads(text)
+    except RecursionError:  # thousands of nested arrays or objects: no FHIR Bundle is built that way
+        raise InputError(f"{path} is not a FHIR Bundle: its JSON is nested too deeply to read") from None
     except json.JSONDecodeError as error:
         raise InputError(
             f"{path} is not valid JSON ({error.msg} at line {error.lineno}, column {error.colno})"
