@@ -1,8 +1,8 @@
 """The one statement of the data a patient's screening needs, and every read derived from it.
 
-Rule D2 (docs/rules.md, "One patient-data contract"): every path reads the same resource types, with
-the same codes and the same look-back window, so the same data gives the same Assessment however it
-arrived. This module is that statement. From it, and only from it, come:
+Rule D2 (docs/rules.md section 10, "One patient-data contract"): every path reads the same resource
+types, with the same codes and the same look-back window, so the same data gives the same Assessment
+however it arrived. This module is that statement. From it, and only from it, come:
 
 - the REST searches of ``screen`` and ``batch`` (``rest_searches``),
 - the CDS Hooks prefetch templates and the service's own fallback searches (``prefetch_templates``,

@@ -1,6 +1,6 @@
 """Whose data is this? The one reference resolver, used for every resource type on every path.
 
-Rule D1 (docs/rules.md, "Reference resolution"), after FHIR R4 section 3.3 (Bundle.entry.fullUrl):
+Rule D1 (docs/rules.md section 10, "Reference resolution"), after FHIR R4 section 3.3 (Bundle.entry.fullUrl):
 a resource belongs to the patient only when its ``subject`` (or, for types without one, ``patient``)
 reference resolves to that Patient:
 

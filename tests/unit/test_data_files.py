@@ -1,4 +1,4 @@
-"""Checks every shipped terminology and mapping data file (STYLE.md, house rule 2).
+"""Checks every shipped terminology and mapping data file (docs/rules.md: numbers and codes are data).
 
 The FHIR models parse structure but enforce neither FHIR invariants nor code enumerations, and nothing
 else would notice a typo in a code or a factor. So this module checks what the engine relies on:
