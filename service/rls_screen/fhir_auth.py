@@ -28,7 +28,7 @@ from rls_screen.errors import (
     UnsafeUrlError,
 )
 from rls_screen.fhir_answers import parse_json_object, redirect_error
-from rls_screen.scopes import explain_missing, missing_scopes
+from rls_screen.scopes import explain_missing, missing_scopes, scopes_for
 from rls_screen.settings import Settings
 from rls_screen.urls import check_base_url_scheme, normalise
 
@@ -189,7 +189,7 @@ def _token_refusal(response: requests.Response, requested: str) -> str:
     return f"token request refused: HTTP {response.status_code}"
 
 
-def auth_from_settings(settings: Settings, session: requests.Session, needed_scopes: str) -> Auth:
+def auth_from_settings(settings: Settings, session: requests.Session, needed_scopes: str | None = None) -> Auth:
     """The auth scheme the settings choose; SMART asks for ``needed_scopes`` unless RLS_SCREEN_SMART_SCOPE
     says otherwise, and the grant must cover ``needed_scopes`` either way."""
     if settings.smart_token_url:
@@ -205,8 +205,8 @@ def auth_from_settings(settings: Settings, session: requests.Session, needed_sco
             private_key_pem=key,
             algorithm=settings.smart_algorithm,
             key_id=settings.smart_key_id,
-            scope=settings.smart_scope or needed_scopes,
-            needed_scopes=needed_scopes,
+            scope=settings.smart_scope or needed_scopes or scopes_for(write=True, group=True),
+            needed_scopes=needed_scopes or scopes_for(write=True, group=True),
             session=session,
             timeout=(settings.fhir_connect_timeout_s, settings.fhir_read_timeout_s),
         )

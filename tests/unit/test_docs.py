@@ -18,7 +18,6 @@ import pytest
 
 REPO = Path(__file__).parents[2]
 RULES = REPO / "docs" / "rules.md"
-SYNTH = REPO / "service" / "rls_screen" / "synth.py"
 
 # Not repository content: tool state, virtual environments, build and run output (see .gitignore).
 SKIPPED_DIRS = frozenset(
@@ -133,15 +132,7 @@ def file_problems(path: Path) -> list[str]:
 
 
 def _file_params() -> list[object]:
-    params: list[object] = []
-    for path in repo_files():
-        name = path.relative_to(REPO).as_posix()
-        if path == SYNTH:
-            marks = pytest.mark.xfail(strict=True, reason="synth.py: citations fixed when its rewrite lands")
-            params.append(pytest.param(path, id=name, marks=marks))
-        else:
-            params.append(pytest.param(path, id=name))
-    return params
+    return [pytest.param(path, id=path.relative_to(REPO).as_posix()) for path in repo_files()]
 
 
 @pytest.mark.parametrize("path", _file_params())
@@ -158,7 +149,7 @@ def test_rules_has_every_numbered_section_and_rule() -> None:
 
 def test_the_whole_repo_is_checked() -> None:
     files = {path.relative_to(REPO).as_posix() for path in repo_files()}
-    assert {"README.md", "docs/rules.md", "mappings/units.json", "service/rls_screen/synth.py"} <= files
+    assert {"README.md", "docs/rules.md", "mappings/units.json", "service/rls_screen/synth/patient.py"} <= files
     assert not any(part in SKIPPED_DIRS for name in files for part in name.split("/"))
     cited = sum(len(CITATION.findall(path.read_text(encoding="utf-8", errors="replace"))) for path in repo_files())
     assert cited > 100  # the data files, code and tests cite docs/rules.md throughout
