@@ -29,7 +29,10 @@ def assess(data: PatientData, *, knowledge: Knowledge, as_of: date) -> Assessmen
     contract = knowledge.contract
 
     def inside(resources: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-        return [r for r in resources if isinstance(r, Mapping) and contract.wanted(r, as_of)]
+        # in id order: a server's search order (``_sort=-date``), a file's order and a Bundle's order
+        # differ, and the Assessment (its not-evaluable list, ties) must not depend on how data arrived
+        kept = [r for r in resources if isinstance(r, Mapping) and contract.wanted(r, as_of)]
+        return sorted(kept, key=lambda r: str(r.get("id", "")))
 
     unlinked = [
         NotEvaluable(
