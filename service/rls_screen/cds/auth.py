@@ -154,7 +154,8 @@ _HOST = re.compile(r"^(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.)*[a-z0-9](?:[a-z0-9-]
 _DEFAULT_PORTS = {"https": 443, "http": 80}
 
 
-# TODO(merge): use rls_screen.urls.normalise
+# Stricter than rls_screen.urls.normalise on purpose: a JWK Set URL is matched by whole-string equality
+# against the trusted-issuers file (never "under" a base), and must be https outside loopback.
 def _normalised_jwks_url(url: str) -> str:
     """A JWK Set URL in one canonical form, compared by equality; ValueError says why it is refused.
 
