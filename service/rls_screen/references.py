@@ -84,6 +84,19 @@ class PatientLink:
         return self.why_not_linked(resource) is None
 
 
+def patient_id_of(reference: Any, base_url: str | None = None) -> str | None:
+    """The patient id a reference names when it is ``Patient/<id>`` or ``<base_url>/Patient/<id>``; else None.
+
+    For lists of patients (a Group's members, a search's subjects) where there is no one patient to
+    link against: the same forms as ``PatientLink`` accepts, nothing looser."""
+    if not isinstance(reference, str):
+        return None
+    if base_url and reference.startswith(base_url.rstrip("/") + "/"):
+        reference = reference[len(base_url.rstrip("/")) + 1 :]
+    match = _RELATIVE.match(reference)
+    return match.group(1) if match else None
+
+
 def check_patient(resource: Any, patient_id: str, what: str) -> Mapping[str, Any]:
     """The answer to ``GET Patient/<id>`` must be that Patient: another id is never used (D1)."""
     if not isinstance(resource, Mapping) or resource.get("resourceType") != "Patient":

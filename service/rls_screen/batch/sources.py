@@ -32,6 +32,7 @@ from rls_screen.contract import CONTRACT_TYPES
 from rls_screen.errors import FhirNotFoundError, FhirOperationError, InputError
 from rls_screen.fhir_client import FhirClient
 from rls_screen.patient_data import PatientData, group_resources
+from rls_screen.references import patient_id_of
 
 FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 NDJSON_TYPES = CONTRACT_TYPES
@@ -64,10 +65,11 @@ def from_group(client: FhirClient, group: str) -> PanelIds:
         raise InputError(f"Group/{group_id} was not found on the FHIR server") from error
     ids: list[str] = []
     problems: list[str] = []
-    for n, member in enumerate(resource.get("member", []), start=1):
-        reference = str((member.get("entity") or {}).get("reference", ""))
-        patient_id = _patient_id(reference)
-        if patient_id is None:
+    members = resource.get("member", [])
+    for n, member in enumerate(members if isinstance(members, list) else [], start=1):
+        entity = member.get("entity") if isinstance(member, dict) else None
+        patient_id = patient_id_of(entity.get("reference") if isinstance(entity, dict) else None, client.base_url)
+        if patient_id is None or not isinstance(member, dict):
             problems.append(f"member {n}: not a Patient reference")
         elif member.get("inactive") is True:
             problems.append(f"member {n}: inactive, skipped")
@@ -106,7 +108,8 @@ def from_condition_search(client: FhirClient, terminology: Terminology) -> Panel
     codes = ",".join(f"{s}|{c}" for s, c in sorted(terminology.value_sets[value_set_url("rls-condition")]))
     ids: list[str] = []
     for condition in client.search("Condition", {"code": codes, "clinical-status": "active", "_count": "500"}):
-        patient_id = _patient_id(str((condition.get("subject") or {}).get("reference", "")))
+        subject = condition.get("subject")
+        patient_id = patient_id_of(subject.get("reference") if isinstance(subject, dict) else None, client.base_url)
         if patient_id:
             ids.append(patient_id)
     if not ids:
