@@ -134,7 +134,7 @@ def _thresholds(node: Any, path: list[str]) -> Iterator[tuple[Callable[[Bound, f
     children: list[tuple[str, Any]]
     if isinstance(node, Mapping):
         children = [(str(key), value) for key, value in node.items()]
-    elif isinstance(node, list):
+    elif isinstance(node, list | tuple):
         children = [(str(index), value) for index, value in enumerate(node)]
     else:
         return
