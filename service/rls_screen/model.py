@@ -44,6 +44,14 @@ class LabResult:
     value_codings: tuple[tuple[str, str], ...] = ()
     lab_reference_range: str | None = None
     lab_interpretation: str | None = None
+    correction: bool = False
+    """D3: its status is one the rule set lets supersede ``final`` at the same time (corrected, amended)."""
+    issued: datetime | None = None
+    """D3/D27: ``Observation.issued`` when it is a full instant (it breaks a same-time tie only when both carry it)."""
+    timed: bool = True
+    """D27: False for a date-only effective date (it ties with any result of the same day)."""
+    component: str | None = None
+    """D5: the code of the ``Observation.component`` this result was read from (``reference`` is the parent's)."""
 
 
 # ``LabResult(...)`` runs the frozen dataclass ``__init__`` (one ``object.__setattr__`` by name per field, ~2.5 us);
@@ -63,6 +71,10 @@ _LAB_RESULT_SETTERS = tuple(LabResult.__dict__[name].__set__ for name in LabResu
     _set_value_codings,
     _set_lab_reference_range,
     _set_lab_interpretation,
+    _set_correction,
+    _set_issued,
+    _set_timed,
+    _set_component,
 ) = _LAB_RESULT_SETTERS
 _new_object = object.__new__
 
@@ -80,6 +92,10 @@ def lab_result(
     value_codings: tuple[tuple[str, str], ...] = (),
     lab_reference_range: str | None = None,
     lab_interpretation: str | None = None,
+    correction: bool = False,
+    issued: datetime | None = None,
+    timed: bool = True,
+    component: str | None = None,
 ) -> LabResult:
     """``LabResult(...)`` with the same arguments, built without the frozen ``__init__`` (see above)."""
     result: LabResult = _new_object(LabResult)
@@ -95,6 +111,10 @@ def lab_result(
     _set_value_codings(result, value_codings)
     _set_lab_reference_range(result, lab_reference_range)
     _set_lab_interpretation(result, lab_interpretation)
+    _set_correction(result, correction)
+    _set_issued(result, issued)
+    _set_timed(result, timed)
+    _set_component(result, component)
     return result
 
 
@@ -148,6 +168,8 @@ class ValueUsed:
     """How it was computed (e.g. 'CKD-EPI 2021 from creatinine'), None when measured."""
     lab_reference_range: str | None = None
     lab_interpretation: str | None = None
+    component: str | None = None
+    """D5: the component code, when the value was read from a component of ``observations[0]``."""
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -167,6 +189,8 @@ class ValueUsed:
             out["labReferenceRange"] = self.lab_reference_range
         if self.lab_interpretation:
             out["labInterpretation"] = self.lab_interpretation
+        if self.component:
+            out["component"] = self.component
         return out
 
 

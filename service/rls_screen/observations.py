@@ -9,8 +9,9 @@ stays plain JSON (fhir.resources validation would cost ~15x the parse time).
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time
 from typing import Any
 
@@ -18,7 +19,7 @@ from rls_screen.codesets import LOINC, UCUM, Coding, Terminology, value_set_url
 from rls_screen.model import LabResult, NotEvaluable, lab_result
 from rls_screen.quantities import Bound, Comparator, bound, format_number
 from rls_screen.ruleset import Selection
-from rls_screen.units import UnitProblem, UnitTable
+from rls_screen.units import UNIT_READ_FROM_TEXT, Converted, UnitProblem, UnitTable
 
 CODED_ANALYTES = frozenset({"pregnancy-status"})
 _COMPARATOR_BY_TEXT: dict[str, Comparator] = {"<": "<", "<=": "<=", ">": ">", ">=": ">="}
@@ -79,18 +80,81 @@ def _parse_datetime_text(text: str) -> datetime | None:
         return None
 
 
-def effective_of(observation: Mapping[str, Any]) -> datetime | None:
-    """S2: effectiveDateTime, else effectivePeriod.end, else issued."""
+_PARTIAL_DATE = re.compile(r"^\d{4}(-(0[1-9]|1[0-2]))?$")
+"""A FHIR date with year or year-month precision only (D4: too imprecise for selection)."""
+
+
+@dataclass(frozen=True, slots=True)
+class EffectiveDate:
+    """D4/D27: the date a result is selected by, or why it has none (``moment`` None, ``problem`` set)."""
+
+    moment: datetime | None
+    timed: bool = True
+    """False for a date-only value (``2026-03-05``): it ties with any result of that day (D27)."""
+    problem: str | None = None
+    """``date-too-imprecise`` or ``no-effective-date`` when ``moment`` is None."""
+    detail: str | None = None
+
+
+def _stated_effective(observation: Mapping[str, Any]) -> Any:
+    """D4: effectiveDateTime, else effectivePeriod.end, else effectivePeriod.start (the first present), else None."""
     candidate = observation.get("effectiveDateTime")
     if candidate is not None:
-        return parse_fhir_datetime(candidate)
+        return candidate
     period = observation.get("effectivePeriod")
     if type(period) is dict or isinstance(period, Mapping):
-        candidate = period.get("end")
-        if candidate is not None:
-            return parse_fhir_datetime(candidate)
-    candidate = observation.get("issued")
-    return None if candidate is None else parse_fhir_datetime(candidate)
+        for key in ("end", "start"):
+            candidate = period.get(key)
+            if candidate is not None:
+                return candidate
+    return None
+
+
+def _precision_word(text: str) -> str:
+    return "year only" if len(text) == 4 else "year-month only"
+
+
+def effective_date_of(observation: Mapping[str, Any]) -> EffectiveDate:
+    """D4 and D27: the stated effective date; a partial one falls back to a full ``issued``; else ``issued``.
+
+    A year or year-month (from the effective date, or from ``issued`` when nothing else is given) is
+    ``date-too-imprecise``; no date, or one that is not a date, is ``no-effective-date``.
+    """
+    stated = _stated_effective(observation)
+    issued = observation.get("issued")
+    if stated is not None:
+        moment = parse_fhir_datetime(stated)
+        if moment is not None:
+            return EffectiveDate(moment, timed=len(stated) > 10)
+        if not (isinstance(stated, str) and _PARTIAL_DATE.match(stated)):
+            return EffectiveDate(None, problem="no-effective-date", detail="effective date is not a readable date")
+        fallback = parse_fhir_datetime(issued)
+        if fallback is not None:  # D27: a partial effective date falls back to a full issued
+            return EffectiveDate(fallback, timed=len(str(issued)) > 10)
+        return EffectiveDate(
+            None, problem="date-too-imprecise", detail=f"date too imprecise: {stated} ({_precision_word(stated)})"
+        )
+    if issued is None:
+        return EffectiveDate(None, problem="no-effective-date", detail="no effective date or issued time")
+    moment = parse_fhir_datetime(issued)
+    if moment is not None:
+        return EffectiveDate(moment, timed=len(issued) > 10)
+    if isinstance(issued, str) and _PARTIAL_DATE.match(issued):
+        return EffectiveDate(
+            None, problem="date-too-imprecise", detail=f"date too imprecise: {issued} ({_precision_word(issued)})"
+        )
+    return EffectiveDate(None, problem="no-effective-date", detail="issued time is not a readable date")
+
+
+def effective_of(observation: Mapping[str, Any]) -> datetime | None:
+    """D4: the moment a result is selected and windowed by, or None (no date, or only an imprecise one)."""
+    return effective_date_of(observation).moment
+
+
+def issued_of(observation: Mapping[str, Any]) -> datetime | None:
+    """``Observation.issued`` when it is a full date or instant (D3: it breaks same-time ties)."""
+    issued = observation.get("issued")
+    return None if issued is None else parse_fhir_datetime(issued)
 
 
 def ordering_key(moment: datetime) -> datetime:
@@ -156,12 +220,13 @@ def _usable_moment(
     reference: str,
     analyte: str,
     status: Any,
-    moment: datetime | None,
-    when: date | None,
+    effective: EffectiveDate,
     selection: Selection,
     as_of: date,
 ) -> tuple[datetime, date] | NotEvaluable:
-    """S1 (status) and S2 (the window), shared by both classify paths: the result's moment and day, or why not."""
+    """S1 (status), D4 (the date) and S2 (the window), shared by both classify paths: the moment and day, or why not."""
+    moment = effective.moment
+    when = moment.date() if moment is not None else None
     if status in selection.ignored_statuses:
         return _problem(reference, "entered-in-error", f"status {status}: ignored", analyte, when)
     if status in selection.pending_statuses:
@@ -169,7 +234,7 @@ def _usable_moment(
     if status not in selection.usable_statuses:
         return _problem(reference, "pending", f"status '{status}' is not a final result: not used", analyte, when)
     if moment is None or when is None:
-        return _problem(reference, "no-effective-date", "no effective date with day precision", analyte)
+        return _problem(reference, effective.problem or "no-effective-date", effective.detail or "no date", analyte)
     age_days = (as_of - when).days
     if age_days < 0:
         return _problem(reference, "after-as-of", f"dated after the as-of date {as_of.isoformat()}", analyte, when)
@@ -199,17 +264,16 @@ def classify(
     return Classified(None, outcome)
 
 
-_NOT_CACHED = (None, None)
-_EFFECTIVE_DAYS: dict[str, tuple[datetime | None, date | None]] = {}
-"""effectiveDateTime text -> (parsed, its date): one draw dates several Observations with the same string."""
+_EFFECTIVE_DATES: dict[str, EffectiveDate] = {}
+"""effectiveDateTime text -> its parsed date: one draw dates several Observations with the same string."""
 
 
-def _effective_day(text: str) -> tuple[datetime | None, date | None]:
+def _effective_date_from_text(text: str) -> EffectiveDate:
     moment = parse_fhir_datetime(text)
-    entry = (moment, moment.date()) if moment is not None else _NOT_CACHED
-    if len(_EFFECTIVE_DAYS) >= _PARSED_DATETIMES_MAX:
-        _EFFECTIVE_DAYS.clear()
-    _EFFECTIVE_DAYS[text] = entry
+    entry = EffectiveDate(moment, timed=len(text) > 10)
+    if len(_EFFECTIVE_DATES) >= _PARSED_DATETIMES_MAX:
+        _EFFECTIVE_DATES.clear()
+    _EFFECTIVE_DATES[text] = entry
     return entry
 
 
@@ -252,12 +316,10 @@ def classify_one(
 
     status = observation.get("status")
     text = observation.get("effectiveDateTime")
-    if type(text) is str:
-        moment, when = _EFFECTIVE_DAYS.get(text) or _effective_day(text)
-    else:
-        moment = effective_of(observation)
-        when = moment.date() if moment else None
-    checked = _usable_moment(reference, analyte, status, moment, when, selection, as_of)
+    effective = (_EFFECTIVE_DATES.get(text) or _effective_date_from_text(text)) if type(text) is str else None
+    if effective is None or effective.moment is None:  # no dateTime, or a partial one: D4 decides from the rest
+        effective = effective_date_of(observation)
+    checked = _usable_moment(reference, analyte, status, effective, selection, as_of)
     if isinstance(checked, NotEvaluable):
         return checked
     moment, when = checked
@@ -289,6 +351,7 @@ def classify_one(
         if type(unit_code) is str and unit_code and quantity.get("system") == UCUM
         else None
     )
+    unit_note = ""
     if fast is not None:  # the unit table's common case (``UnitTable.to_canonical`` gives the same)
         multiply, factor, canonical_unit = fast
         canonical_value = number * factor if multiply else number / factor
@@ -298,6 +361,7 @@ def classify_one(
         if isinstance(converted, UnitProblem):
             return _problem(reference, "unit-not-understood", converted.detail, analyte, when)
         canonical_value, canonical_unit, source_unit = converted.value, converted.unit, converted.source_unit
+        unit_note = _unit_note(converted)
     unit_text = quantity.get("unit")
     written_unit = unit_text if isinstance(unit_text, str) else source_unit
     return lab_result(
@@ -307,13 +371,81 @@ def classify_one(
         loinc,
         bound(canonical_value, comparator),
         canonical_unit,
-        f"{comparator or ''}{format_number(number)} {written_unit}",
+        f"{comparator or ''}{format_number(number)} {written_unit}{unit_note}",
         moment,
         when,
         (),
         _reference_range_text(observation, str(unit_text or source_unit)) if "referenceRange" in observation else None,
         interpretation,
+        status in selection.superseding_statuses,
+        issued_of(observation) if "issued" in observation else None,
+        effective.timed,
     )
+
+
+def _unit_note(converted: Converted) -> str:
+    """D6: a unit taken from ``Quantity.unit`` text (an exact UCUM code of the analyte's table) says so."""
+    return f" ({UNIT_READ_FROM_TEXT})" if converted.via == "unit-text" else ""
+
+
+_PARENT_FIELDS = ("id", "status", "effectiveDateTime", "effectivePeriod", "issued", "subject", "meta")
+"""D5: what a component takes from its parent Observation (status, date, subject and id)."""
+_COMPONENT_FIELDS = ("code", "valueQuantity", "valueCodeableConcept", "valueString", "dataAbsentReason")
+_COMPONENT_EXTRAS = ("referenceRange", "interpretation")
+
+
+def classify_all(
+    observation: Mapping[str, Any],
+    reference: str,
+    terminology: Terminology,
+    units: UnitTable,
+    selection: Selection,
+    as_of: date,
+) -> list[LabResult | NotEvaluable]:
+    """``classify_one`` for the Observation and, D5, for each of its components coded as one of our analytes.
+
+    A component is a result of its own with the parent's status, date, subject and id: its ``reference`` is
+    the parent's and its ``component`` the component code (a problem's detail names that code). When some
+    component is one of our analytes, an Observation whose own code is not (a panel) is not reported as
+    ``unknown-code``.
+    """
+    outcome = classify_one(observation, reference, terminology, units, selection, as_of)
+    components = observation.get("component")
+    if type(components) is not list or not components:
+        return [outcome]
+    parts: list[LabResult | NotEvaluable] = []
+    for component in components:
+        if type(component) is not dict and not isinstance(component, Mapping):
+            continue
+        codes = codings_of(component.get("code"))
+        if terminology.analyte_of(codes) is None:
+            continue  # a component the module does not screen (e.g. a panel's other members)
+        code = next(coding[1] for coding in codes if terminology.analyte_of((coding,)) is not None)
+        parts.append(_classify_component(observation, component, code, reference, terminology, units, selection, as_of))
+    if not parts:
+        return [outcome]
+    if isinstance(outcome, NotEvaluable) and outcome.reason == "unknown-code":
+        return parts
+    return [outcome, *parts]
+
+
+def _classify_component(
+    observation: Mapping[str, Any],
+    component: Mapping[str, Any],
+    code: str,
+    reference: str,
+    terminology: Terminology,
+    units: UnitTable,
+    selection: Selection,
+    as_of: date,
+) -> LabResult | NotEvaluable:
+    merged: dict[str, Any] = {name: observation[name] for name in _PARENT_FIELDS if name in observation}
+    merged.update((name, component[name]) for name in _COMPONENT_FIELDS if name in component)
+    merged.update((name, component[name]) for name in _COMPONENT_EXTRAS if name in component)
+    outcome = _classify_general(merged, reference, terminology, units, selection, as_of)
+    if isinstance(outcome, LabResult):
+        return replace(outcome, component=code)
+    return replace(outcome, detail=f"component {code}: {outcome.detail}")
 
 
 def _classify_general(
@@ -340,9 +472,8 @@ def _classify_general(
     analyte, loinc = matched
 
     status = observation.get("status")
-    moment = effective_of(observation)
-    when = moment.date() if moment else None
-    checked = _usable_moment(reference, analyte, status, moment, when, selection, as_of)
+    effective = effective_date_of(observation)
+    checked = _usable_moment(reference, analyte, status, effective, selection, as_of)
     if isinstance(checked, NotEvaluable):
         return checked
     moment, when = checked
@@ -368,6 +499,9 @@ def _classify_general(
             effective_date=when,
             value_codings=value_codes,
             lab_interpretation=interpretation,
+            correction=status in selection.superseding_statuses,
+            issued=issued_of(observation),
+            timed=effective.timed,
         )
 
     quantity = observation.get("valueQuantity")
@@ -399,7 +533,7 @@ def _classify_general(
         return _problem(reference, "unit-not-understood", converted.detail, analyte, when)
     unit_text = quantity.get("unit")
     written_unit = unit_text if isinstance(unit_text, str) else converted.source_unit
-    reported = f"{comparator or ''}{format_number(number)} {written_unit}"
+    reported = f"{comparator or ''}{format_number(number)} {written_unit}{_unit_note(converted)}"
     return LabResult(
         reference=reference,
         version_id=version_id,
@@ -416,4 +550,7 @@ def _classify_general(
             else None
         ),
         lab_interpretation=interpretation,
+        correction=status in selection.superseding_statuses,
+        issued=issued_of(observation),
+        timed=effective.timed,
     )

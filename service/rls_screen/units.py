@@ -1,9 +1,9 @@
 """Unit conversion to each analyte's canonical unit, from the table in ``mappings/units.json``.
 
 Conversion starts from ``Quantity.code`` when ``Quantity.system`` is UCUM. Without a UCUM code, the
-free-text ``Quantity.unit`` is accepted only when it is exactly one of the analyte's UCUM codes or is
-listed in the explicit alias table (docs/rules.md section 7). Anything else is "unit not understood":
-never guessed.
+free-text ``Quantity.unit`` is accepted only when it is exactly one of the analyte's UCUM codes (D6: the
+result then says "unit read from text") or is listed in the explicit alias table (docs/rules.md section
+7). Anything else is "unit not understood": never guessed.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ from rls_screen.codesets import UCUM
 from rls_screen.errors import ConfigurationError
 
 UnitSource = Literal["ucum-code", "unit-text", "unit-alias"]
+UNIT_READ_FROM_TEXT = "unit read from text"
+"""D6 (docs/rules.md section 7): what the output says when the unit came from ``Quantity.unit`` text."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -150,6 +150,7 @@ SPEC_FINDING_KINDS = {
         "not-linked",  # docs/rules.md section 10 (D1)
         "indeterminate",
         "no-effective-date",
+        "date-too-imprecise",  # docs/rules.md section 1 (D4)
         "after-as-of",
     },
 }

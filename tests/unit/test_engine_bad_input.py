@@ -94,8 +94,8 @@ CASES: list[tuple[str, Callable[[], dict[str, Any]], str]] = [
     ("no unit at all", lambda: _quantity(code=_DROP, system=_DROP, unit=_DROP), "unit-not-understood"),
     ("comparator not understood", lambda: _quantity(comparator="~"), "comparator-indeterminate"),
     ("comparator 'ad'", lambda: _quantity(comparator="ad"), "comparator-indeterminate"),
-    ("year-only date", lambda: _ferritin(effectiveDateTime="2026"), "no-effective-date"),
-    ("month-only date", lambda: _ferritin(effectiveDateTime="2026-03"), "no-effective-date"),
+    ("year-only date", lambda: _ferritin(effectiveDateTime="2026"), "date-too-imprecise"),  # D4
+    ("month-only date", lambda: _ferritin(effectiveDateTime="2026-03"), "date-too-imprecise"),  # D4
     ("date not a date", lambda: _ferritin(effectiveDateTime="yesterday"), "no-effective-date"),
     ("impossible date", lambda: _ferritin(effectiveDateTime="2026-02-30"), "no-effective-date"),
     ("date as a number", lambda: _ferritin(effectiveDateTime=20260301), "no-effective-date"),

@@ -133,17 +133,17 @@ def _dated(**dates: object) -> dict:
             },
             True,
         ),
-        # a period without an end falls through to issued
+        # D4: a period without an end is dated by its start, before issued
         (
             {
                 "effectivePeriod": {"start": day(400).isoformat()},
                 "issued": f"{day(10).isoformat()}T10:00:00Z",
             },
-            True,
+            False,
         ),
     ],
 )
-def test_s2_effective_date_is_datetime_else_period_end_else_issued(dates: dict, used: bool) -> None:
+def test_s2_effective_date_is_datetime_else_period_end_else_start_else_issued(dates: dict, used: bool) -> None:
     assert _deficient([_dated(**dates)]) is used
 
 

@@ -56,12 +56,12 @@ def test_parse_fhir_datetime(text: object, expected: datetime | None) -> None:
         ({"issued": "2026-03-03T10:00:00Z"}, date(2026, 3, 3)),
         ({"effectiveDateTime": "2026-03-01", "issued": "2026-03-03T10:00:00Z"}, date(2026, 3, 1)),
         ({"effectivePeriod": {"end": "2026-03-02"}, "issued": "2026-03-03T10:00:00Z"}, date(2026, 3, 2)),
-        ({"effectivePeriod": {"start": "2026-01-01"}, "issued": "2026-03-03T10:00:00Z"}, date(2026, 3, 3)),
+        ({"effectivePeriod": {"start": "2026-01-01"}, "issued": "2026-03-03T10:00:00Z"}, date(2026, 1, 1)),  # D4
         ({"effectivePeriod": "2026-03-02", "issued": "2026-03-03T10:00:00Z"}, date(2026, 3, 3)),
         ({}, None),
     ],
 )
-def test_effective_is_datetime_else_period_end_else_issued(resource: dict, expected: date | None) -> None:
+def test_effective_is_datetime_else_period_end_else_start_else_issued(resource: dict, expected: date | None) -> None:
     moment = effective_of(resource)
     assert (moment.date() if moment else None) == expected
 
@@ -134,7 +134,7 @@ def test_classify_keeps_the_comparator() -> None:
         ({"status": "unknown"}, "pending"),
         ({"effectiveDateTime": day(366).isoformat()}, "stale"),
         ({"effectiveDateTime": day(-1).isoformat()}, "after-as-of"),
-        ({"effectiveDateTime": "2026"}, "no-effective-date"),
+        ({"effectiveDateTime": "2026"}, "date-too-imprecise"),  # D4
     ],
 )
 def test_classify_problem(changes: dict[str, Any], reason: str) -> None:

@@ -56,8 +56,11 @@ def evaluate(
     selection = knowledge.ruleset.selection
     problems: list[NotEvaluable] = list(not_evaluable)
     usable = usable_results(observations, knowledge, as_of, problems)
-    latest = latest_per_analyte(usable, knowledge)
-    ev = Evaluation(knowledge, patient, as_of, latest, usable, not_evaluable=problems)
+    selected = latest_per_analyte(usable, knowledge)
+    problems.extend(selected.problems)
+    ev = Evaluation(
+        knowledge, patient, as_of, selected.latest, usable, not_evaluable=problems, conflicts=selected.conflicts
+    )
     age_years = age_in_years(patient.birth_date, as_of) if patient.birth_date else None
     pregnancy = read_pregnancy(ev, conditions)
     weeks_now = pregnancy.weeks_on(as_of)

@@ -2,9 +2,9 @@
 
 ``Evaluation`` accumulates findings, advisories, not-evaluable reasons and the Observations used while
 the domain modules run; ``evaluate`` turns it into an ``Assessment``. Beside it: building a
-``ValueUsed`` from a result (``used``), choosing the newest result (``select_latest``, S3), agreeing
-answers across candidate contexts (``agreed``), severity bands (``severity_of``), ages at a date and
-whether a Condition is active.
+``ValueUsed`` from a result (``used``), choosing the newest result (``select_latest``, ``latest_tied``:
+S3, D3, D27), agreeing answers across candidate contexts (``agreed``), severity bands
+(``severity_of``), ages at a date and whether a Condition is active.
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ def used(result: LabResult, value: Bound | None = None) -> ValueUsed:
         reported=result.reported,
         lab_reference_range=result.lab_reference_range,
         lab_interpretation=result.lab_interpretation,
+        component=result.component,
     )
 
 
@@ -65,6 +66,8 @@ class Evaluation:
     advisories: list[Finding] = field(default_factory=list)
     not_evaluable: list[NotEvaluable] = field(default_factory=list)
     used: dict[str, LabResult] = field(default_factory=dict)
+    conflicts: dict[str, tuple[LabResult, ...]] = field(default_factory=dict)
+    """D3: analytes left indeterminate by tied results on different sides of a threshold (absent from ``latest``)."""
 
     @property
     def rules(self) -> RuleSet:
@@ -127,6 +130,8 @@ class Evaluation:
         )
 
     def missing(self, analyte: str, what: str) -> None:
+        if analyte in self.conflicts:
+            return  # D3: indeterminate (already listed with the tied results), not missing
         self.not_evaluable.append(
             NotEvaluable(
                 "missing",
@@ -137,15 +142,58 @@ class Evaluation:
 
 
 def select_latest(results: Sequence[LabResult], egfr_tier: Callable[[str], int] | None = None) -> LabResult:
-    """S3: the newest result wins; for eGFR, same-day ties go to the higher-precedence code."""
-    if len(results) == 1:
-        return results[0]
-    if egfr_tier is None:
-        return max(results, key=lambda r: (ordering_key(r.effective), r.reference))
-    return max(
-        results,
-        key=lambda r: (r.effective_date, -egfr_tier(r.loinc), ordering_key(r.effective), r.reference),
-    )
+    """S3 and D3: the newest result wins (``latest_tied`` gives it first)."""
+    return results[0] if len(results) == 1 else latest_tied(results, egfr_tier)[0]
+
+
+def latest_tied(results: Sequence[LabResult], egfr_tier: Callable[[str], int] | None = None) -> tuple[LabResult, ...]:
+    """S3, D3 and D27: the newest result first, then any result still tied with it (usually none).
+
+    eGFR first keeps the newest day and, on it, the highest-precedence tier (section 4; D27: before D3).
+    The newest results are those at the latest instant, joined (D27) by the date-only results of that
+    day; a date-only result of a later day than every timed one is newest by itself. Among them a
+    corrected or amended result supersedes a final one (D3), then the later ``issued`` decides, but only
+    when every result left carries one (D27). What is left is tied; the caller decides whether the tie
+    is a conflict. The order is reproducible: the resource reference that sorts last comes first.
+    """
+    candidates = list(results)
+    if egfr_tier is not None:
+        newest_day = max(r.effective_date for r in candidates)
+        candidates = [r for r in candidates if r.effective_date == newest_day]
+        best_tier = min(egfr_tier(r.loinc) for r in candidates)
+        candidates = [r for r in candidates if egfr_tier(r.loinc) == best_tier]
+    candidates = _newest(candidates)
+    if any(r.correction for r in candidates):
+        candidates = [r for r in candidates if r.correction]
+    issued = [r.issued for r in candidates]
+    if len(candidates) > 1 and all(moment is not None for moment in issued):
+        latest_issued = max(ordering_key(moment) for moment in issued if moment is not None)
+        candidates = [r for r in candidates if r.issued is not None and ordering_key(r.issued) == latest_issued]
+    return tuple(sorted(candidates, key=lambda r: (ordering_key(r.effective), r.reference), reverse=True))
+
+
+def _newest(results: Sequence[LabResult]) -> list[LabResult]:
+    """D27: the results at the latest instant and the date-only results of that day (or of a later day)."""
+    timed = [r for r in results if r.timed]
+    dated = [r for r in results if not r.timed]
+    newest_dated_day = max((r.effective_date for r in dated), default=None)
+    if timed:
+        latest = max(ordering_key(r.effective) for r in timed)
+        at_latest = [r for r in timed if ordering_key(r.effective) == latest]
+        day = at_latest[0].effective_date
+        if newest_dated_day is None or newest_dated_day < day:
+            return at_latest
+        if newest_dated_day == day:
+            return at_latest + [r for r in dated if r.effective_date == day]
+        # a date-only result of a later day: newest, and tied with that day's latest timed results
+        later_timed = [r for r in timed if r.effective_date == newest_dated_day]
+        if later_timed:
+            latest_that_day = max(ordering_key(r.effective) for r in later_timed)
+            at_latest = [r for r in later_timed if ordering_key(r.effective) == latest_that_day]
+        else:
+            at_latest = []
+        return at_latest + [r for r in dated if r.effective_date == newest_dated_day]
+    return [r for r in dated if r.effective_date == newest_dated_day]
 
 
 def agreed(answers: Sequence[Truth]) -> Truth:

@@ -33,11 +33,24 @@ class AboveBand(_Model):
     above: float
 
 
+class SameTime(_Model):
+    """D3: when results of one analyte tie at the same time, which thresholds their values are judged against."""
+
+    rule_id: str
+    note: str
+    thresholds: dict[str, tuple[str, ...]]
+    """Analyte -> dotted paths into this rule-set file (``*`` one level, ``**`` any depth, fnmatch on keys)."""
+    any_difference_note: str
+
+
 class Selection(_Model):
     rule_id: str
     usable_statuses: tuple[str, ...]
     ignored_statuses: tuple[str, ...]
     pending_statuses: tuple[str, ...]
+    superseding_statuses: tuple[str, ...]
+    """D3: statuses that supersede ``final`` for one analyte at the same time."""
+    same_time: SameTime
     window_days: int
     window_note: str
     pediatric_age_below_years: int
