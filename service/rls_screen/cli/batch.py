@@ -12,6 +12,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 from rls_screen.batch import sources
+from rls_screen.batch.bulk_export import bulk_export
 from rls_screen.batch.jobs import Job, JobStore
 from rls_screen.batch.report import write_report
 from rls_screen.batch.runner import (
@@ -70,7 +71,7 @@ def _register_panel(
             dry_run=args.dry_run,
             fhir_base_url=client.base_url,
         )
-        export_dir = sources.bulk_export(client, args.bulk, _job_dir(settings, job.id) / "export")
+        export_dir = bulk_export(client, args.bulk, _job_dir(settings, job.id) / "export")
         index = _ndjson_loader(_job_dir(settings, job.id) / "index.sqlite", export_dir)
     else:
         job = store.create_job(
