@@ -13,7 +13,8 @@
         ├── FhirUnavailableError      connection refused, timeout, a body cut off, or 5xx after retries
         ├── FhirAuthError             401/403 (the token is never included in the message)
         ├── FhirNotFoundError         404 / 410
-        ├── FhirOperationError        another 4xx, carrying the server's OperationOutcome text
+        ├── FhirOperationError        another 4xx, or a Bulk export the server reports as failed,
+        │                             carrying the server's OperationOutcome text
         └── FhirResponseError         a 2xx whose body is not the JSON asked for (e.g. a proxy's
                                       HTML login page); a body cut off mid-JSON is transient and
                                       raised as FhirUnavailableError instead
@@ -89,7 +90,8 @@ class FhirNotFoundError(FhirError):
 
 
 class FhirOperationError(FhirError):
-    """The server rejected the request with an OperationOutcome (4xx other than auth/not-found)."""
+    """The server rejected the request with an OperationOutcome (4xx other than auth/not-found), or
+    a Bulk export ended in a non-transient error status."""
 
 
 class FhirResponseError(FhirError):

@@ -22,6 +22,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -69,21 +70,30 @@ _UNSENDABLE = (requests.exceptions.InvalidHeader, requests.exceptions.InvalidURL
 _BROKEN = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
 
 
-def _retry_after_seconds(response: requests.Response) -> float | None:
-    value = response.headers.get("Retry-After")
+def retry_after_seconds(value: str | None, *, now: float | None = None) -> float | None:
+    """A Retry-After header value (RFC 9110 section 10.2.3: delta-seconds or an HTTP-date) in seconds
+    from ``now`` (``time.time()``), never negative; None when absent or neither form."""
     if not value:
         return None
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
         pass
+    else:
+        return max(0.0, seconds) if seconds == seconds else None  # NaN is not a number of seconds
     try:
         parsed = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
-        # Neither delta-seconds nor an HTTP-date (RFC 9110 section 10.2.3): ignore the header and
-        # use our own backoff, instead of letting a ValueError escape as an untyped error.
+        # Neither delta-seconds nor an HTTP-date: ignore the header and use our own backoff,
+        # instead of letting a ValueError escape as an untyped error.
         return None
-    return max(0.0, parsed.timestamp() - time.time()) if parsed else None
+    if parsed.tzinfo is None:  # RFC 9110 HTTP-dates are GMT; "-0000" parses as naive
+        parsed = parsed.replace(tzinfo=UTC)
+    return max(0.0, parsed.timestamp() - (time.time() if now is None else now))
+
+
+def _retry_after_seconds(response: requests.Response) -> float | None:
+    return retry_after_seconds(response.headers.get("Retry-After"))
 
 
 def _resource_kind(url: str, base: str) -> str:
@@ -144,6 +154,11 @@ class FhirClient:
             max_retries=settings.fhir_max_retries,
             max_pages=settings.fhir_max_pages,
         )
+
+    @property
+    def allowlist(self) -> Allowlist:
+        """The URLs this client may call (e.g. to check every file of a Bulk manifest before the first download)."""
+        return self._allowlist
 
     def close(self) -> None:
         self._session.close()
@@ -349,11 +364,16 @@ class FhirClient:
         """POST a transaction Bundle; the server applies all of it or none of it."""
         return self.request_json("POST", "", json_body=bundle, idempotent=False)
 
-    def download(self, url: str, destination: Path) -> int:
-        """Stream a file (e.g. a Bulk export NDJSON output) to disk; returns bytes written."""
+    def download(self, url: str, destination: Path, *, authorize: bool = True) -> int:
+        """Stream a file (e.g. a Bulk export NDJSON output) to disk; returns bytes written.
+
+        ``authorize=False`` sends no Authorization header: a Bulk manifest with ``requiresAccessToken``
+        false names files on a server that does not take our token (e.g. signed storage URLs), which
+        must not receive it. The URL must be on the allowlist either way.
+        """
         url = self._checked(url)
         headers = {"Accept": "application/fhir+ndjson"}
-        authorization = self._auth.header()
+        authorization = self._auth.header() if authorize else None
         if authorization:
             headers["Authorization"] = authorization
         self.requests_made += 1

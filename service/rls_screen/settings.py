@@ -45,6 +45,17 @@ class Settings(BaseSettings):
         default=None,
         description="Directory of site ConceptMaps (local lab code -> LOINC), added to the shipped ones.",
     )
+    bulk_download_workers: int = Field(
+        default=4, ge=1, le=16, description="Bulk $export files downloaded at once (batch --bulk)."
+    )
+    bulk_max_wait_s: float = Field(
+        default=3600.0, gt=0, description="Longest wait for a Bulk $export to complete, in seconds."
+    )
+    bulk_poll_max_s: float = Field(
+        default=30.0,
+        ge=1,
+        description="Longest pause between Bulk $export status requests, even when Retry-After asks for more.",
+    )
     state_dir: Path = Field(default=Path("var"), description="Where job databases and reports are written.")
 
 

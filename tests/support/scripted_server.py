@@ -59,7 +59,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(payload)
 
-    do_GET = do_POST = do_PUT = _serve  # noqa: N815
+    do_GET = do_POST = do_PUT = do_DELETE = _serve  # noqa: N815
 
     def log_message(self, format: str, *args: Any) -> None:  # keep test output quiet
         return

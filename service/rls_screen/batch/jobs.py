@@ -1,6 +1,8 @@
 """The job store: one SQLite file holding every job and each patient's state in it.
 
-A patient is ``pending`` until screened, then ``done`` or ``failed`` (with the reason). A killed job
+A patient is ``pending`` until screened, then ``done`` or ``failed`` (with the reason). Problems of
+the job as a whole (input lines skipped, NDJSON lines unreadable, errors a Bulk export reported
+without naming a patient) are kept beside the patients, so the report of a resumed job lists them. A killed job
 resumes from the same file: ``done`` patients are never screened again, and because write-back is
 idempotent on the server side (conditional creates/updates), a patient screened but not yet marked
 done when the process died writes nothing new when screened again. The file holds patient ids and
@@ -17,7 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from rls_screen.errors import InputError
 
@@ -43,6 +45,12 @@ CREATE TABLE IF NOT EXISTS patient (
     PRIMARY KEY (job_id, patient_id)
 );
 CREATE INDEX IF NOT EXISTS patient_by_status ON patient (job_id, status, position);
+CREATE TABLE IF NOT EXISTS job_problem (
+    job_id TEXT NOT NULL REFERENCES job(id),
+    position INTEGER NOT NULL,
+    severity TEXT NOT NULL CHECK (severity IN ('error', 'warning')),
+    text TEXT NOT NULL
+);
 """
 
 
@@ -69,6 +77,15 @@ class Job:
     dry_run: bool
     fhir_base_url: str
     status: str
+
+
+@dataclass(frozen=True)
+class JobProblem:
+    """A problem of the job as a whole, for the report: ``error`` when results may be incomplete
+    (the job then ends with exit code 1), ``warning`` when something was skipped."""
+
+    severity: Literal["error", "warning"]
+    text: str
 
 
 @dataclass(frozen=True)
@@ -181,6 +198,23 @@ class JobStore:
             yield PatientRow(
                 patient_id, status, attempts, reason, json.loads(result) if result else None, bool(written)
             )
+
+    def add_problems(self, job_id: str, problems: Iterable[JobProblem]) -> None:
+        """Record problems of the job as a whole, after those already recorded."""
+        with self._transaction() as db:
+            (first,) = db.execute(
+                "SELECT COALESCE(MAX(position), -1) + 1 FROM job_problem WHERE job_id = ?", (job_id,)
+            ).fetchone()
+            db.executemany(
+                "INSERT INTO job_problem VALUES (?, ?, ?, ?)",
+                [(job_id, first + n, p.severity, p.text[:500]) for n, p in enumerate(problems)],
+            )
+
+    def problems(self, job_id: str) -> list[JobProblem]:
+        rows = self._db.execute(
+            "SELECT severity, text FROM job_problem WHERE job_id = ? ORDER BY position", (job_id,)
+        ).fetchall()
+        return [JobProblem(severity, text) for severity, text in rows]
 
     def patient_count(self, job_id: str) -> int:
         row = self._db.execute("SELECT COUNT(*) FROM patient WHERE job_id = ?", (job_id,)).fetchone()

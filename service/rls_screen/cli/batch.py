@@ -1,7 +1,8 @@
 """``rls-screen batch``: screen a whole panel, resumably, with a report.
 
 Exit codes: 0 every patient screened; 1 some patients failed (listed in the report; the rest were
-screened); 2-4 the job could not run (bad input, configuration, FHIR server), as for every command.
+screened), or a Bulk export reported an error that names no patient (results may be incomplete);
+2-4 the job could not run (bad input, configuration, FHIR server), as for every command.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 from rls_screen.batch import sources
-from rls_screen.batch.jobs import Job, JobStore
+from rls_screen.batch.bulk_export import BulkExport, BulkOptions, bulk_export
+from rls_screen.batch.bulk_manifest import ExportProblem
+from rls_screen.batch.jobs import Job, JobProblem, JobStore
 from rls_screen.batch.report import write_report
 from rls_screen.batch.runner import (
     DEFAULT_RETRY_PAUSE_MAX_S,
@@ -45,7 +48,8 @@ def _ndjson_loader(index_path: Path, directory: Path | None) -> sources.NdjsonIn
 
 def _register_panel(
     args: argparse.Namespace, store: JobStore, client: FhirClient, knowledge: Knowledge, settings: Settings
-) -> tuple[Job, sources.NdjsonIndex | None, tuple[str, ...]]:
+) -> tuple[Job, sources.NdjsonIndex | None, list[JobProblem]]:
+    """Create the job and its patients; the job's problems are recorded in the store and returned."""
     as_of: date = args.as_of or date.today()
     created = datetime.now(UTC).replace(microsecond=0).isoformat()
     index: sources.NdjsonIndex | None = None
@@ -62,7 +66,10 @@ def _register_panel(
             created=created, source=source, as_of=as_of, dry_run=args.dry_run, fhir_base_url=client.base_url
         )
         store.add_patients(job.id, panel.ids)
-        return job, None, panel.problems
+        problems = [JobProblem("warning", text) for text in panel.problems]
+        store.add_problems(job.id, problems)
+        return job, None, problems
+    export: BulkExport | None = None
     if args.bulk:
         job = store.create_job(
             created=created,
@@ -71,8 +78,15 @@ def _register_panel(
             dry_run=args.dry_run,
             fhir_base_url=client.base_url,
         )
-        export_dir = sources.bulk_export(client, args.bulk, _job_dir(settings, job.id) / "export")
-        index = _ndjson_loader(_job_dir(settings, job.id) / "index.sqlite", export_dir)
+        export = bulk_export(
+            client,
+            args.bulk,
+            _job_dir(settings, job.id) / "export",
+            contract=knowledge.contract,
+            as_of=as_of,
+            options=BulkOptions.from_settings(settings),
+        )
+        index = _ndjson_loader(_job_dir(settings, job.id) / "index.sqlite", export.directory)
     else:
         job = store.create_job(
             created=created,
@@ -84,7 +98,38 @@ def _register_panel(
         index = _ndjson_loader(_job_dir(settings, job.id) / "index.sqlite", args.ndjson)
     if store.add_patients(job.id, index.patient_ids()) == 0:
         raise InputError("the export holds no Patient resources")
-    return job, index, tuple(index.problems)
+    problems = [JobProblem("warning", text) for text in index.problems]
+    if export is not None:
+        problems += _record_export_problems(store, job, export.problems)
+    store.add_problems(job.id, problems)
+    return job, index, problems
+
+
+def _record_export_problems(store: JobStore, job: Job, problems: tuple[ExportProblem, ...]) -> list[JobProblem]:
+    """What the export's error files say, where the report shows it; returns the job-level problems.
+
+    A patient an error (or fatal) issue names is marked failed and not screened: part of their data is
+    missing, and screening the rest could report a finding as absent. A patient missing from the
+    Patient file is added so the report lists them. Issues that name no patient, and warnings, are
+    problems of the job; an error among them makes the job end with exit code 1.
+    """
+    reasons: dict[str, list[str]] = {}
+    job_problems: list[JobProblem] = []
+    for problem in problems:
+        if problem.patient_id is not None and problem.is_error:
+            reasons.setdefault(problem.patient_id, []).append(problem.text)
+        elif problem.patient_id is not None:
+            job_problems.append(JobProblem("warning", f"bulk export, Patient/{problem.patient_id}: {problem.text}"))
+        else:
+            job_problems.append(JobProblem("error" if problem.is_error else "warning", f"bulk export: {problem.text}"))
+    if reasons:
+        store.add_patients(job.id, reasons, start=store.patient_count(job.id))
+        failed = [
+            (patient_id, f"bulk export: {texts[0]}" + (f" (and {len(texts) - 1} more)" if len(texts) > 1 else ""))
+            for patient_id, texts in reasons.items()
+        ]
+        store.mark_many(job.id, (), failed)
+    return job_problems
 
 
 def execute_job(
@@ -115,7 +160,8 @@ def execute_job(
     summary, html_path, csv_path = write_report(store, store.job(job.id), report_dir)
     print(summary.text())
     print(f"Report: {html_path}\nPer-patient CSV: {csv_path}")
-    return 0 if counts["failed"] == 0 and counts["pending"] == 0 else 1
+    incomplete = any(problem.severity == "error" for problem in store.problems(job.id))
+    return 0 if counts["failed"] == 0 and counts["pending"] == 0 and not incomplete else 1
 
 
 def run(args: argparse.Namespace) -> int:
@@ -131,15 +177,15 @@ def run(args: argparse.Namespace) -> int:
             if job.source.startswith(("ndjson:", "bulk:")):
                 directory = Path(job.source.split(":", 1)[1]) if job.source.startswith("ndjson:") else None
                 index = _ndjson_loader(_job_dir(settings, job.id) / "index.sqlite", directory)
-            problems: tuple[str, ...] = ()
+            problems: list[JobProblem] = []
         else:
             scopes = scopes_for(write=not args.dry_run, group=bool(args.group or args.bulk))
             client = FhirClient.from_settings(settings, args.fhir_url, scopes=scopes)
             job, index, problems = _register_panel(args, store, client, knowledge, settings)
         for problem in problems[:20]:
-            print(f"skipped: {problem}")
+            print(f"{problem.severity}: {problem.text}")
         if len(problems) > 20:
-            print(f"skipped: ... and {len(problems) - 20} more")
+            print(f"... and {len(problems) - 20} more problems (listed in the report)")
         code = execute_job(
             store,
             job,
@@ -206,7 +252,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     source.add_argument("--group", metavar="Group/ID", help="the members of a FHIR Group")
     source.add_argument("--patients", type=Path, metavar="FILE", help="a file with one patient id per line")
     source.add_argument("--condition", action="store_true", help="every patient with an active RLS Condition")
-    source.add_argument("--bulk", metavar="Group/ID", help="FHIR Bulk Data $export of a Group, then screen the files")
+    source.add_argument(
+        "--bulk",
+        metavar="Group/ID",
+        help="FHIR Bulk Data $export of a Group (the data contract only), then screen the files",
+    )
     source.add_argument("--ndjson", type=Path, metavar="DIR", help="already-exported NDJSON files")
     source.add_argument("--resume", metavar="JOB_ID", help="continue a job that was stopped")
     parser.add_argument("--fhir-url", help="FHIR base URL (default: FHIR_BASE_URL)")
