@@ -142,6 +142,17 @@ class KidneyRule(_Model):
     dialysis_qualifies: bool = False
 
 
+class Dialysis(_Model):
+    """D16: which Conditions and Procedures show dialysis (kidney failure by dialysis, D13)."""
+
+    condition_value_set: str
+    procedure_value_set: str
+    procedure_statuses: tuple[str, ...]
+    procedure_within_days: int
+    note: str
+    citations: tuple[str, ...]
+
+
 class CkdEpiSex(_Model):
     kappa: float
     alpha: float
@@ -165,6 +176,7 @@ class Kidney(_Model):
     gfr_categories: tuple[GfrCategory, ...]
     reduced_function: KidneyRule
     failure: KidneyRule
+    dialysis: Dialysis
     egfr_precedence: tuple[str, ...]
     creatinine_fallback: CreatinineFallback
 
