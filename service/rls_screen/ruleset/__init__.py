@@ -118,6 +118,8 @@ class ChildCutoff(_Model):
     from_months: int
     to_months_exclusive: int
     below: float
+    severity: tuple[BelowBand, ...]
+    """D19: WHO 2024 severity bands for this age group, most severe first."""
 
 
 class Anemia(_Model):
