@@ -44,6 +44,10 @@ class LabResult:
     value_codings: tuple[tuple[str, str], ...] = ()
     lab_reference_range: str | None = None
     lab_interpretation: str | None = None
+    source_value: Bound | None = None
+    """The value in the unit it was reported in (before conversion), for D7's stated equivalents."""
+    source_unit: str | None = None
+    """The UCUM code of that unit (after the alias table), e.g. 'mg/dL'."""
 
 
 # ``LabResult(...)`` runs the frozen dataclass ``__init__`` (one ``object.__setattr__`` by name per field, ~2.5 us);
@@ -63,6 +67,8 @@ _LAB_RESULT_SETTERS = tuple(LabResult.__dict__[name].__set__ for name in LabResu
     _set_value_codings,
     _set_lab_reference_range,
     _set_lab_interpretation,
+    _set_source_value,
+    _set_source_unit,
 ) = _LAB_RESULT_SETTERS
 _new_object = object.__new__
 
@@ -80,6 +86,8 @@ def lab_result(
     value_codings: tuple[tuple[str, str], ...] = (),
     lab_reference_range: str | None = None,
     lab_interpretation: str | None = None,
+    source_value: Bound | None = None,
+    source_unit: str | None = None,
 ) -> LabResult:
     """``LabResult(...)`` with the same arguments, built without the frozen ``__init__`` (see above)."""
     result: LabResult = _new_object(LabResult)
@@ -95,6 +103,8 @@ def lab_result(
     _set_value_codings(result, value_codings)
     _set_lab_reference_range(result, lab_reference_range)
     _set_lab_interpretation(result, lab_interpretation)
+    _set_source_value(result, source_value)
+    _set_source_unit(result, source_unit)
     return result
 
 
@@ -186,6 +196,8 @@ class Finding:
     note: str | None = None
     extra_basis: tuple[str, ...] = ()
     """References other than Observations (e.g. a dialysis Condition)."""
+    severity_at_least: bool = False
+    """The severity is a floor implied by a bound ("Mg <0.4 mmol/L": grade 3 or higher, D20)."""
 
     @property
     def basis(self) -> tuple[str, ...]:
@@ -207,6 +219,8 @@ class Finding:
             "basis": list(self.basis),
             "citations": list(self.citations),
         }
+        if self.severity_at_least:
+            out["severityAtLeast"] = True
         if self.note:
             out["note"] = self.note
         return out

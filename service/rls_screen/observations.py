@@ -313,6 +313,8 @@ def classify_one(
         (),
         _reference_range_text(observation, str(unit_text or source_unit)) if "referenceRange" in observation else None,
         interpretation,
+        bound(number, comparator),
+        source_unit,
     )
 
 
@@ -416,4 +418,6 @@ def _classify_general(
             else None
         ),
         lab_interpretation=interpretation,
+        source_value=Bound(number, comparator),
+        source_unit=converted.source_unit,
     )

@@ -1,8 +1,8 @@
 """The anaemia rule (docs/rules.md section 3): haemoglobin against the WHO 2024 cut-off for the patient.
 
-Chooses the cut-offs and severity bands by age (children by month of age, D19), pregnancy and trimester at the draw date, or
-sex; when the context is unknown (sex, trimester) every candidate cut-off must agree. Adds the anaemia
-finding with its severity and the altitude/smoking advisory.
+Chooses the cut-offs and severity bands by age (children by month of age, D19), pregnancy and
+trimester at the draw date, or sex; when the context is unknown (sex, trimester) every candidate
+cut-off must agree. Adds the anaemia finding with its severity and the altitude/smoking advisory.
 """
 
 from __future__ import annotations

@@ -183,10 +183,18 @@ class Kidney(_Model):
     creatinine_fallback: CreatinineFallback
 
 
+class Equivalent(_Model):
+    """D7: a threshold restated in another unit; a result reported in that unit is compared with it."""
+
+    unit: str
+    value: float
+
+
 class LowElectrolyte(_Model):
     rule_id: str
     unit: str
     below: float
+    equivalents: tuple[Equivalent, ...] = ()
     severity: tuple[BelowBand, ...]
     severity_note: str | None = None
 
@@ -198,9 +206,19 @@ class HighElectrolyte(_Model):
     severity: tuple[AboveBand, ...]
 
 
+class PayneConventional(_Model):
+    """Payne 1973 in conventional units: Ca (mg/dL) + coefficient x (reference - albumin g/dL)."""
+
+    unit: str
+    albumin_unit: str
+    coefficient: float
+    reference_albumin: float
+
+
 class Payne(_Model):
     coefficient_per_gram_per_litre: float
     reference_albumin: float
+    conventional: PayneConventional
     citations: tuple[str, ...]
 
 
@@ -208,15 +226,27 @@ class Hypocalcemia(_Model):
     rule_id: str
     unit: str
     ionized_below: float
+    ionized_equivalents: tuple[Equivalent, ...]
     corrected_total_below: float
+    corrected_total_equivalents: tuple[Equivalent, ...]
     albumin_unit: str
     payne: Payne
     ionized_severity: tuple[BelowBand, ...]
     total_severity: tuple[BelowBand, ...]
 
 
+class PotentiallyDangerous(_Model):
+    """D20: CTCAE grades worded as potentially dangerous (and shown as critical on a card)."""
+
+    severities: tuple[str, ...]
+    note: str
+    citations: tuple[str, ...]
+
+
 class Electrolytes(_Model):
     citations: tuple[str, ...]
+    comparison_note: str
+    potentially_dangerous: PotentiallyDangerous
     hypomagnesemia: LowElectrolyte
     hypokalemia: LowElectrolyte
     hyperkalemia: HighElectrolyte
