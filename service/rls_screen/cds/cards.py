@@ -325,8 +325,9 @@ class CardBuilder:
         head = f"{finding.display}{severity}"
         relevance = RLS_RELEVANCE.get(finding.code, "")
         dangerous = self._rules.electrolytes.potentially_dangerous
-        if finding.code in ELECTROLYTE_FINDINGS and finding.severity in dangerous.severities:
-            relevance = dangerous.note.rstrip(".")  # D20: worded as potentially dangerous
+        critical = finding.code in ELECTROLYTE_FINDINGS and finding.severity in dangerous.severities
+        if critical:
+            relevance = dangerous.summary  # D20: worded as potentially dangerous
         value = finding.values[0] if finding.values else None
         if finding.code == "reduced-kidney-function" and assessment.gfr_category:
             threshold = f"category {assessment.gfr_category}"
@@ -341,6 +342,7 @@ class CardBuilder:
             summary = fit(
                 f"{head}: {measured}{dated}{bracket}; {relevance}",
                 f"{head}: {measured}{bracket}; {relevance}",
+                *([f"{head}: {measured}; {relevance}"] if critical else []),
                 f"{head}: {measured}{dated}{bracket}",
                 f"{head}: {measured}",
             )

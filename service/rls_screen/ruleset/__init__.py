@@ -240,6 +240,8 @@ class PotentiallyDangerous(_Model):
 
     severities: tuple[str, ...]
     note: str
+    summary: str
+    """The short form for a CDS card summary (under 140 characters with the value)."""
     citations: tuple[str, ...]
 
 
