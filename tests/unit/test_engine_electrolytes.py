@@ -23,6 +23,9 @@ from engine_helpers import (
     ref,
 )
 
+from rls_screen.report import format_text
+from rls_screen.writeback import build_risk_assessment
+
 pytestmark = pytest.mark.unit
 
 MG_PER_DL_PER_MMOL_MG = 2.4305  # section 7: Mg mmol/L = mg/dL / 2.4305
@@ -482,8 +485,6 @@ def test_d20_potassium_10_exact_text() -> None:
 
 
 def test_d20_report_leads_with_the_danger_before_the_advice() -> None:
-    from rls_screen.report import format_text
-
     text = format_text(assess([obs(POTASSIUM, 10, "mmol/L")]), knowledge().ruleset.advice)
     line = next(line for line in text.splitlines() if "High potassium" in line)
     assert line == (
@@ -534,3 +535,10 @@ def test_d22_the_note_says_the_older_ionized_was_set_aside() -> None:
         "No same-day albumin: total calcium not corrected. The ionized calcium of 2026-02-23 is older than the "
         "total calcium of 2026-03-05: the newer total decides (D22)."
     )
+
+
+def test_d20_risk_assessment_summary_says_or_higher_for_a_bound() -> None:
+    assessment = assess([obs(MAGNESIUM, 0.4, "mmol/L", comparator="<")])
+    risk = build_risk_assessment(assessment, knowledge().terminology, knowledge().ruleset.advice, "Device/rls-screen")
+    assert risk.text is not None
+    assert "; Low magnesium (grade-3 or higher).</p>" in risk.text.div
