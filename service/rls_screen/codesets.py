@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from importlib.abc import Traversable
 from pathlib import Path
@@ -61,6 +61,12 @@ class Terminology:
     """Finding code -> ((SNOMED code, gfr-category it depends on or None), ...)."""
     override_reasons: tuple[tuple[str, str], ...] = ()
     """(code, display) of CodeSystem cds-override-reason, in file order: the reasons a card offers."""
+    concept_displays: Mapping[Coding, str] = field(default_factory=dict)
+    """(system, code) -> the display a ValueSet gives it (e.g. RxNorm 36437 -> 'sertraline'; D21)."""
+
+    def display_of(self, coding: Coding) -> str | None:
+        """The ValueSet display of a coding, None when no ValueSet names it."""
+        return self.concept_displays.get(coding)
 
     def analyte_of(self, codings: Iterable[Coding]) -> tuple[str, str] | None:
         """The analyte key and the LOINC code for the first coding we know, else None."""
@@ -246,6 +252,14 @@ def load_terminology(site_conceptmap_dir: Path | None = None) -> Terminology:
         concepts=_concepts(code_system),
         snomed_outcomes=_snomed_outcomes(outcome_map),
         override_reasons=override_reasons,
+        concept_displays={
+            (include["system"], concept["code"]): concept["display"]
+            for raw in raw_value_sets.values()
+            for include in raw.get("compose", {}).get("include", [])
+            if include.get("system")
+            for concept in include.get("concept", [])
+            if concept.get("display")
+        },
     )
 
 

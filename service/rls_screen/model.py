@@ -52,6 +52,10 @@ class LabResult:
     """D27: False for a date-only effective date (it ties with any result of the same day)."""
     component: str | None = None
     """D5: the code of the ``Observation.component`` this result was read from (``reference`` is the parent's)."""
+    source_value: Bound | None = None
+    """The value in the unit it was reported in (before conversion), for D7's stated equivalents."""
+    source_unit: str | None = None
+    """The UCUM code of that unit (after the alias table), e.g. 'mg/dL'."""
 
 
 # ``LabResult(...)`` runs the frozen dataclass ``__init__`` (one ``object.__setattr__`` by name per field, ~2.5 us);
@@ -75,6 +79,8 @@ _LAB_RESULT_SETTERS = tuple(LabResult.__dict__[name].__set__ for name in LabResu
     _set_issued,
     _set_timed,
     _set_component,
+    _set_source_value,
+    _set_source_unit,
 ) = _LAB_RESULT_SETTERS
 _new_object = object.__new__
 
@@ -96,6 +102,8 @@ def lab_result(
     issued: datetime | None = None,
     timed: bool = True,
     component: str | None = None,
+    source_value: Bound | None = None,
+    source_unit: str | None = None,
 ) -> LabResult:
     """``LabResult(...)`` with the same arguments, built without the frozen ``__init__`` (see above)."""
     result: LabResult = _new_object(LabResult)
@@ -115,6 +123,8 @@ def lab_result(
     _set_issued(result, issued)
     _set_timed(result, timed)
     _set_component(result, component)
+    _set_source_value(result, source_value)
+    _set_source_unit(result, source_unit)
     return result
 
 
@@ -210,6 +220,8 @@ class Finding:
     note: str | None = None
     extra_basis: tuple[str, ...] = ()
     """References other than Observations (e.g. a dialysis Condition)."""
+    severity_at_least: bool = False
+    """The severity is a floor implied by a bound ("Mg <0.4 mmol/L": grade 3 or higher, D20)."""
 
     @property
     def basis(self) -> tuple[str, ...]:
@@ -231,6 +243,8 @@ class Finding:
             "basis": list(self.basis),
             "citations": list(self.citations),
         }
+        if self.severity_at_least:
+            out["severityAtLeast"] = True
         if self.note:
             out["note"] = self.note
         return out

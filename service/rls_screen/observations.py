@@ -380,6 +380,9 @@ def classify_one(
         status in selection.superseding_statuses,
         issued_of(observation) if "issued" in observation else None,
         effective.timed,
+        None,
+        bound(number, comparator),
+        source_unit,
     )
 
 
@@ -553,4 +556,6 @@ def _classify_general(
         correction=status in selection.superseding_statuses,
         issued=issued_of(observation),
         timed=effective.timed,
+        source_value=Bound(number, comparator),
+        source_unit=converted.source_unit,
     )

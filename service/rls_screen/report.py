@@ -93,8 +93,27 @@ def threshold_text(threshold: Threshold) -> str:
     return f"{analyte_text(threshold.name)} {threshold.comparator} {format_number(threshold.value)} {unit}"
 
 
+def threshold_groups(thresholds: tuple[Threshold, ...]) -> list[list[Threshold]]:
+    """Consecutive thresholds of one name and comparator: one threshold restated in other units (D7)."""
+    groups: list[list[Threshold]] = []
+    for t in thresholds:
+        if groups and (groups[-1][0].name, groups[-1][0].comparator) == (t.name, t.comparator):
+            groups[-1].append(t)
+        else:
+            groups.append([t])
+    return groups
+
+
+def equivalents_text(equivalents: list[Threshold]) -> str:
+    """' (= 0.7 mmol/L = 1.4 mEq/L)', or '' when there are none."""
+    if not equivalents:
+        return ""
+    return f" (= {' = '.join(f'{format_number(t.value)} {unit_text(t.unit)}' for t in equivalents)})"
+
+
 def thresholds_text(thresholds: tuple[Threshold, ...]) -> str:
-    return ", ".join(threshold_text(t) for t in thresholds)
+    """'magnesium < 1.7 mg/dL (= 0.7 mmol/L = 1.4 mEq/L)': the compared threshold, then its equivalents."""
+    return ", ".join(threshold_text(first) + equivalents_text(rest) for first, *rest in threshold_groups(thresholds))
 
 
 def values_text(finding: Finding) -> str:
@@ -103,7 +122,8 @@ def values_text(finding: Finding) -> str:
 
 def finding_sentence(finding: Finding, advice: str | None) -> str:
     """One finding as: name [severity]: values; threshold (sources). Note. Consider ..."""
-    head = finding.display + (f" ({finding.severity})" if finding.severity else "")
+    at_least = " or higher" if finding.severity_at_least else ""  # D20: a grade implied by a bound
+    head = finding.display + (f" ({finding.severity}{at_least})" if finding.severity else "")
     body = [values_text(finding)] if finding.values else []
     if finding.thresholds:
         body.append(f"threshold {thresholds_text(finding.thresholds)}")

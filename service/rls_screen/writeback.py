@@ -154,7 +154,10 @@ def build_risk_assessment(
             counts[item.reason] = counts.get(item.reason, 0) + 1
         notes.append("Not used: " + ", ".join(f"{n} {reason}" for reason, n in sorted(counts.items())) + ".")
     summary = (
-        "; ".join(f.display + (f" ({f.severity})" if f.severity else "") for f in assessment.findings)
+        "; ".join(
+            f.display + (f" ({f.severity}{' or higher' if f.severity_at_least else ''})" if f.severity else "")
+            for f in assessment.findings
+        )
         or "No secondary-cause finding on the usable results"
     )
     return RiskAssessment(

@@ -170,7 +170,7 @@ DOC = "docs/rules" + ".md"  # built, so that the bad examples below are not cita
         (f'({DOC} section 10, "One patient-data contract")', []),
         (f"{DOC} section 11 (S2)", ["no section 11"]),
         (f"{DOC} sections 9-12", ["no section 11", "no section 12"]),
-        (f"{DOC} section 2, S9 and D7", ["no rule S9", "no rule D7"]),
+        (f"{DOC} section 2, S9 and D99", ["no rule S9", "no rule D99"]),
         (f"{DOC} 12", ["no section 12"]),
         (f'{DOC}, "no such heading"', ["no text 'no such heading'"]),
     ],

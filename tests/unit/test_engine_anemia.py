@@ -6,6 +6,8 @@ gestational age are drawn on the same day as the haemoglobin, so the trimester i
 
 from __future__ import annotations
 
+from datetime import date, timedelta
+
 import pytest
 from engine_helpers import (
     HEMOGLOBIN,
@@ -291,3 +293,56 @@ def test_hemoglobin_cutoff_uses_age_at_the_evaluation_date() -> None:
     born = birth_date_for(15)  # 15th birthday on the as-of date
     assert day(30) < born.replace(year=born.year + 15)
     assert anemia([hb(125, days_ago=30)], who=patient("male", birth_date=born))[0] is True
+
+
+# --- D19: children's severity (WHO 2024) ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("years", "months", "value", "severity"),
+    [
+        # 6-23 months: mild 95-104, moderate 70-94, severe < 70
+        (0, 6, 104.9, "mild"),
+        (0, 6, 95, "mild"),
+        (0, 6, 94.9, "moderate"),
+        (1, 11, 70, "moderate"),
+        (1, 11, 69.9, "severe"),
+        # 24-59 months: mild 100-109, moderate 70-99, severe < 70
+        (2, 0, 109.9, "mild"),
+        (2, 0, 100, "mild"),
+        (2, 0, 99.9, "moderate"),
+        (4, 11, 70, "moderate"),
+        (4, 11, 69.9, "severe"),
+        # 5-11 years: mild 110-114, moderate 80-109, severe < 80
+        (5, 0, 114.9, "mild"),
+        (5, 0, 110, "mild"),
+        (5, 0, 109.9, "moderate"),
+        (11, 11, 80, "moderate"),
+        (11, 11, 79.9, "severe"),
+        # 12-14 years: mild 110-119, moderate 80-109, severe < 80
+        (12, 0, 119.9, "mild"),
+        (12, 0, 110, "mild"),
+        (12, 0, 109.9, "moderate"),
+        (14, 11, 80, "moderate"),
+        (14, 11, 79.9, "severe"),
+    ],
+)
+@pytest.mark.parametrize("sex", ["male", "female", None])
+def test_d19_child_severity(years: int, months: int, value: float, severity: str, sex: str | None) -> None:
+    who = patient(sex, age_years=years, age_months=months)  # type: ignore[arg-type]
+    assert anemia([hb(value, days_ago=0)], who=who) == (True, severity)
+
+
+@pytest.mark.parametrize(
+    ("born", "evaluable"),
+    [
+        (birth_date_for(0, 6), True),  # exactly 6 months on the as-of date
+        (birth_date_for(0, 6) + timedelta(days=1), False),  # one day short of 6 months
+        (birth_date_for(0, 1), False),
+    ],
+)
+def test_d19_under_6_months_is_not_evaluable(born: date, evaluable: bool) -> None:
+    assessment = assess([hb(60, days_ago=0)], who=patient("female", birth_date=born))
+    assert (assessment.finding("anemia") is not None) is evaluable
+    details = [n.detail for n in not_evaluable(assessment, analyte="hemoglobin")]
+    assert details == ([] if evaluable else ["anaemia: no WHO cut-off under 6 months"])

@@ -23,6 +23,9 @@ from engine_helpers import (
     ref,
 )
 
+from rls_screen.report import format_text
+from rls_screen.writeback import build_risk_assessment
+
 pytestmark = pytest.mark.unit
 
 MG_PER_DL_PER_MMOL_MG = 2.4305  # section 7: Mg mmol/L = mg/dL / 2.4305
@@ -156,8 +159,8 @@ def test_potassium_bound_that_cannot_decide_is_indeterminate() -> None:
         (1.149, "mmol/L", True),
         (1.15, "mmol/L", False),
         (1.16, "mmol/L", False),
-        (4.6, "mg/dL", True),  # 1.1477 mmol/L
-        (4.61, "mg/dL", False),  # 1.1502 mmol/L
+        (4.59, "mg/dL", True),  # D7: compared with the stated equivalent 4.6 mg/dL
+        (4.6, "mg/dL", False),  # D7: 1.1477 mmol/L, but not below 4.6 mg/dL
         (2.28, "meq/L", True),  # 1.14 mmol/L
         (2.3, "meq/L", False),  # 1.15 mmol/L
     ],
@@ -360,3 +363,182 @@ def test_electrolyte_caveat_text_says_not_an_established_cause() -> None:
     text = f"{concept.display} {concept.definition}".lower()
     assert "not" in text
     assert "established" in text
+
+
+# --- D7: the comparison unit ----------------------------------------------------------------------------
+
+DANGER = "potentially dangerous: act on it now if it has not been addressed (local critical-result policy)."
+
+
+@pytest.mark.parametrize(
+    ("loinc", "value", "unit", "unit_text", "code", "low"),
+    [
+        # magnesium 0.70 mmol/L = 1.7 mg/dL = 1.4 mEq/L
+        (MAGNESIUM, 1.70, "mg/dL", None, "hypomagnesemia", False),  # 0.6994 mmol/L, but not below 1.7 mg/dL
+        (MAGNESIUM, 1.69, "mg/dL", None, "hypomagnesemia", True),
+        (MAGNESIUM, 1.70, None, "mg/dl", "hypomagnesemia", False),  # unit from the alias table
+        (MAGNESIUM, 1.4, "meq/L", None, "hypomagnesemia", False),
+        (MAGNESIUM, 1.39, "meq/L", None, "hypomagnesemia", True),
+        (MAGNESIUM, 0.70, "mmol/L", None, "hypomagnesemia", False),
+        (MAGNESIUM, 0.699, "mmol/L", None, "hypomagnesemia", True),
+        # ionized calcium 1.15 mmol/L = 4.6 mg/dL; mEq/L has no stated equivalent: converted
+        (CALCIUM_IONIZED, 4.6, "mg/dL", None, "hypocalcemia", False),
+        (CALCIUM_IONIZED, 4.59, "mg/dL", None, "hypocalcemia", True),
+        (CALCIUM_IONIZED, 2.3, "meq/L", None, "hypocalcemia", False),
+        (CALCIUM_IONIZED, 2.29, "meq/L", None, "hypocalcemia", True),
+        # total calcium (no albumin) 2.12 mmol/L = 8.5 mg/dL
+        (CALCIUM_TOTAL, 8.5, "mg/dL", None, "hypocalcemia", False),
+        (CALCIUM_TOTAL, 8.498, "mg/dL", None, "hypocalcemia", True),  # 2.1203 mmol/L, yet below 8.5 mg/dL
+        (CALCIUM_TOTAL, 2.12, "mmol/L", None, "hypocalcemia", False),
+        (CALCIUM_TOTAL, 2.119, "mmol/L", None, "hypocalcemia", True),
+    ],
+)
+def test_d7_compared_with_the_stated_equivalent(
+    loinc: str, value: float, unit: str | None, unit_text: str | None, code: str, low: bool
+) -> None:
+    assert finding([obs(loinc, value, unit, unit_text=unit_text)], code)[0] is low
+
+
+@pytest.mark.parametrize(
+    ("calcium", "albumin", "albumin_unit", "low"),
+    [
+        # Ca (mg/dL) + 0.8 x (4.0 - albumin g/dL) against 8.5 mg/dL
+        (8.1, 3.5, "g/dL", False),  # 8.5
+        (8.098, 3.5, "g/dL", True),  # 8.498 mg/dL (2.1205 mmol/L corrected in SI: not low there)
+        (8.098, 35, "g/L", True),  # albumin in g/L is read as 3.5 g/dL
+        (8.5, 4.0, "g/dL", False),
+        (8.49, 4.0, "g/dL", True),
+    ],
+)
+def test_d7_corrected_calcium_in_conventional_units(
+    calcium: float, albumin: float, albumin_unit: str, low: bool
+) -> None:
+    observations = [obs(CALCIUM_TOTAL, calcium, "mg/dL"), obs(ALBUMIN, albumin, albumin_unit)]
+    assert finding(observations, "hypocalcemia")[0] is low
+
+
+def test_d7_thresholds_state_their_equivalents_compared_one_first() -> None:
+    in_mmol = assess([obs(MAGNESIUM, 0.6, "mmol/L")]).finding("hypomagnesemia")
+    assert in_mmol is not None
+    assert [(t.value, t.unit) for t in in_mmol.thresholds] == [(0.7, "mmol/L"), (1.7, "mg/dL"), (1.4, "meq/L")]
+    assert in_mmol.note is None
+    in_mg = assess([obs(MAGNESIUM, 1.6, "mg/dL")]).finding("hypomagnesemia")
+    assert in_mg is not None
+    assert [(t.value, t.unit) for t in in_mg.thresholds] == [(1.7, "mg/dL"), (0.7, "mmol/L"), (1.4, "meq/L")]
+    assert in_mg.note == "Compared in the reported unit with the stated equivalent (D7)."
+
+
+# --- D20: grade from a bound; grade 3 or higher is potentially dangerous --------------------------------
+
+
+@pytest.mark.parametrize(
+    ("loinc", "value", "comparator", "code", "severity", "at_least", "dangerous"),
+    [
+        (MAGNESIUM, 0.4, "<", "hypomagnesemia", "grade-3", True, True),  # "<0.4": grade 3 or higher
+        (MAGNESIUM, 0.3, "<", "hypomagnesemia", "grade-4", False, True),
+        (MAGNESIUM, 0.5, "<", "hypomagnesemia", "grade-2", True, False),
+        (MAGNESIUM, 0.4, None, "hypomagnesemia", "grade-2", False, False),
+        (MAGNESIUM, 0.39, None, "hypomagnesemia", "grade-3", False, True),
+        (POTASSIUM, 3.0, None, "hypokalemia", "grade-1-2", False, False),
+        (POTASSIUM, 2.99, None, "hypokalemia", "grade-3", False, True),
+        (POTASSIUM, 3.0, "<", "hypokalemia", "grade-3", True, True),
+        (POTASSIUM, 6.0, None, "hyperkalemia", "grade-2", False, False),
+        (POTASSIUM, 6.01, None, "hyperkalemia", "grade-3", False, True),
+        (POTASSIUM, 10, None, "hyperkalemia", "grade-4", False, True),
+        (POTASSIUM, 6.5, ">", "hyperkalemia", "grade-3", True, True),
+        (POTASSIUM, 7.0, ">", "hyperkalemia", "grade-4", False, True),
+        (CALCIUM_IONIZED, 0.9, None, "hypocalcemia", "grade-2", False, False),
+        (CALCIUM_IONIZED, 0.89, None, "hypocalcemia", "grade-3", False, True),
+        (CALCIUM_IONIZED, 0.9, "<", "hypocalcemia", "grade-3", True, True),
+        (CALCIUM_TOTAL, 1.75, None, "hypocalcemia", "grade-2", False, False),
+        (CALCIUM_TOTAL, 1.749, None, "hypocalcemia", "grade-3", False, True),
+    ],
+)
+def test_d20_grade_from_a_bound_and_danger_wording(
+    loinc: str,
+    value: float,
+    comparator: str | None,
+    code: str,
+    severity: str,
+    at_least: bool,
+    dangerous: bool,
+) -> None:
+    unit = "mmol/L"
+    found = assess([obs(loinc, value, unit, comparator=comparator)]).finding(code)
+    assert found is not None
+    assert (found.severity, found.severity_at_least) == (severity, at_least)
+    assert (DANGER in (found.note or "")) is dangerous
+    assert ("or higher" in (found.note or "")) is at_least
+    assert found.to_json().get("severityAtLeast", False) is at_least
+
+
+def test_d20_magnesium_bound_exact_text() -> None:
+    found = assess([obs(MAGNESIUM, 0.4, "mmol/L", comparator="<")]).finding("hypomagnesemia")
+    assert found is not None
+    assert found.note == f"Magnesium <0.4 mmol/L: CTCAE grade 3 or higher, {DANGER}"
+
+
+def test_d20_potassium_10_exact_text() -> None:
+    found = assess([obs(POTASSIUM, 10, "mmol/L")]).finding("hyperkalemia")
+    assert found is not None
+    assert found.note == f"Potassium 10 mmol/L: CTCAE grade 4, {DANGER}"
+
+
+def test_d20_report_leads_with_the_danger_before_the_advice() -> None:
+    text = format_text(assess([obs(POTASSIUM, 10, "mmol/L")]), knowledge().ruleset.advice)
+    line = next(line for line in text.splitlines() if "High potassium" in line)
+    assert line == (
+        "  - High potassium (grade-4): potassium 10 mmol/L on 2026-03-05; threshold potassium > 5 mmol/L "
+        f"[CTCAE v5.0; rule ELECTROLYTE-HYPERKALEMIA v2026.2]. Potassium 10 mmol/L: CTCAE grade 4, {DANGER} "
+        + knowledge().ruleset.advice["hyperkalemia"]
+    )
+    text = format_text(assess([obs(MAGNESIUM, 0.4, "mmol/L", comparator="<")]), knowledge().ruleset.advice)
+    assert (
+        "Low magnesium (grade-3 or higher): magnesium <0.4 mmol/L on 2026-03-05; threshold magnesium < 0.7 mmol/L "
+        "(= 1.7 mg/dL = 1.4 mEq/L)"
+    ) in text
+
+
+# --- D22: ionized calcium only when it is as new as the total -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("ionized_days_ago", "total_days_ago", "judged"),
+    [
+        (10, 10, "ionized"),  # same day
+        (9, 10, "ionized"),  # later
+        (11, 10, "total"),  # one day older: the newer total decides
+        (200, 10, "total"),
+    ],
+)
+def test_d22_ionized_only_when_as_new_as_the_total(ionized_days_ago: int, total_days_ago: int, judged: str) -> None:
+    # low ionized, normal total; and the reverse
+    low_ionized = [
+        obs(CALCIUM_IONIZED, 1.10, "mmol/L", days_ago=ionized_days_ago),
+        obs(CALCIUM_TOTAL, 2.40, "mmol/L", days_ago=total_days_ago),
+    ]
+    low_total = [
+        obs(CALCIUM_IONIZED, 1.25, "mmol/L", days_ago=ionized_days_ago),
+        obs(CALCIUM_TOTAL, 2.00, "mmol/L", days_ago=total_days_ago),
+    ]
+    assert finding(low_ionized, "hypocalcemia")[0] is (judged == "ionized")
+    assert finding(low_total, "hypocalcemia")[0] is (judged == "total")
+
+
+def test_d22_the_note_says_the_older_ionized_was_set_aside() -> None:
+    ion = obs(CALCIUM_IONIZED, 1.25, "mmol/L", days_ago=20)
+    tot = obs(CALCIUM_TOTAL, 2.00, "mmol/L", days_ago=10)
+    found = assess([ion, tot]).finding("hypocalcemia")
+    assert found is not None
+    assert found.basis == (ref(tot),)
+    assert found.note == (
+        "No same-day albumin: total calcium not corrected. The ionized calcium of 2026-02-23 is older than the "
+        "total calcium of 2026-03-05: the newer total decides (D22)."
+    )
+
+
+def test_d20_risk_assessment_summary_says_or_higher_for_a_bound() -> None:
+    assessment = assess([obs(MAGNESIUM, 0.4, "mmol/L", comparator="<")])
+    risk = build_risk_assessment(assessment, knowledge().terminology, knowledge().ruleset.advice, "Device/rls-screen")
+    assert risk.text is not None
+    assert "; Low magnesium (grade-3 or higher).</p>" in risk.text.div

@@ -232,3 +232,34 @@ def test_medication_matches_rxnorm_system_only() -> None:
     request["medicationCodeableConcept"]["coding"][0]["system"] = "http://example.org/drugs"
     assessment = assess([], medications=[request])
     assert "aggravating-medication" not in {a.code for a in assessment.advisories}
+
+
+# --- D21: medicines named by ingredient display, never by RxNorm code ---------------------------------
+
+CATEGORY_TITLES = {
+    "5093": "Dopamine-blocking antipsychotics",
+    "6915": "Dopamine-blocking antiemetics",
+    "3498": "Sedating antihistamines",
+    "36437": "SSRIs and SNRIs",
+    "6448": "Lithium",
+}
+
+
+@pytest.mark.parametrize("text", [None, "Zoloft 50 mg oral tablet"])
+def test_d21_sertraline_is_named_by_ingredient_and_its_category_as_titled(text: str | None) -> None:
+    request = medication_request("36437", text=text)
+    [item] = [a for a in assess([], medications=[request]).advisories if a.code == "aggravating-medication"]
+    assert item.note == "sertraline (SSRIs and SNRIs) may aggravate RLS symptoms."
+    assert "36437" not in item.note
+
+
+@pytest.mark.parametrize(("rxnorm", "name"), sorted(AGGRAVATING.items()))
+def test_d21_no_medicine_is_named_by_its_code(rxnorm: str, name: str) -> None:
+    [item] = [
+        a for a in assess([], medications=[medication_request(rxnorm)]).advisories if a.code == "aggravating-medication"
+    ]
+    assert item.note is not None
+    assert item.note.startswith(f"{name} (")
+    assert rxnorm not in item.note
+    if rxnorm in CATEGORY_TITLES:
+        assert f"({CATEGORY_TITLES[rxnorm]})" in item.note

@@ -26,6 +26,7 @@ from engine_helpers import (
     assess,
     birth_date_for,
     condition,
+    knowledge,
     not_evaluable,
     obs,
     patient,
@@ -33,6 +34,8 @@ from engine_helpers import (
     reasons_for,
     ref,
 )
+
+from rls_screen.report import format_text
 
 pytestmark = pytest.mark.unit
 
@@ -237,8 +240,8 @@ def test_creatinine_in_umol_per_litre(loinc: str) -> None:
     assert note.values[0].value.value == pytest.approx(ckd_epi_2021(1.0, 60, "female"), abs=0.051)
 
 
-def test_usable_egfr_wins_over_creatinine() -> None:
-    assessment = assess([egfr(50, days_ago=200), obs(CREATININE, 1.0, "mg/dL", days_ago=1)])
+def test_usable_egfr_wins_over_an_older_or_same_day_creatinine() -> None:
+    assessment = assess([egfr(50, days_ago=1), obs(CREATININE, 1.0, "mg/dL", days_ago=200)])
     assert assessment.gfr_category == "G3a"
     assert "egfr-computed-from-creatinine" not in advisory_codes(assessment)
 
@@ -309,3 +312,222 @@ def test_creatinine_bound_decides_when_it_can() -> None:
     # ">4 mg/dL": eGFR below 12 for a 60-year-old woman: G5
     scr = obs(CREATININE, 4, "mg/dL", comparator=">")
     assert assess([scr], who=patient("female", age_years=60)).gfr_category == "G5"
+
+
+# --- D13: kidney failure by dialysis ------------------------------------------------------------------
+
+DIALYSIS = condition("Z99.2", ICD10CM, id="dialysis-1")
+
+
+@pytest.mark.parametrize(
+    ("value", "dialysis", "findings", "caveat"),
+    [
+        # dialysis: kidney-failure alone (it supersedes reduced-kidney-function), never a chronicity caveat
+        (25, True, ["kidney-failure"], False),
+        (59.9, True, ["kidney-failure"], False),
+        (14.9, True, ["kidney-failure"], False),
+        (95, True, ["kidney-failure"], False),
+        # without dialysis, the eGFR decides and one result still cannot prove chronicity
+        (25, False, ["reduced-kidney-function"], True),
+        (14.9, False, ["kidney-failure"], True),
+        (60, False, [], False),
+    ],
+)
+def test_d13_dialysis_supersedes_reduced_function_and_drops_the_chronicity_caveat(
+    value: float, dialysis: bool, findings: list[str], caveat: bool
+) -> None:
+    e = egfr(value)
+    assessment = assess([e], conditions=[DIALYSIS] if dialysis else [])
+    kidney = [c for c in assessment.finding_codes if c in ("reduced-kidney-function", "kidney-failure")]
+    assert kidney == findings
+    assert ("egfr-chronicity-caveat" in advisory_codes(assessment)) is caveat
+    # D24: gfrCategory stays the selected eGFR's category
+    assert assessment.gfr_category == assess([e]).gfr_category
+
+
+def test_d13_kidney_failure_by_dialysis_says_so_beside_an_egfr_of_25() -> None:
+    assessment = assess([egfr(25, days_ago=10, id="e1")], conditions=[DIALYSIS])
+    finding = assessment.finding("kidney-failure")
+    assert finding is not None
+    assert finding.thresholds == ()  # not by the eGFR < 15 threshold
+    assert finding.note == (
+        "Kidney failure by dialysis (Condition/dialysis-1). Not by the eGFR threshold: the selected eGFR "
+        "(25 on 2026-03-05, category G4) is not below 15."
+    )
+    assert finding.basis == ("Condition/dialysis-1",)
+
+
+def test_d13_dialysis_with_egfr_below_15_keeps_the_threshold_without_chronicity_wording() -> None:
+    finding = assess([egfr(10, id="e1")], conditions=[DIALYSIS]).finding("kidney-failure")
+    assert finding is not None
+    assert [(t.comparator, t.value) for t in finding.thresholds] == [("<", 15)]
+    assert finding.note == "Kidney failure by dialysis (Condition/dialysis-1). The eGFR is also below 15."
+
+
+def test_d13_dialysis_text_report_has_no_egfr_repeat_or_acr_advice() -> None:
+    text = format_text(assess([egfr(25, id="e1")], conditions=[DIALYSIS]), knowledge().ruleset.advice)
+    assert "Kidney failure by dialysis (Condition/dialysis-1). Not by the eGFR threshold" in text
+    assert "threshold eGFR < 15" not in text
+    assert "albumin-creatinine" not in text
+    assert "chronicity" not in text
+    assert "GFR category: G4" in text
+
+
+# --- D14: the newest evidence decides which eGFR is judged ------------------------------------------------
+
+# A 50-year-old woman: creatinine 1.0 mg/dL gives CKD-EPI 2021 ~ 69 (G2); the measured eGFR is 50 (G3a).
+NEWER = "the creatinine of {c} is newer than the latest eGFR {e} on {d}"
+BOUND = (
+    "the latest eGFR {e} on {d} is a bound that cannot fix the GFR category, and a creatinine of {c} "
+    "(same day or later) decides"
+)
+
+
+@pytest.mark.parametrize(
+    ("egfr_value", "comparator", "egfr_days_ago", "creatinine_days_ago", "category", "why"),
+    [
+        (50, None, 10, 9, "G2", NEWER),  # creatinine one day later: computed
+        (50, None, 10, 10, "G3a", None),  # same day: the measured eGFR
+        (50, None, 10, 11, "G3a", None),  # creatinine older: the measured eGFR
+        (60, ">", 10, 10, "G2", BOUND),  # ">60" cannot fix G1/G2; same-day creatinine decides
+        (60, ">", 10, 9, "G2", NEWER),  # later creatinine: newer evidence anyway
+        (60, ">", 10, 11, None, None),  # older creatinine: the bound stays, undecided
+        (10, "<", 10, 10, "G5", None),  # "<10" fixes G5: the measured eGFR
+    ],
+)
+def test_d14_newest_evidence(
+    egfr_value: float,
+    comparator: str | None,
+    egfr_days_ago: int,
+    creatinine_days_ago: int,
+    category: str | None,
+    why: str | None,
+) -> None:
+    e = egfr(egfr_value, comparator=comparator, days_ago=egfr_days_ago)
+    scr = obs(CREATININE, 1.0, "mg/dL", days_ago=creatinine_days_ago)
+    assert 60 <= ckd_epi_2021(1.0, 50, "female") < 90
+    assessment = assess([e, scr])
+    assert assessment.gfr_category == category
+    note = advisory(assessment, "egfr-computed-from-creatinine")
+    if why is None:
+        assert note is None
+        return
+    assert note is not None
+    assert note.values[0].observations == (ref(scr),)
+    shown = f"{comparator or ''}{egfr_value}"
+    expected = why.format(c=scr["effectiveDateTime"], e=shown, d=e["effectiveDateTime"])
+    assert note.note == f"eGFR computed from creatinine with race-free CKD-EPI 2021: {expected}."
+
+
+def test_d14_same_day_is_decided_by_day_not_by_time() -> None:
+    e = egfr(50, days_ago=10, at="08:00:00Z")
+    scr = obs(CREATININE, 1.0, "mg/dL", days_ago=10, at="20:00:00Z")
+    assert assess([e, scr]).gfr_category == "G3a"
+
+
+def test_d14_no_usable_egfr_says_so() -> None:
+    note = advisory(assess([obs(CREATININE, 1.0, "mg/dL")]), "egfr-computed-from-creatinine")
+    assert note is not None
+    assert note.note == "eGFR computed from creatinine with race-free CKD-EPI 2021: no usable eGFR."
+
+
+def test_d14_the_reason_is_in_the_finding_too() -> None:
+    e, scr = egfr(20, days_ago=30), obs(CREATININE, 1.2, "mg/dL", days_ago=2)
+    finding = assess([e, scr], who=patient("female", age_years=60)).finding("reduced-kidney-function")
+    assert finding is not None
+    assert finding.basis == (ref(scr),)
+    assert finding.note is not None
+    assert finding.note.endswith(
+        f"eGFR computed from creatinine (CKD-EPI 2021): the creatinine of {scr['effectiveDateTime']} is newer "
+        f"than the latest eGFR 20 on {e['effectiveDateTime']}."
+    )
+
+
+def test_d14_a_child_keeps_the_measured_egfr_when_creatinine_is_newer() -> None:
+    e, scr = egfr(50, days_ago=10), obs(CREATININE, 1.0, "mg/dL", days_ago=2)
+    assessment = assess([e, scr], who=patient("female", age_years=17))
+    assert assessment.gfr_category == "G3a"
+    assert [n.detail for n in not_evaluable(assessment, analyte="egfr")] == [
+        "eGFR from creatinine: not computed: CKD-EPI 2021 is for adults"
+    ]
+
+
+# --- D15: CKD-EPI 2021 only from 18 years -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("years", "months", "computed"),
+    [(18, 0, True), (17, 11, False), (40, 6, True), (12, 0, False)],
+)
+def test_d15_ckd_epi_is_for_adults(years: int, months: int, computed: bool) -> None:
+    who = patient("female", birth_date=birth_date_for(years, months))
+    assessment = assess([obs(CREATININE, 1.0, "mg/dL")], who=who)
+    assert ("egfr-computed-from-creatinine" in advisory_codes(assessment)) is computed
+    details = [n.detail for n in not_evaluable(assessment, analyte="egfr")]
+    assert details == ([] if computed else ["eGFR from creatinine: not computed: CKD-EPI 2021 is for adults"])
+
+
+def test_d15_unknown_birth_date_is_not_computed() -> None:
+    assessment = assess([obs(CREATININE, 1.0, "mg/dL")], who=patient("female", unknown_birth_date=True))
+    assert [n.detail for n in not_evaluable(assessment, analyte="egfr")] == [
+        "eGFR from creatinine: not computed: birth date unknown (CKD-EPI 2021 is for adults)"
+    ]
+
+
+# --- D16: dialysis evidence ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("days_ago", "status", "counts"),
+    [
+        (0, "completed", True),
+        (89, "completed", True),
+        (90, "completed", True),  # D28: day 90 included
+        (91, "completed", False),
+        (200, "completed", False),  # inside the 365-day window of 2026.1, outside D16's 90 days
+        (90, "in-progress", True),
+        (91, "in-progress", False),
+        (10, "not-done", False),
+        (10, "stopped", False),
+        (10, "entered-in-error", False),
+        (-1, "completed", False),  # after the as-of date
+    ],
+)
+def test_d16_dialysis_procedure_within_90_days(days_ago: int, status: str, counts: bool) -> None:
+    session = procedure("302497006", SNOMED, status=status, days_ago=days_ago)
+    finding = assess([egfr(50)], procedures=[session]).finding("kidney-failure")
+    assert (finding is not None) is counts
+    if finding is not None:
+        assert finding.basis == (f"Procedure/{session['id']}",)
+
+
+@pytest.mark.parametrize(
+    ("kind", "code", "system", "counts"),
+    [
+        ("Condition", "105502003", SNOMED, True),
+        ("Condition", "Z99.2", ICD10CM, True),
+        ("Condition", "N18.6", ICD10CM, True),
+        ("Condition", "302497006", SNOMED, False),  # a procedure code as a Condition
+        ("Procedure", "108241001", SNOMED, True),
+        ("Procedure", "302497006", SNOMED, True),
+        ("Procedure", "71192002", SNOMED, True),
+        ("Procedure", "265764009", SNOMED, True),
+        ("Procedure", "105502003", SNOMED, False),  # a finding code as a Procedure
+        ("Procedure", "Z99.2", ICD10CM, False),
+    ],
+)
+def test_d16_dialysis_codes_by_resource_type(kind: str, code: str, system: str, counts: bool) -> None:
+    if kind == "Condition":
+        assessment = assess([egfr(50)], conditions=[condition(code, system)])
+    else:
+        assessment = assess([egfr(50)], procedures=[procedure(code, system, days_ago=5)])
+    assert (assessment.finding("kidney-failure") is not None) is counts
+
+
+def test_d16_performed_period_end_then_start() -> None:
+    session = procedure("302497006", SNOMED, days_ago=5)
+    del session["performedDateTime"]
+    session["performedPeriod"] = {"start": "2025-12-10", "end": "2025-12-16"}  # end: day 89
+    assert assess([egfr(50)], procedures=[session]).finding("kidney-failure") is not None
+    session["performedPeriod"] = {"start": "2025-12-10"}  # start: day 95
+    assert assess([egfr(50)], procedures=[session]).finding("kidney-failure") is None

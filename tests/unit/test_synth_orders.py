@@ -74,9 +74,9 @@ def test_non_aggravating_drugs_are_in_no_value_set_of_ours() -> None:
 def test_dialysis_codes_and_window_come_from_the_terminology_and_rule_set() -> None:
     terminology = load_terminology()
     for code, display in orders.DIALYSIS_PROCEDURES:
-        assert terminology.contains(value_set_url("dialysis"), [(synth.SNOMED, code)])
-        assert {c.get("display") for c in _concepts("dialysis") if c["code"] == code} == {display}
-    assert load_ruleset().selection.window_days == orders.DIALYSIS_WINDOW_DAYS
+        assert terminology.contains(value_set_url("dialysis-procedure"), [(synth.SNOMED, code)])
+        assert {c.get("display") for c in _concepts("dialysis-procedure") if c["code"] == code} == {display}
+    assert load_ruleset().kidney.dialysis.procedure_within_days == orders.DIALYSIS_WINDOW_DAYS == 90
 
 
 def _concepts(value_set: str) -> list[dict[str, Any]]:

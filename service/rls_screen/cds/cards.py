@@ -32,7 +32,7 @@ from rls_screen.codesets import FINDING_SYSTEM, OVERRIDE_REASON_SYSTEM
 from rls_screen.knowledge import Knowledge
 from rls_screen.model import Assessment, Finding, Threshold, ValueUsed
 from rls_screen.quantities import format_number
-from rls_screen.report import IRON_BAND_TEXT, short_source
+from rls_screen.report import IRON_BAND_TEXT, equivalents_text, short_source, threshold_groups
 from rls_screen.writeback import (
     DEVICE_ID_SYSTEM,
     DEVICE_IDENTIFIER,
@@ -94,6 +94,7 @@ RELATED_ADVISORIES = {
     "hypocalcemia": ("electrolyte-not-established-cause",),
 }
 IRON_FINDINGS = ("iron-deficiency", "iron-insufficient-for-rls", "missing-iron-studies")
+ELECTROLYTE_FINDINGS = ("hypomagnesemia", "hypokalemia", "hyperkalemia", "hypocalcemia")
 IRON_ANALYTES = ("ferritin", "tsat", "iron", "tibc", "crp")
 ANALYTE_NAMES = {
     "egfr": "eGFR",
@@ -263,7 +264,11 @@ class CardBuilder:
     def _threshold_lines(finding: Finding) -> list[str]:
         if not finding.thresholds:
             return []
-        return [f"**Threshold:** {', '.join(f'{t.name} {threshold_text(t)}' for t in finding.thresholds)}", ""]
+        shown = ", ".join(
+            f"{first.name} {threshold_text(first)}{equivalents_text(rest)}"
+            for first, *rest in threshold_groups(finding.thresholds)
+        )
+        return [f"**Threshold:** {shown}", ""]
 
     def _advice_lines(self, code: str) -> list[str]:
         advice = self._advice.get(code)
@@ -315,9 +320,14 @@ class CardBuilder:
     def finding_card(self, assessment: Assessment, finding: Finding) -> CardDraft:
         if finding.code == "missing-iron-studies":
             return self._missing_iron_card(assessment, finding)
-        severity = f" ({SEVERITY_NAMES.get(finding.severity, finding.severity)})" if finding.severity else ""
+        at_least = " or higher" if finding.severity_at_least else ""  # D20: a grade implied by a bound
+        severity = f" ({SEVERITY_NAMES.get(finding.severity, finding.severity)}{at_least})" if finding.severity else ""
         head = f"{finding.display}{severity}"
         relevance = RLS_RELEVANCE.get(finding.code, "")
+        dangerous = self._rules.electrolytes.potentially_dangerous
+        critical = finding.code in ELECTROLYTE_FINDINGS and finding.severity in dangerous.severities
+        if critical:
+            relevance = dangerous.summary  # D20: worded as potentially dangerous
         value = finding.values[0] if finding.values else None
         if finding.code == "reduced-kidney-function" and assessment.gfr_category:
             threshold = f"category {assessment.gfr_category}"
@@ -332,6 +342,7 @@ class CardBuilder:
             summary = fit(
                 f"{head}: {measured}{dated}{bracket}; {relevance}",
                 f"{head}: {measured}{bracket}; {relevance}",
+                *([f"{head}: {measured}; {relevance}"] if critical else []),
                 f"{head}: {measured}{dated}{bracket}",
                 f"{head}: {measured}",
             )

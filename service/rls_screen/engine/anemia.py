@@ -1,8 +1,8 @@
 """The anaemia rule (docs/rules.md section 3): haemoglobin against the WHO 2024 cut-off for the patient.
 
-Chooses the cut-offs by age (children by month of age), pregnancy and trimester at the draw date, or
-sex; when the context is unknown (sex, trimester) every candidate cut-off must agree. Adds the anaemia
-finding with its severity and the altitude/smoking advisory.
+Chooses the cut-offs and severity bands by age (children by month of age, D19), pregnancy and
+trimester at the draw date, or sex; when the context is unknown (sex, trimester) every candidate
+cut-off must agree. Adds the anaemia finding with its severity and the altitude/smoking advisory.
 """
 
 from __future__ import annotations
@@ -31,11 +31,11 @@ def evaluate_anemia(ev: Evaluation, pregnancy: Pregnancy, age_years: int | None)
     candidates: list[tuple[str, float, tuple[BelowBand, ...]]] = []
     context_note: str | None = None
     if months < rules.children[0].from_months:
-        ev.indeterminate("hemoglobin", "anaemia", hb, "no WHO 2024 cut-off under 6 months of age")
+        ev.indeterminate("hemoglobin", "anaemia", hb, "no WHO cut-off under 6 months")  # D19
         return
     if age_years < ev.rules.selection.adult_hemoglobin_from_age_years:
         child = next(c for c in rules.children if c.from_months <= months < c.to_months_exclusive)
-        candidates.append((f"child {months // 12} y", child.below, ()))
+        candidates.append((f"child {months // 12} y", child.below, child.severity))  # D19: WHO 2024 bands
     else:
         weeks = pregnancy.weeks_on(hb.effective_date)
         pregnant_at_draw = pregnancy.pregnant and (

@@ -1,7 +1,8 @@
 """The medication rule (docs/rules.md section 8): active prescriptions of drugs that may aggravate RLS.
 
 An active (or draft, on-hold, intended) MedicationRequest whose RxNorm code is in the aggravating
-ValueSet becomes an advisory naming the drug and its category; nothing else about medications is read.
+ValueSet becomes an advisory naming the ingredient as its ValueSet displays it and its category (the
+category ValueSet's title), never an RxNorm code (D21); nothing else about medications is read.
 """
 
 from __future__ import annotations
@@ -14,19 +15,6 @@ from rls_screen.engine.evaluation import Evaluation
 from rls_screen.observations import codings_of
 
 ACTIVE_MEDICATION_STATUSES = frozenset({"active", "draft", "on-hold", "intended"})
-
-
-def _concept_name(concept: Any) -> str | None:
-    """CodeableConcept.text, else the first coding display; None for anything malformed."""
-    if not isinstance(concept, Mapping):
-        return None
-    if isinstance(concept.get("text"), str):
-        return str(concept["text"])
-    codings = concept.get("coding")
-    for coding in codings if isinstance(codings, list) else []:
-        if isinstance(coding, Mapping) and isinstance(coding.get("display"), str):
-            return str(coding["display"])
-    return None
 
 
 def evaluate_medications(ev: Evaluation, medications: Sequence[Mapping[str, Any]]) -> None:
@@ -44,14 +32,16 @@ def evaluate_medications(ev: Evaluation, medications: Sequence[Mapping[str, Any]
             continue
         category = next((terminology.value_set_titles[u] for u in category_urls if terminology.contains(u, codes)), "")
         reference = f"{medication.get('resourceType', 'MedicationRequest')}/{medication.get('id', '?')}"
-        concept = medication.get("medicationCodeableConcept")
-        name = _concept_name(concept) or codes[0][1]
+        # D21: the ingredient as the ValueSet displays it ("sertraline"), never its RxNorm code; the
+        # category as its ValueSet's title is written ("SSRIs and SNRIs").
+        ingredient = next(c for c in codes if terminology.contains(rule.aggravating_value_set, [c]))
+        name = terminology.display_of(ingredient) or "a listed medicine"
         ev.add(
             "advisory",
             "aggravating-medication",
             rule.rule_id,
             rule.citations,
             [],
-            note=f"{name} ({category.lower() or 'listed aggravator'}) may aggravate RLS symptoms.",
+            note=f"{name} ({category or 'listed aggravator'}) may aggravate RLS symptoms.",
             extra_basis=(reference,),
         )

@@ -131,6 +131,8 @@ class ChildCutoff(_Model):
     from_months: int
     to_months_exclusive: int
     below: float
+    severity: tuple[BelowBand, ...]
+    """D19: WHO 2024 severity bands for this age group, most severe first."""
 
 
 class Anemia(_Model):
@@ -153,6 +155,17 @@ class KidneyRule(_Model):
     categories: tuple[str, ...]
     citations: tuple[str, ...]
     dialysis_qualifies: bool = False
+
+
+class Dialysis(_Model):
+    """D16: which Conditions and Procedures show dialysis (kidney failure by dialysis, D13)."""
+
+    condition_value_set: str
+    procedure_value_set: str
+    procedure_statuses: tuple[str, ...]
+    procedure_within_days: int
+    note: str
+    citations: tuple[str, ...]
 
 
 class CkdEpiSex(_Model):
@@ -178,14 +191,23 @@ class Kidney(_Model):
     gfr_categories: tuple[GfrCategory, ...]
     reduced_function: KidneyRule
     failure: KidneyRule
+    dialysis: Dialysis
     egfr_precedence: tuple[str, ...]
     creatinine_fallback: CreatinineFallback
+
+
+class Equivalent(_Model):
+    """D7: a threshold restated in another unit; a result reported in that unit is compared with it."""
+
+    unit: str
+    value: float
 
 
 class LowElectrolyte(_Model):
     rule_id: str
     unit: str
     below: float
+    equivalents: tuple[Equivalent, ...] = ()
     severity: tuple[BelowBand, ...]
     severity_note: str | None = None
 
@@ -197,9 +219,19 @@ class HighElectrolyte(_Model):
     severity: tuple[AboveBand, ...]
 
 
+class PayneConventional(_Model):
+    """Payne 1973 in conventional units: Ca (mg/dL) + coefficient x (reference - albumin g/dL)."""
+
+    unit: str
+    albumin_unit: str
+    coefficient: float
+    reference_albumin: float
+
+
 class Payne(_Model):
     coefficient_per_gram_per_litre: float
     reference_albumin: float
+    conventional: PayneConventional
     citations: tuple[str, ...]
 
 
@@ -207,15 +239,29 @@ class Hypocalcemia(_Model):
     rule_id: str
     unit: str
     ionized_below: float
+    ionized_equivalents: tuple[Equivalent, ...]
     corrected_total_below: float
+    corrected_total_equivalents: tuple[Equivalent, ...]
     albumin_unit: str
     payne: Payne
     ionized_severity: tuple[BelowBand, ...]
     total_severity: tuple[BelowBand, ...]
 
 
+class PotentiallyDangerous(_Model):
+    """D20: CTCAE grades worded as potentially dangerous (and shown as critical on a card)."""
+
+    severities: tuple[str, ...]
+    note: str
+    summary: str
+    """The short form for a CDS card summary (under 140 characters with the value)."""
+    citations: tuple[str, ...]
+
+
 class Electrolytes(_Model):
     citations: tuple[str, ...]
+    comparison_note: str
+    potentially_dangerous: PotentiallyDangerous
     hypomagnesemia: LowElectrolyte
     hypokalemia: LowElectrolyte
     hyperkalemia: HighElectrolyte

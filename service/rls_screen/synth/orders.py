@@ -9,8 +9,8 @@ dialysis"):
   ``aggravating-medication`` advisory; and an aggravating drug in a stopped or completed order: it
   must not;
 - common drugs that aggravate nothing, and, for RLS patients, an RLS treatment;
-- for the kidney-failure scenario, dialysis sessions (Procedure, completed) within the 365-day window,
-  and older ones outside it that must not count.
+- for the kidney-failure scenario, dialysis sessions (Procedure, completed) within the 90 days before
+  as-of (D16), and older ones outside them that must not count.
 
 Every code cites the ValueSet in terminology/ it comes from; a unit test checks each one is there
 (and that the non-aggravating drugs are in no aggravating ValueSet).
@@ -27,8 +27,8 @@ from rls_screen.synth.dice import Dice
 
 RXNORM: Final = "http://www.nlm.nih.gov/research/umls/rxnorm"
 MEDICATION_REQUEST_CATEGORY: Final = "http://terminology.hl7.org/CodeSystem/medicationrequest-category"
-DIALYSIS_WINDOW_DAYS: Final = 365
-"""A dialysis Procedure counts when performed 0..365 days before as-of (rule set selection.windowDays)."""
+DIALYSIS_WINDOW_DAYS: Final = 90
+"""A dialysis Procedure counts when performed 0..90 days before as-of (rule set kidney.dialysis, D16)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +73,7 @@ RLS_TREATMENT: Final = (
     *_drugs("rls-alpha2delta-clinical-drugs", ("483440", "pregabalin 150 MG Oral Capsule")),
     *_drugs("rls-dopaminergic-clinical-drugs", ("197444", "carbidopa 25 MG / levodopa 100 MG Oral Tablet")),
 )
-# SNOMED CT procedures in ValueSet dialysis (hemodialysis weighted 4:1).
+# SNOMED CT procedures in ValueSet dialysis-procedure (hemodialysis weighted 4:1).
 DIALYSIS_PROCEDURES: Final = (
     ("302497006", "Hemodialysis"),
     ("302497006", "Hemodialysis"),
@@ -178,7 +178,7 @@ def draw_orders(seed: int, index: int, pid: str, as_of: date, tz: tzinfo, *, sce
                 days += dice.integer(2, 7)
             quirks.add("dialysis-procedure")
         if (not recent and roll < 0.75) or (recent and dice.chance(0.3)):
-            # Older than the window (400-700 days, clear of day 365): must not count as dialysis now.
+            # Older than the window (400-700 days, clear of day 90 and of day 365): must not count as dialysis now.
             sheet.procedure(dice.choice(DIALYSIS_PROCEDURES), dice.integer(400, 700))
             quirks.add("dialysis-procedure-old")
     return Orders(

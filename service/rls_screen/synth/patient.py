@@ -100,7 +100,9 @@ class PatientBuilder:
         dialysis = [f"Condition/{c['id']}" for c in self.conditions if c["id"].endswith("-dialysis")]
         dialysis += orders.dialysis_procedures
         if dialysis:
-            expected.add("kidney-failure")  # docs/rules.md section 4: dialysis recorded
+            # docs/rules.md section 4: kidney failure by dialysis supersedes reduced kidney function (D13)
+            expected.add("kidney-failure")
+            expected.discard("reduced-kidney-function")
         manifest = ManifestEntry(
             patient_id=self.pid,
             index=self.index,
