@@ -14,7 +14,8 @@ from rls_screen.quantities import Bound, Comparator
 
 Sex = Literal["male", "female"]
 FindingKind = Literal["finding", "advisory"]
-IronBandName = Literal["oral-or-iv", "iv-only", "not-indicated", "indeterminate"]
+IronBandName = Literal["oral-or-iv", "iv-only", "oral-only", "not-indicated", "indeterminate"]
+"""docs/rules.md section 2: adults oral-or-iv / iv-only (D10, D24), children oral-only (D11)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,6 +223,8 @@ class Finding:
     """References other than Observations (e.g. a dialysis Condition)."""
     severity_at_least: bool = False
     """The severity is a floor implied by a bound ("Mg <0.4 mmol/L": grade 3 or higher, D20)."""
+    advice_key: str | None = None
+    """The rule set's ``advice`` entry for this finding in its context (D10-D13); None: the entry of ``code``."""
 
     @property
     def basis(self) -> tuple[str, ...]:
@@ -258,6 +261,8 @@ class PatientContext:
     trimester: int | None
     pregnancy_basis: tuple[str, ...] = ()
     inflammation: bool | None = None
+    gestational_age_days: int | None = None
+    """D18: gestational age projected to the as-of date, whole days (None: not pregnant or not recorded)."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -267,6 +272,7 @@ class PatientContext:
             "trimester": self.trimester,
             "pregnancyBasis": list(self.pregnancy_basis),
             "inflammation": self.inflammation,
+            "gestationalAgeDays": self.gestational_age_days,
         }
 
 
@@ -284,6 +290,8 @@ class Assessment:
     not_evaluable: tuple[NotEvaluable, ...]
     used_observations: tuple[LabResult, ...] = field(default=())
     """Every Observation some rule looked at (the basis of the RiskAssessment)."""
+    iron_band_advice: str | None = None
+    """The rule set's ``advice`` entry wording the band for this patient (D11-D13); None: ``iron-band.<band>``."""
 
     def finding(self, code: str) -> Finding | None:
         return next((f for f in self.findings if f.code == code), None)

@@ -5,16 +5,31 @@ what to consider. Short and plain; the same words feed Flags and CDS cards.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 
 from rls_screen.model import Assessment, Finding, Threshold, ValueUsed
 from rls_screen.quantities import format_number
 
-IRON_BAND_TEXT = {
-    "oral-or-iv": "oral or IV iron may be considered (AASM 2024)",
-    "iv-only": "IV iron may be considered; oral iron not indicated (AASM 2024)",
-    "not-indicated": "iron therapy not indicated by iron status (AASM 2024)",
-    "indeterminate": "cannot be determined from the available results",
-}
+
+def advice_for(finding: Finding, advice: Mapping[str, str]) -> str | None:
+    """The rule set's advice for a finding in its context (the engine chose the entry: D10-D13)."""
+    return advice.get(finding.advice_key or finding.code)
+
+
+def iron_band_text(assessment: Assessment, advice: Mapping[str, str]) -> str:
+    """The band's wording for this patient (adult, child, pregnancy, dialysis), from the rule set."""
+    key = assessment.iron_band_advice or f"iron-band.{assessment.iron_band}"
+    return advice.get(key) or advice.get(f"iron-band.{assessment.iron_band}", assessment.iron_band)
+
+
+def pregnancy_text(assessment: Assessment) -> str:
+    """'pregnant (trimester 1, 13w6d)': D18, the gestational age at the as-of date in weeks+days."""
+    ctx = assessment.context
+    if ctx.trimester and ctx.gestational_age_days is not None:
+        days = ctx.gestational_age_days
+        return f"pregnant (trimester {ctx.trimester}, {days // 7}w{days % 7}d)"
+    return f"pregnant (trimester {ctx.trimester})" if ctx.trimester else "pregnant"
+
 
 # A short name for each citation, for one-line text (the JSON carries the full citation).
 SHORT_SOURCES = {
@@ -27,6 +42,7 @@ SHORT_SOURCES = {
     "Inker": "CKD-EPI 2021",
     "Payne": "Payne 1973",
     "CTCAE": "CTCAE v5.0",
+    "Picchietti": "Picchietti 2015",
 }
 
 
@@ -136,7 +152,7 @@ def finding_sentence(finding: Finding, advice: str | None) -> str:
     return text
 
 
-def format_text(assessment: Assessment, advice: dict[str, str]) -> str:
+def format_text(assessment: Assessment, advice: Mapping[str, str]) -> str:
     ctx = assessment.context
     who = [assessment.patient]
     if ctx.sex:
@@ -144,18 +160,18 @@ def format_text(assessment: Assessment, advice: dict[str, str]) -> str:
     if ctx.age_years is not None:
         who.append(f"{ctx.age_years} y")
     if ctx.pregnant:
-        who.append(f"pregnant (trimester {ctx.trimester})" if ctx.trimester else "pregnant")
+        who.append(pregnancy_text(assessment))
     lines = [
         f"RLS secondary-cause screen: {', '.join(who)}; as of {assessment.as_of.isoformat()}; "
         f"rule set {assessment.rule_set_id} {assessment.rule_set_version}",
     ]
     if assessment.findings:
         lines.append("Findings:")
-        lines.extend(f"  - {finding_sentence(f, advice.get(f.code))}" for f in assessment.findings)
+        lines.extend(f"  - {finding_sentence(f, advice_for(f, advice))}" for f in assessment.findings)
     else:
         lines.append("Findings: none on the usable results.")
     lines.append(f"GFR category: {assessment.gfr_category or 'not determined'}")
-    lines.append(f"Iron therapy band: {assessment.iron_band}: {IRON_BAND_TEXT[assessment.iron_band]}")
+    lines.append(f"Iron therapy band: {assessment.iron_band}: {iron_band_text(assessment, advice)}")
     if assessment.advisories:
         lines.append("Advisories:")
         lines.extend(f"  - {a.note or advice.get(a.code) or a.display}" for a in assessment.advisories)

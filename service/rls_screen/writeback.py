@@ -38,7 +38,7 @@ from rls_screen import __version__
 from rls_screen.codesets import CANONICAL_BASE, FINDING_SYSTEM, SNOMED, Terminology
 from rls_screen.model import Assessment, Finding
 from rls_screen.quantities import format_number
-from rls_screen.report import finding_sentence, short_source, unit_text, value_phrase
+from rls_screen.report import advice_for, finding_sentence, iron_band_text, short_source, unit_text, value_phrase
 
 DEVICE_ID_SYSTEM = f"{CANONICAL_BASE}/identifier/device"
 RISK_ASSESSMENT_ID_SYSTEM = f"{CANONICAL_BASE}/identifier/risk-assessment"
@@ -142,11 +142,14 @@ def build_risk_assessment(
         {
             "outcome": _finding_concept(f, terminology, assessment.gfr_category),
             "qualitativeRisk": {"coding": [{"system": RISK_PROBABILITY_SYSTEM, "code": "high"}]},
-            "rationale": finding_sentence(f, advice.get(f.code)),
+            "rationale": finding_sentence(f, advice_for(f, advice)),
         }
         for f in assessment.findings
     ]
-    notes = [f"GFR category: {assessment.gfr_category or 'not determined'}; iron band: {assessment.iron_band}."]
+    notes = [
+        f"GFR category: {assessment.gfr_category or 'not determined'}; "
+        f"iron band: {assessment.iron_band} ({iron_band_text(assessment, advice)})."
+    ]
     notes.extend(f"{a.display}: {a.note or advice.get(a.code, '')}" for a in assessment.advisories)
     if assessment.not_evaluable:
         counts: dict[str, int] = {}
@@ -164,7 +167,7 @@ def build_risk_assessment(
         text=narrative(
             f"RLS secondary-cause screen as of {assessment.as_of.isoformat()} "
             f"(rule set {assessment.rule_set_id} {assessment.rule_set_version}): {summary}.",
-            *[finding_sentence(f, advice.get(f.code)) for f in assessment.findings],
+            *[finding_sentence(f, advice_for(f, advice)) for f in assessment.findings],
             *notes,
         ),
         identifier=[{"system": RISK_ASSESSMENT_ID_SYSTEM, "value": risk_assessment_identifier(assessment)}],

@@ -135,6 +135,8 @@ SPEC_FINDING_KINDS = {
         "egfr-computed-from-creatinine",
         "electrolyte-not-established-cause",
         "pediatric-iron-threshold",
+        "high-ferritin-low-tsat",  # D10, D26
+        "pregnancy-aggravator",  # D12
         "aggravating-medication",
         "dopaminergic-augmentation-risk",
     },
@@ -482,7 +484,20 @@ def test_aggravating_medications_compose_every_category_and_exclude_bupropion() 
 @pytest.mark.unit
 def test_condition_value_sets_hold_the_spec_codes() -> None:
     assert _expand(_value_set("rls-condition")) == {(SNOMED, "32914008"), (ICD10CM, "G25.81")}
-    assert _expand(_value_set("pregnancy-condition")) == {(SNOMED, "77386006"), (ICD10CM, "Z33.1")}
+    # D17: 77386006 and its common descendants; ICD-10-CM Z33.1, Z34.*, O09.* (extensional, a site extends it)
+    pregnancy = _expand(_value_set("pregnancy-condition"))
+    assert {code for system, code in pregnancy if system == SNOMED} == {
+        "77386006",
+        "72892002",
+        "47200007",
+        "16356006",
+        "237238006",
+    }
+    icd = {code for system, code in pregnancy if system == ICD10CM}
+    assert "Z33.1" in icd
+    assert all(code == "Z33.1" or code.startswith(("Z34.", "O09.")) for code in icd)
+    assert {"Z34.00", "Z34.83", "Z34.93", "O09.00", "O09.529", "O09.93", "O09.A3"} <= icd
+    assert {system for system, _ in pregnancy} == {SNOMED, ICD10CM}
     assert _expand(_value_set("pregnancy-status-pregnant")) == {(SNOMED, "77386006")}
     dialysis = _expand(_value_set("dialysis"))
     # 105502003 |Dependence on renal dialysis (finding)|: the SNOMED CT twin of Z99.2 (synth writes both)

@@ -224,14 +224,14 @@ def test_active_pregnancy_condition_counts_even_with_a_not_pregnant_status_obser
 
 
 def test_trimester_uses_gestational_age_projected_to_the_hb_date() -> None:
-    # Project choice (rule-set file, docs/rules.md): 12 weeks recorded 30 days before the Hb is 16.3
-    # weeks on the Hb date, the 2nd trimester (cut-off 105), so Hb 107 is not anaemia; the note says so.
+    # Project choice (rule-set file, docs/rules.md): 12 weeks recorded 30 days before the Hb is 16w2d
+    # on the Hb date, the 2nd trimester (cut-off 105), so Hb 107 is not anaemia; the note says so.
     observations = [pregnancy_status(True, days_ago=40), gestational_age(12, days_ago=40), hb(107, days_ago=10)]
     assert anemia(observations, who=patient("female", age_years=30)) == (False, None)
     low = assess([*observations[:2], hb(103, days_ago=10)], who=patient("female", age_years=30)).finding("anemia")
     assert low is not None
     assert low.note is not None
-    assert "projected to 16 weeks on the haemoglobin date (project choice)" in low.note
+    assert "projected to 16w2d on the haemoglobin date (project choice)" in low.note
 
 
 # --- children (WHO 2024) ------------------------------------------------------------------------------

@@ -285,7 +285,7 @@ def test_computed_tsat_from_two_bounds_that_agree() -> None:
     iron, tibc = obs(IRON, 45, "ug/dL", comparator="<"), obs(TIBC, 300, "ug/dL", comparator=">")
     assessment = assess([ferritin(150), iron, tibc])
     assert "iron-insufficient-for-rls" in assessment.finding_codes
-    assert assessment.iron_band == "oral-or-iv"
+    assert assessment.iron_band == "iv-only"  # D10: TSAT < 15 % with ferritin 150
 
 
 def test_measured_tsat_is_preferred_to_computed() -> None:
@@ -322,21 +322,37 @@ def test_missing_iron_studies_when_ferritin_or_tsat_is_missing(observations: lis
 @pytest.mark.parametrize(
     ("ferritin_value", "tsat_value", "band"),
     [
-        (10, 50, "oral-or-iv"),
+        # D10 step 1: TSAT >= 45 % first, whatever the ferritin
+        (10, 45, "not-indicated"),
+        (10, 44.9, "oral-or-iv"),
+        (90, 45, "not-indicated"),
+        (None, 45, "not-indicated"),
+        # step 2: ferritin > 300
+        (300.1, 30, "not-indicated"),
+        (300.1, 19.9, "not-indicated"),
+        (300.1, None, "not-indicated"),
+        (300, 19.9, "iv-only"),
+        # step 3: ferritin <= 75
         (75, 25, "oral-or-iv"),
+        (75, 19.9, "oral-or-iv"),
         (75, None, "oral-or-iv"),
+        # step 4: 75 < ferritin <= 100, or TSAT < 20 with ferritin <= 300
         (75.1, 25, "iv-only"),
+        (75.1, None, "iv-only"),
         (90, 20, "iv-only"),
+        (90, 19.9, "iv-only"),
         (100, 25, "iv-only"),
         (100, None, "iv-only"),
-        (75.1, None, "iv-only"),
-        (90, 19.9, "oral-or-iv"),
+        (100.1, 19.9, "iv-only"),
+        (200, 19.9, "iv-only"),
+        # step 5: ferritin > 100 and TSAT >= 20
         (100.1, 20, "not-indicated"),
         (100.1, 25, "not-indicated"),
+        (300, 20, "not-indicated"),
         (500, 45, "not-indicated"),
-        (100.1, 19.9, "oral-or-iv"),
+        # otherwise indeterminate
         (100.1, None, "indeterminate"),
-        (None, 19.9, "oral-or-iv"),
+        (None, 19.9, "indeterminate"),
         (None, 20, "indeterminate"),
         (None, None, "indeterminate"),
     ],
@@ -350,7 +366,8 @@ def test_iron_band_adult(ferritin_value: float | None, tsat_value: float | None,
     [
         ({"value": 5, "comparator": "<"}, 30, "oral-or-iv"),
         ({"value": 80, "comparator": "<"}, 30, "indeterminate"),  # may be <= 75 or in 75-80
-        ({"value": 100, "comparator": ">"}, 30, "not-indicated"),
+        ({"value": 100, "comparator": ">"}, 30, "not-indicated"),  # > 300 or 100-300: both not-indicated
+        ({"value": 100, "comparator": ">"}, 10, "indeterminate"),  # > 300 or iv-only
         ({"value": 80, "comparator": ">"}, 30, "indeterminate"),  # may be 80-100 or > 100
     ],
 )
@@ -372,7 +389,7 @@ CHILD = patient("female", age_years=10)
         (50, 25, False, False),
         (60, 25, False, False),  # an adult would be insufficient (<= 75)
         (90, 25, False, False),
-        (60, 19.9, True, True),
+        (60, 19.9, True, False),  # D11: TSAT < 20 with ferritin >= 50 is indeterminate for a child
         (101, 25, False, False),
     ],
 )
@@ -381,8 +398,8 @@ def test_child_ferritin_threshold_is_below_50(
 ) -> None:
     assessment = assess(labs(ferritin_value, tsat_value), who=CHILD)
     assert ("iron-insufficient-for-rls" in assessment.finding_codes) is insufficient
-    assert (assessment.iron_band == "oral-or-iv") is band_is_oral
-    assert assessment.iron_band != "iv-only"
+    assert (assessment.iron_band == "oral-only") is band_is_oral
+    assert assessment.iron_band not in ("iv-only", "oral-or-iv")
 
 
 @pytest.mark.parametrize(("ferritin_value", "tsat_value"), [(75.1, 25), (90, 25), (100, 25), (90, None)])

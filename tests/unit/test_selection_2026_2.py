@@ -193,11 +193,12 @@ def test_d3_corrected_results_tied_on_status_go_to_the_later_issued() -> None:
     [
         (10, 200, True),
         (14.9, 15, True),  # either side of ferritin < 15
-        (15, 16, False),  # the same side of every ferritin threshold (15, 50, 70, 75, 100, 200)
+        (15, 16, False),  # the same side of every ferritin threshold (12, 15, 30, 50, 70, 75, 100, 200, 300)
         (75, 75.1, True),  # either side of ferritin <= 75
         (74, 75, False),
         (10, 10, False),
-        (10, 12, False),
+        (10, 12, True),  # either side of ferritin < 12 (under 5, D9): every ferritin threshold counts, any age
+        (10, 11, False),
     ],
 )
 def test_d3_still_tied_values_across_a_threshold_are_indeterminate(a: float, b: float, conflict: bool) -> None:

@@ -19,7 +19,7 @@ from rls_screen.engine import FINDING_ORDER
 
 FERRITIN_BINS = ((0, 15), (15, 30), (30, 50), (50, 75), (75, 100), (100, 150), (150, 300), (300, None))
 EGFR_CATEGORIES = ("G1", "G2", "G3a", "G3b", "G4", "G5")
-IRON_BANDS = ("oral-or-iv", "iv-only", "not-indicated", "indeterminate")
+IRON_BANDS = ("oral-or-iv", "iv-only", "oral-only", "not-indicated", "indeterminate")
 PROBLEMS_SHOWN = 200
 CSV_VALUES = ("ferritin", "tsat", "hemoglobin", "egfr", "magnesium", "potassium", "calcium-total", "calcium-ionized")
 

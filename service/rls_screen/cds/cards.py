@@ -32,7 +32,14 @@ from rls_screen.codesets import FINDING_SYSTEM, OVERRIDE_REASON_SYSTEM
 from rls_screen.knowledge import Knowledge
 from rls_screen.model import Assessment, Finding, Threshold, ValueUsed
 from rls_screen.quantities import format_number
-from rls_screen.report import IRON_BAND_TEXT, equivalents_text, short_source, threshold_groups
+from rls_screen.report import (
+    advice_for,
+    equivalents_text,
+    iron_band_text,
+    pregnancy_text,
+    short_source,
+    threshold_groups,
+)
 from rls_screen.writeback import (
     DEVICE_ID_SYSTEM,
     DEVICE_IDENTIFIER,
@@ -67,6 +74,12 @@ INDICATOR_ORDER = ("info", "warning", "critical")
 RLS_RELEVANCE = {
     "iron-deficiency": "an established, treatable aggravator of RLS",
     "iron-insufficient-for-rls": "AASM 2024: iron therapy may be considered for RLS",
+    # the engine's advice entry for the patient's context (D10-D13, D26) picks these when present
+    "iron-insufficient-for-rls.child": "AASM 2024: oral iron may be considered for RLS",
+    "iron-insufficient-for-rls.pregnancy": "oral iron may be considered for RLS; no IV iron in the first trimester",
+    "iron-insufficient-for-rls.dialysis": "AASM 2024: IV iron sucrose may be considered on dialysis",
+    "iron-insufficient-for-rls.not-indicated": "iron therapy for RLS is not indicated at these values",
+    "iron-insufficient-for-rls.indeterminate": "whether iron therapy is indicated cannot be determined",
     "anemia": "consider the cause; iron deficiency is common and aggravates RLS",
     "reduced-kidney-function": "associated with RLS; one result cannot show chronicity",
     "kidney-failure": "an established secondary cause of RLS",
@@ -77,10 +90,16 @@ RLS_RELEVANCE = {
 }
 # Advisories shown inside the card of the finding they qualify.
 RELATED_ADVISORIES = {
-    "iron-deficiency": ("ferritin-inflammation-caveat", "pediatric-iron-threshold", "dialysis-iv-iron-consideration"),
+    "iron-deficiency": (
+        "ferritin-inflammation-caveat",
+        "tsat-iron-overload-risk",
+        "pediatric-iron-threshold",
+        "dialysis-iv-iron-consideration",
+    ),
     "iron-insufficient-for-rls": (
         "ferritin-inflammation-caveat",
         "tsat-iron-overload-risk",
+        "high-ferritin-low-tsat",
         "pediatric-iron-threshold",
         "dialysis-iv-iron-consideration",
     ),
@@ -274,14 +293,20 @@ class CardBuilder:
         advice = self._advice.get(code)
         return [advice, ""] if advice else []
 
-    @staticmethod
-    def _pregnancy_lines(assessment: Assessment) -> list[str]:
-        """docs/rules.md: pregnancy is an established aggravator of RLS; say so where it applies."""
-        context = assessment.context
-        if not context.pregnant:
+    def _finding_advice_lines(self, finding: Finding) -> list[str]:
+        advice = advice_for(finding, self._advice)
+        return [advice, ""] if advice else []
+
+    def _band_lines(self, assessment: Assessment) -> list[str]:
+        return [f"**Iron therapy band:** {iron_band_text(assessment, self._advice)}.", ""]
+
+    def _pregnancy_lines(self, assessment: Assessment) -> list[str]:
+        """D12: pregnancy is an established aggravator of RLS; every card for a pregnant patient says so."""
+        advisory = next((a for a in assessment.advisories if a.code == "pregnancy-aggravator"), None)
+        if advisory is None:
             return []
-        trimester = f" (trimester {context.trimester})" if context.trimester else ""
-        return [f"Pregnant{trimester}: pregnancy is an established aggravator of RLS.", ""]
+        state = pregnancy_text(assessment)
+        return [f"**{state[0].upper()}{state[1:]}:** {self._advice.get(advisory.code, advisory.display)}", ""]
 
     def _disclaimer(self) -> str:
         return DISCLAIMER.format(version=self._rules.version)
@@ -323,7 +348,7 @@ class CardBuilder:
         at_least = " or higher" if finding.severity_at_least else ""  # D20: a grade implied by a bound
         severity = f" ({SEVERITY_NAMES.get(finding.severity, finding.severity)}{at_least})" if finding.severity else ""
         head = f"{finding.display}{severity}"
-        relevance = RLS_RELEVANCE.get(finding.code, "")
+        relevance = RLS_RELEVANCE.get(finding.advice_key or finding.code, RLS_RELEVANCE.get(finding.code, ""))
         dangerous = self._rules.electrolytes.potentially_dangerous
         critical = finding.code in ELECTROLYTE_FINDINGS and finding.severity in dangerous.severities
         if critical:
@@ -356,8 +381,8 @@ class CardBuilder:
             detail += [finding.note, ""]
         detail += self._pregnancy_lines(assessment)
         if finding.code in IRON_FINDINGS:
-            detail += [f"**Iron therapy band:** {IRON_BAND_TEXT[assessment.iron_band]}.", ""]
-        detail += self._advice_lines(finding.code)
+            detail += self._band_lines(assessment)
+        detail += self._finding_advice_lines(finding)
         detail += self._advisory_lines(assessment, RELATED_ADVISORIES.get(finding.code, ()))
         if finding.code in IRON_FINDINGS:
             detail += self._not_evaluable_lines(assessment, IRON_ANALYTES)
@@ -390,6 +415,7 @@ class CardBuilder:
             key = f"order-iron:{finding.code}"
         detail = [f"**{finding.display}** - rule {finding.rule_id}, rule set {finding.rule_set_version}", ""]
         detail += [gap[0].upper() + gap[1:] + ".", ""]
+        detail += self._pregnancy_lines(assessment)
         detail += self._advice_lines(finding.code)
         detail += self._advisory_lines(assessment, RELATED_ADVISORIES[finding.code])
         detail += self._not_evaluable_lines(assessment, IRON_ANALYTES)
@@ -443,6 +469,7 @@ class CardBuilder:
             "",
             f"{md(note)} (active order {md(reference)}).",
             "",
+            *self._pregnancy_lines(assessment),
             *self._advice_lines(advisory.code),
             *self._sources(advisory.citations),
             self._disclaimer(),
@@ -487,17 +514,26 @@ class CardBuilder:
             else (f"{analyte_name(iron.values[0].analyte)} {value_text(iron.values[0])}" if iron.values else "")
         )
         label = "Iron deficiency" if iron.code == "iron-deficiency" else "Iron below the RLS target"
-        summary = fit(
-            f"{label} ({shown}): consider treating iron first; {name} ordered for RLS (AASM 2024)",
-            f"{label} ({shown}): consider iron therapy first (AASM 2024)",
-            f"{label}: consider iron therapy first (AASM 2024)",
-        )
+        if assessment.iron_band in ("not-indicated", "indeterminate"):  # D10, D26: never suggest iron therapy
+            verdict = "not indicated" if assessment.iron_band == "not-indicated" else "undetermined"
+            summary = fit(
+                f"{label} ({shown}), but iron therapy is {verdict}; {name} ordered for RLS (see detail)",
+                f"{label} ({shown}): iron therapy {verdict} (see detail)",
+                f"{label}: iron therapy {verdict}",
+            )
+        else:
+            summary = fit(
+                f"{label} ({shown}): consider treating iron first; {name} ordered for RLS (AASM 2024)",
+                f"{label} ({shown}): consider iron therapy first (AASM 2024)",
+                f"{label}: consider iron therapy first (AASM 2024)",
+            )
         detail = [*self._match_lines(match)]
         detail += [f"**{iron.display}** - rule {iron.rule_id}, rule set {iron.rule_set_version}", ""]
         detail += self._values_table(iron.values)
         detail += self._threshold_lines(iron)
-        detail += [f"**Iron therapy band:** {IRON_BAND_TEXT[assessment.iron_band]}.", ""]
-        detail += self._advice_lines(iron.code)
+        detail += self._pregnancy_lines(assessment)
+        detail += self._band_lines(assessment)
+        detail += self._finding_advice_lines(iron)
         detail += self._augmentation_lines(drug)
         detail += self._advisory_lines(assessment, RELATED_ADVISORIES[iron.code])
         detail += self._sources(iron.citations)

@@ -8,7 +8,7 @@ cut-off must agree. Adds the anaemia finding with its severity and the altitude/
 from __future__ import annotations
 
 from rls_screen.engine.evaluation import Evaluation, age_in_months, agreed, severity_of, used
-from rls_screen.engine.pregnancy import Pregnancy, trimester_of
+from rls_screen.engine.pregnancy import Pregnancy, trimester_of, weeks_days
 from rls_screen.model import Sex, Threshold
 from rls_screen.ruleset import BelowBand, HemoglobinCutoff
 
@@ -37,20 +37,17 @@ def evaluate_anemia(ev: Evaluation, pregnancy: Pregnancy, age_years: int | None)
         child = next(c for c in rules.children if c.from_months <= months < c.to_months_exclusive)
         candidates.append((f"child {months // 12} y", child.below, child.severity))  # D19: WHO 2024 bands
     else:
-        weeks = pregnancy.weeks_on(hb.effective_date)
-        pregnant_at_draw = pregnancy.pregnant and (
-            weeks is None or 0 <= weeks < ev.rules.selection.gestational_age_implausible_from_weeks
-        )
-        if pregnant_at_draw:
-            trimester = trimester_of(weeks, ev)
+        at_draw = pregnancy.on(hb.effective_date)  # D18: gestational age projected to the Hb date
+        if at_draw.pregnant:
+            trimester = trimester_of(at_draw.days, ev)
             keys: tuple[str, ...] = (str(trimester),) if trimester else ("1", "2", "3")
             ga = pregnancy.gestational_age
-            if trimester is None:
+            if trimester is None or at_draw.days is None:
                 context_note = "Pregnant, gestational age unknown: cut-offs for all trimesters considered."
-            elif ga is not None and ga.value is not None and weeks is not None:
+            elif ga is not None:
                 context_note = (
                     f"Trimester {trimester}: gestational age {ga.reported} on {ga.effective_date.isoformat()}, "
-                    f"projected to {weeks:.0f} weeks on the haemoglobin date (project choice)."
+                    f"projected to {weeks_days(at_draw.days)} on the haemoglobin date (project choice)."
                 )
             for key in keys:
                 cutoff: HemoglobinCutoff = rules.pregnant[key]  # type: ignore[index]

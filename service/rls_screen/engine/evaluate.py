@@ -18,7 +18,7 @@ from rls_screen.engine.evaluation import Evaluation, age_in_years
 from rls_screen.engine.iron import evaluate_iron
 from rls_screen.engine.kidney import evaluate_kidney
 from rls_screen.engine.medications import evaluate_medications
-from rls_screen.engine.pregnancy import read_pregnancy, trimester_of
+from rls_screen.engine.pregnancy import add_pregnancy_advisory, read_pregnancy, trimester_of
 from rls_screen.engine.selection import latest_per_analyte, usable_results
 from rls_screen.knowledge import Knowledge
 from rls_screen.model import Assessment, NotEvaluable, PatientContext, PatientFacts
@@ -53,7 +53,6 @@ def evaluate(
     ``not_evaluable``: what the caller already set aside (resources not linked to the patient, D1),
     reported first in the Assessment's not-evaluable list.
     """
-    selection = knowledge.ruleset.selection
     problems: list[NotEvaluable] = list(not_evaluable)
     usable = usable_results(observations, knowledge, as_of, problems)
     selected = latest_per_analyte(usable, knowledge)
@@ -63,21 +62,13 @@ def evaluate(
     )
     age_years = age_in_years(patient.birth_date, as_of) if patient.birth_date else None
     pregnancy = read_pregnancy(ev, conditions)
-    weeks_now = pregnancy.weeks_on(as_of)
-    pregnant_now = pregnancy.pregnant and (
-        weeks_now is None or weeks_now < selection.gestational_age_implausible_from_weeks
-    )
-    if pregnancy.pregnant and not pregnant_now:
-        ev.not_evaluable.append(
-            NotEvaluable(
-                "stale",
-                "pregnancy record outdated: projected gestational age beyond 44 weeks",
-                "pregnancy-status",
-            )
-        )
+    pregnancy_now = pregnancy.on(as_of)  # D18, D28: the header, iron wording and advisory read the as-of date
+    if pregnancy_now.outdated:
+        ev.not_evaluable.append(NotEvaluable("stale", pregnancy_now.outdated, "pregnancy-status"))
 
     gfr_category, kidney_failure = evaluate_kidney(ev, age_years, [*conditions, *procedures])
-    iron_band, inflammation_word = evaluate_iron(ev, age_years, kidney_failure)
+    iron = evaluate_iron(ev, age_years, kidney_failure, pregnant=pregnancy_now.pregnant)
+    add_pregnancy_advisory(ev, pregnancy_now)
     evaluate_anemia(ev, pregnancy, age_years)
     evaluate_electrolytes(ev)
     evaluate_medications(ev, medications)
@@ -86,10 +77,11 @@ def evaluate(
     context = PatientContext(
         sex=patient.sex,
         age_years=age_years,
-        pregnant=pregnant_now,
-        trimester=trimester_of(weeks_now, ev) if pregnant_now else None,
-        pregnancy_basis=pregnancy.basis if pregnant_now else (),
-        inflammation=None if inflammation_word in ("not-assessed", "indeterminate") else inflammation_word == "present",
+        pregnant=pregnancy_now.pregnant,
+        trimester=trimester_of(pregnancy_now.days, ev),
+        pregnancy_basis=pregnancy_now.basis,
+        inflammation=None if iron.inflammation in ("not-assessed", "indeterminate") else iron.inflammation == "present",
+        gestational_age_days=pregnancy_now.days,
     )
     return Assessment(
         patient=patient.reference,
@@ -100,7 +92,8 @@ def evaluate(
         findings=tuple(ordered),
         advisories=tuple(ev.advisories),
         gfr_category=gfr_category,
-        iron_band=iron_band,
+        iron_band=iron.band,
         not_evaluable=tuple(ev.not_evaluable),
         used_observations=tuple(sorted(ev.used.values(), key=lambda r: r.reference)),
+        iron_band_advice=iron.band_advice,
     )

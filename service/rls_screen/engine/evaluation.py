@@ -84,6 +84,7 @@ class Evaluation:
         severity: str | None = None,
         note: str | None = None,
         extra_basis: tuple[str, ...] = (),
+        advice_key: str | None = None,
     ) -> None:
         finding = Finding(
             code=code,
@@ -97,6 +98,7 @@ class Evaluation:
             severity=severity,
             note=note,
             extra_basis=extra_basis,
+            advice_key=advice_key,
         )
         (self.findings if kind == "finding" else self.advisories).append(finding)
         for value in values:

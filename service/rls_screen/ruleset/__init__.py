@@ -56,8 +56,6 @@ class Selection(_Model):
     pediatric_age_below_years: int
     adult_hemoglobin_from_age_years: int
     trimester: dict[str, int]
-    gestational_age_implausible_from_weeks: float
-    gestational_age_note: str
 
 
 class Inflammation(_Model):
@@ -71,6 +69,10 @@ class IronDeficiency(_Model):
     rule_id: str
     ferritin_below: float
     ferritin_below_with_inflammation: float
+    young_child_below_age_years: int
+    """D9: under this age (WHO 2020) the young-child ferritin thresholds apply."""
+    young_child_ferritin_below: float
+    young_child_ferritin_below_with_inflammation: float
     citations: tuple[str, ...]
 
 
@@ -83,11 +85,23 @@ class IronInsufficient(_Model):
 
 
 class IronBand(_Model):
+    """D10 (adults), D11 and D26 (children), D24 (dialysis): the iron-therapy band, steps in order."""
+
     rule_id: str
+    not_indicated_tsat_at_least: float
+    not_indicated_ferritin_above: float
     oral_or_iv_ferritin_at_most: float
     iv_only_ferritin_at_most: float
     tsat_below: float
     pediatric_ferritin_below: float
+    citations: tuple[str, ...]
+    pregnancy_citations: tuple[str, ...]
+
+
+class HighFerritinLowTsat(_Model):
+    rule_id: str
+    ferritin_above: float
+    tsat_below: float
     citations: tuple[str, ...]
 
 
@@ -119,7 +133,18 @@ class Iron(_Model):
     band: IronBand
     missing_studies: SimpleRule
     overload_risk: OverloadRisk
+    high_ferritin_low_tsat: HighFerritinLowTsat
     dialysis_iv_iron: DialysisIvIron
+
+
+class Pregnancy(_Model):
+    """D12, D18, D28: how long pregnancy evidence counts, and the pregnancy-aggravator advisory."""
+
+    rule_id: str
+    status_without_gestational_age_days: int
+    gestational_age_outdated_above_weeks: float
+    gestational_age_note: str
+    citations: tuple[str, ...]
 
 
 class HemoglobinCutoff(_Model):
@@ -283,6 +308,7 @@ class RuleSet(_Model):
     documentation_url: str
     citations: dict[str, str]
     selection: Selection
+    pregnancy: Pregnancy
     iron: Iron
     anemia: Anemia
     kidney: Kidney

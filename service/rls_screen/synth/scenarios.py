@@ -209,7 +209,9 @@ def expected_findings(t: Targets, presence: Mapping[str, str], person: Person) -
     ferritin = t.ferritin if presence["ferritin"] == "all" else None
     tsat = t.tsat if presence["tsat"] == "all" or presence["tibc"] == "all" else None
     inflamed = presence["crp"] == "all" and t.crp > 5
-    deficient = ferritin is not None and (ferritin < 15 or (inflamed and ferritin < 70))
+    # D9: under 5 years ferritin < 12 (with inflammation < 30); otherwise < 15 (< 70)
+    low, low_inflamed = (12, 30) if person.age < 5 else (15, 70)
+    deficient = ferritin is not None and (ferritin < low or (inflamed and ferritin < low_inflamed))
     if deficient:
         found.add("iron-deficiency")
     low_ferritin = ferritin is not None and (ferritin < 50 if person.age < 18 else ferritin <= 75)
