@@ -19,7 +19,7 @@ from pathlib import Path
 from pyinstrument import Profiler
 
 from panels import AS_OF, ndjson_panel
-from rls_screen.batch import sources
+from rls_screen.batch import ndjson_index, sources
 from rls_screen.batch.runner import OFFLINE_CHUNK, _offline_batch
 from rls_screen.engine import evaluate
 from rls_screen.knowledge import load_knowledge
@@ -57,8 +57,8 @@ def main() -> None:
     profile("engine", engine, args.out)
 
     directory = ndjson_panel(10_000)
-    tasks = list(sources._chunks(0, directory / "Observation.ndjson", sources._CHUNK_BYTES))[:4]
-    profile("ndjson-index", lambda: [sources._scan_chunk(task) for task in tasks], args.out)
+    tasks = list(ndjson_index._chunks(0, directory / "Observation.ndjson", ndjson_index._CHUNK_BYTES))[:4]
+    profile("ndjson-index", lambda: [ndjson_index._scan_chunk(task) for task in tasks], args.out)
 
     with tempfile.TemporaryDirectory() as tmp:
         index = sources.NdjsonIndex(Path(tmp) / "index.sqlite")

@@ -260,11 +260,11 @@ def test_ndjson_path_in_worker_processes_gives_the_same_findings(
     tmp_path: Path, unique_prefix: str, state_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Large exports are indexed and screened in worker processes; force that path on a small panel."""
-    from rls_screen.batch import runner, sources
+    from rls_screen.batch import ndjson_index, runner
     from rls_screen.synth import write_ndjson
 
     monkeypatch.setattr(runner, "OFFLINE_CHUNK", 4)
-    monkeypatch.setattr(sources, "_PARALLEL_FROM_BYTES", 0)
+    monkeypatch.setattr(ndjson_index, "_PARALLEL_FROM_BYTES", 0)
     panel = generate_panel(18, seed=8, as_of=AS_OF, id_prefix=unique_prefix)
     write_ndjson(panel, tmp_path / "ndjson")
     code = main(

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from engine_helpers import knowledge
 
-from rls_screen.batch import runner, sources
+from rls_screen.batch import ndjson_index, runner, sources
 from rls_screen.batch.jobs import JobStore, result_text
 from rls_screen.batch.runner import BatchOptions, run_job
 from rls_screen.errors import InputError
@@ -63,15 +63,15 @@ def test_loader_for_reads_each_patient_as_patient_data_does(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pooled: bool
 ) -> None:
     if pooled:  # indexing in worker processes over small slices: runs cut at slice edges are joined again
-        monkeypatch.setattr(sources, "_PARALLEL_FROM_BYTES", 0)
-        monkeypatch.setattr(sources, "_CHUNK_BYTES", 2000)
+        monkeypatch.setattr(ndjson_index, "_PARALLEL_FROM_BYTES", 0)
+        monkeypatch.setattr(ndjson_index, "_CHUNK_BYTES", 2000)
     directory = _odd_export(tmp_path / "export")
     index = sources.NdjsonIndex(tmp_path / "index.sqlite", workers=2)
     index.load(directory)
     ids = [*dict.fromkeys(index.patient_ids()), "not-there"]
     assert len(ids) == 13
     assert any("not JSON" in problem for problem in index.problems)
-    monkeypatch.setattr(sources, "_IDS_PER_QUERY", 5)  # several IN (...) queries per batch
+    monkeypatch.setattr(ndjson_index, "_IDS_PER_QUERY", 5)  # several IN (...) queries per batch
     batch = index.loader_for(ids)
     compared = [(_outcome(batch, patient_id), _outcome(index.patient_data, patient_id)) for patient_id in ids]
     index.close()
@@ -190,8 +190,8 @@ def test_a_line_that_is_not_utf8_or_nested_too_deeply_is_skipped_and_reported(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pooled: bool
 ) -> None:
     if pooled:  # the scan in worker processes: the same lines must be skipped there
-        monkeypatch.setattr(sources, "_PARALLEL_FROM_BYTES", 0)
-        monkeypatch.setattr(sources, "_CHUNK_BYTES", 5000)
+        monkeypatch.setattr(ndjson_index, "_PARALLEL_FROM_BYTES", 0)
+        monkeypatch.setattr(ndjson_index, "_CHUNK_BYTES", 5000)
     directory, numbers = _hostile_export(tmp_path / "export")
     index = sources.NdjsonIndex(tmp_path / "index.sqlite", workers=2)
     index.load(directory)
