@@ -136,7 +136,10 @@ def evaluate_iron(
         """D10, D26: a finding's words never suggest iron therapy when the band does not."""
         if not suggests_therapy:
             return f"{code}.{band}"
-        return f"{code}.{variant}" if variant else None
+        if variant:
+            return f"{code}.{variant}"
+        banded = f"{code}.{band}"  # an adult's words name only the iron the band supports (oral-or-iv, iv-only)
+        return banded if banded in ev.rules.advice else None
 
     # iron-deficiency: ferritin < 15, or < 70 with inflammation (WHO 2020; Thurnham 2010);
     # under 5 years < 12, or < 30 with inflammation (D9, WHO 2020)
