@@ -79,7 +79,7 @@ def write_back(
         assessment,
         read_existing_state(client, patient_id, risk_assessment_identifier(assessment)),
         terminology=knowledge.terminology,
-        advice=knowledge.ruleset.advice,
+        rules=knowledge.ruleset,
         recorded=recorded,
         device_ref=ensure_device(client),
     )

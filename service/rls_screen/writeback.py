@@ -37,8 +37,17 @@ from fhir.resources.R4B.servicerequest import ServiceRequest
 from rls_screen import __version__
 from rls_screen.codesets import CANONICAL_BASE, FINDING_SYSTEM, SNOMED, Terminology
 from rls_screen.model import Assessment, Finding
-from rls_screen.quantities import format_number
-from rls_screen.report import advice_for, finding_sentence, iron_band_text, short_source, unit_text, value_phrase
+from rls_screen.ruleset import RuleSet
+from rls_screen.wording import (
+    display_units,
+    finding_head,
+    finding_sentence,
+    iron_band_text,
+    sources_text,
+    threshold_for,
+    threshold_text,
+    value_phrase,
+)
 
 DEVICE_ID_SYSTEM = f"{CANONICAL_BASE}/identifier/device"
 RISK_ASSESSMENT_ID_SYSTEM = f"{CANONICAL_BASE}/identifier/risk-assessment"
@@ -136,13 +145,14 @@ def _finding_concept(finding: Finding, terminology: Terminology, gfr_category: s
 
 
 def build_risk_assessment(
-    assessment: Assessment, terminology: Terminology, advice: Mapping[str, str], device_ref: str
+    assessment: Assessment, terminology: Terminology, rules: RuleSet, device_ref: str
 ) -> RiskAssessment:
+    advice = rules.advice
     predictions = [
         {
             "outcome": _finding_concept(f, terminology, assessment.gfr_category),
             "qualitativeRisk": {"coding": [{"system": RISK_PROBABILITY_SYSTEM, "code": "high"}]},
-            "rationale": finding_sentence(f, advice_for(f, advice)),
+            "rationale": finding_sentence(f, rules),
         }
         for f in assessment.findings
     ]
@@ -150,24 +160,22 @@ def build_risk_assessment(
         f"GFR category: {assessment.gfr_category or 'not determined'}; "
         f"iron band: {assessment.iron_band} ({iron_band_text(assessment, advice)})."
     ]
-    notes.extend(f"{a.display}: {a.note or advice.get(a.code, '')}" for a in assessment.advisories)
+    notes.extend(
+        f"{a.display}: {display_units(a.note) if a.note else advice.get(a.code, '')}" for a in assessment.advisories
+    )
     if assessment.not_evaluable:
         counts: dict[str, int] = {}
         for item in assessment.not_evaluable:
             counts[item.reason] = counts.get(item.reason, 0) + 1
         notes.append("Not used: " + ", ".join(f"{n} {reason}" for reason, n in sorted(counts.items())) + ".")
     summary = (
-        "; ".join(
-            f.display + (f" ({f.severity}{' or higher' if f.severity_at_least else ''})" if f.severity else "")
-            for f in assessment.findings
-        )
-        or "No secondary-cause finding on the usable results"
+        "; ".join(finding_head(f) for f in assessment.findings) or "No secondary-cause finding on the usable results"
     )
     return RiskAssessment(
         text=narrative(
             f"RLS secondary-cause screen as of {assessment.as_of.isoformat()} "
             f"(rule set {assessment.rule_set_id} {assessment.rule_set_version}): {summary}.",
-            *[finding_sentence(f, advice_for(f, advice)) for f in assessment.findings],
+            *[finding_sentence(f, rules) for f in assessment.findings],
             *notes,
         ),
         identifier=[{"system": RISK_ASSESSMENT_ID_SYSTEM, "value": risk_assessment_identifier(assessment)}],
@@ -191,16 +199,14 @@ def build_risk_assessment(
     )
 
 
-def flag_text(finding: Finding) -> str:
-    """One short line a clinician sees in the EHR's flag list."""
+def flag_text(finding: Finding, rules: RuleSet) -> str:
+    """One short line a clinician sees in the EHR's flag list: the value against its own threshold (D23)."""
     measured = [v for v in finding.values if not v.computed] or list(finding.values)
     shown = f": {value_phrase(measured[0])}" if measured else ""
-    first = finding.thresholds[0] if finding.thresholds else None
-    threshold = (
-        f" (threshold {first.comparator} {format_number(first.value)} {unit_text(first.unit)}" if first else " ("
-    )
-    sources = "; ".join(dict.fromkeys(short_source(c) for c in finding.citations))
-    closing = f"{threshold}; {sources})" if finding.thresholds else f" ({sources})"
+    own = threshold_for(measured[0], finding.thresholds) if measured else None
+    first = own or (finding.thresholds[0] if finding.thresholds and not measured else None)
+    sources = sources_text(rules, finding.citations)
+    closing = f" (threshold {threshold_text(first, named=own is None)}; {sources})" if first else f" ({sources})"
     return f"RLS screen: {finding.display}{shown}{closing}"
 
 
@@ -208,6 +214,7 @@ def build_flag(
     assessment: Assessment,
     finding: Finding,
     terminology: Terminology,
+    rules: RuleSet,
     *,
     device_ref: str,
     risk_assessment_ref: str,
@@ -215,7 +222,7 @@ def build_flag(
 ) -> Flag:
     patient_id = assessment.patient.removeprefix("Patient/")
     concept = _finding_concept(finding, terminology, assessment.gfr_category)
-    concept["text"] = flag_text(finding)
+    concept["text"] = flag_text(finding, rules)
     return Flag(
         text=narrative(concept["text"]),
         identifier=[{"system": FLAG_ID_SYSTEM, "value": flag_identifier(patient_id, finding.code)}],
@@ -288,7 +295,7 @@ def plan_writeback(
     existing: ExistingState,
     *,
     terminology: Terminology,
-    advice: Mapping[str, str],
+    rules: RuleSet,
     recorded: datetime,
     device_ref: str,
 ) -> WritePlan:
@@ -307,7 +314,7 @@ def plan_writeback(
     targets: list[str] = []
 
     if not existing.risk_assessment_exists:
-        risk_assessment = build_risk_assessment(assessment, terminology, advice, device_url)
+        risk_assessment = build_risk_assessment(assessment, terminology, rules, device_url)
         entries.append(
             {
                 "fullUrl": ra_url,
@@ -336,6 +343,7 @@ def plan_writeback(
                 assessment,
                 finding,
                 terminology,
+                rules,
                 device_ref=device_url,
                 risk_assessment_ref=ra_ref,
                 start=start,

@@ -55,7 +55,7 @@ def test_ingredient_code_match_is_reported(cds_server: ServerFactory) -> None:
     prefetch = _order_prefetch("os2", labs("os2", **{**NORMAL, "ferritin": 40.0}))
     (card,) = ehr.call(ORDER_SELECT, order_request("order-select", "os2", [order], prefetch)).json()["cards"]
     assert "matched by ingredient code 72302" in card["detail"]
-    assert card["summary"].startswith("Iron below the RLS target (ferritin 40 ug/L)")
+    assert card["summary"].startswith("Iron below the RLS target (ferritin 40 µg/L)")
     assert card["source"]["topic"]["code"] == "iron-insufficient-for-rls"
 
 
@@ -65,7 +65,7 @@ def test_clinical_drug_code_match_is_reported(cds_server: ServerFactory) -> None
     prefetch = _order_prefetch("os3", labs("os3", **{**NORMAL, "ferritin": 10.0}))
     (card,) = ehr.call(ORDER_SIGN, order_request("order-sign", "os3", [order], prefetch)).json()["cards"]
     assert "matched by clinical drug code 310431" in card["detail"]
-    assert card["summary"].startswith("Iron deficiency (ferritin 10 ug/L)")
+    assert card["summary"].startswith("Iron deficiency (ferritin 10 µg/L)")
     assert "augmentation" not in card["detail"].lower()  # alpha-2-delta ligands carry no augmentation caveat
 
 

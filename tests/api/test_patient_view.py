@@ -58,8 +58,8 @@ def test_full_prefetch_gives_one_sourced_card_per_finding(cds_server: ServerFact
         assert None not in card.values()
     iron, anemia, potassium = cards
     assert iron["indicator"] == "warning"
-    assert "ferritin 12 ug/L" in iron["summary"]
-    assert "< 15 ug/L" in iron["summary"]
+    assert "ferritin 12 µg/L" in iron["summary"]
+    assert "< 15 µg/L" in iron["summary"]
     assert "established" in iron["summary"]
     assert "Winkelman JW" in iron["detail"]  # the full AASM 2024 citation
     assert anemia["indicator"] == "warning"

@@ -50,7 +50,7 @@ def test_missing_keys_are_read_from_the_fhir_server(
     assert response.status_code == 200, response.text
     (card,) = response.json()["cards"]
     assert card["source"]["topic"]["code"] == "iron-deficiency"
-    assert "ferritin 11 ug/L" in card["summary"]
+    assert "ferritin 11 µg/L" in card["summary"]
 
 
 def test_no_prefetch_at_all_reads_everything(cds_server: ServerFactory, fhir_base_url: str, unique_prefix: str) -> None:

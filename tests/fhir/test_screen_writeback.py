@@ -161,7 +161,7 @@ def test_cli_screen_prints_summary_and_what_was_written(
     assert main(["screen", "--patient", unique_prefix, "--fhir-url", fhir_base_url, "--as-of", "2026-11-25"]) == 0
     out = capsys.readouterr().out
     assert "Iron deficiency" in out
-    assert "ferritin 9 ug/L on 2026-10-01" in out
+    assert "ferritin 9 µg/L on 2026-10-01" in out
     assert "Written in one transaction" in out
     assert (
         main(["screen", "--patient", unique_prefix, "--fhir-url", fhir_base_url, "--as-of", "2026-11-25", "--dry-run"])

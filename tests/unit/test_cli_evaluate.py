@@ -67,11 +67,12 @@ def test_text_output_is_a_clinician_summary(tmp_path: Path, capsys: pytest.Captu
     hb = obs("h1", {"value": 10.5, "unit": "g/dL", "system": "http://unitsofmeasure.org", "code": "g/dL"}, code="718-7")
     code, out, _ = run(tmp_path, capsys, bundle(PATIENT, hb))
     assert code == 0
-    assert "Anemia (moderate): Hb 10.5 g/dL (= 105 g/L) on 2026-11-01" in out
+    assert "Anaemia (moderate): Hb 10.5 g/dL (= 105 g/L) on 2026-11-01" in out
     assert "threshold Hb (male, non-pregnant) < 130 g/L" in out
     assert "WHO 2024" in out
     assert (
-        "No usable result in the 365 days before 2026-11-25: eGFR, ferritin, TSAT, magnesium, potassium, calcium" in out
+        "No usable result in the 365 days before 2026-11-25: eGFR, ferritin, TSAT, magnesium, potassium, "
+        "total calcium" in out
     )
 
 

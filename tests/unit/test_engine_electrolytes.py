@@ -485,17 +485,17 @@ def test_d20_potassium_10_exact_text() -> None:
 
 
 def test_d20_report_leads_with_the_danger_before_the_advice() -> None:
-    text = format_text(assess([obs(POTASSIUM, 10, "mmol/L")]), knowledge().ruleset.advice)
+    text = format_text(assess([obs(POTASSIUM, 10, "mmol/L")]), knowledge().ruleset)
     line = next(line for line in text.splitlines() if "High potassium" in line)
     assert line == (
-        "  - High potassium (grade-4): potassium 10 mmol/L on 2026-03-05; threshold potassium > 5 mmol/L "
+        "  - High potassium (CTCAE grade 4): potassium 10 mmol/L on 2026-03-05; threshold potassium > 5 mmol/L "
         f"[CTCAE v5.0; rule ELECTROLYTE-HYPERKALEMIA v2026.2]. Potassium 10 mmol/L: CTCAE grade 4, {DANGER} "
         + knowledge().ruleset.advice["hyperkalemia"]
     )
-    text = format_text(assess([obs(MAGNESIUM, 0.4, "mmol/L", comparator="<")]), knowledge().ruleset.advice)
+    text = format_text(assess([obs(MAGNESIUM, 0.4, "mmol/L", comparator="<")]), knowledge().ruleset)
     assert (
-        "Low magnesium (grade-3 or higher): magnesium <0.4 mmol/L on 2026-03-05; threshold magnesium < 0.7 mmol/L "
-        "(= 1.7 mg/dL = 1.4 mEq/L)"
+        "Low magnesium (CTCAE grade 3 or higher): magnesium <0.4 mmol/L on 2026-03-05; "
+        "threshold magnesium < 0.7 mmol/L (= 1.7 mg/dL = 1.4 mEq/L)"
     ) in text
 
 
@@ -539,6 +539,6 @@ def test_d22_the_note_says_the_older_ionized_was_set_aside() -> None:
 
 def test_d20_risk_assessment_summary_says_or_higher_for_a_bound() -> None:
     assessment = assess([obs(MAGNESIUM, 0.4, "mmol/L", comparator="<")])
-    risk = build_risk_assessment(assessment, knowledge().terminology, knowledge().ruleset.advice, "Device/rls-screen")
+    risk = build_risk_assessment(assessment, knowledge().terminology, knowledge().ruleset, "Device/rls-screen")
     assert risk.text is not None
-    assert "; Low magnesium (grade-3 or higher).</p>" in risk.text.div
+    assert "; Low magnesium (CTCAE grade 3 or higher).</p>" in risk.text.div

@@ -365,7 +365,7 @@ def test_d13_dialysis_with_egfr_below_15_keeps_the_threshold_without_chronicity_
 
 
 def test_d13_dialysis_text_report_has_no_egfr_repeat_or_acr_advice() -> None:
-    text = format_text(assess([egfr(25, id="e1")], conditions=[DIALYSIS]), knowledge().ruleset.advice)
+    text = format_text(assess([egfr(25, id="e1")], conditions=[DIALYSIS]), knowledge().ruleset)
     assert "Kidney failure by dialysis (Condition/dialysis-1). Not by the eGFR threshold" in text
     assert "threshold eGFR < 15" not in text
     assert "albumin-creatinine" not in text

@@ -55,7 +55,7 @@ def knowledge() -> Knowledge:
 def _outputs(record: synth.PatientRecord, knowledge: Knowledge) -> tuple[str, dict[str, Any]]:
     data = from_bundle(synth.urn_uuid_bundle(record, bundle_type="collection"))
     assessment = assess(data, knowledge=knowledge, as_of=AS_OF)
-    text = format_text(assessment, knowledge.ruleset.advice)
+    text = format_text(assessment, knowledge.ruleset)
     builder = CardBuilder(knowledge, PATIENT_VIEW_SERVICE, HOOK_INSTANCE, "golden-subject")
     cards = [
         draft.card.model_dump(mode="json", by_alias=True, exclude_none=True)
@@ -65,7 +65,7 @@ def _outputs(record: synth.PatientRecord, knowledge: Knowledge) -> tuple[str, di
         assessment,
         ExistingState(flags={}, service_request=None, risk_assessment_exists=False),
         terminology=knowledge.terminology,
-        advice=knowledge.ruleset.advice,
+        rules=knowledge.ruleset,
         recorded=RECORDED,
         device_ref="Device/rls-screen",
     )

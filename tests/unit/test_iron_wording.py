@@ -38,7 +38,7 @@ def iron(ferritin_value: float, tsat_value: float) -> list[dict]:
 
 
 def text(assessment: Assessment) -> str:
-    return format_text(assessment, knowledge().ruleset.advice)
+    return format_text(assessment, knowledge().ruleset)
 
 
 def lines(assessment: Assessment) -> list[str]:
@@ -55,17 +55,17 @@ def test_child_gets_oral_only_wording_without_adult_thresholds_or_iv() -> None:
     assessment = assess(iron(40, 25), who=CHILD)
     out = lines(assessment)
     assert out[2] == (
-        "  - Iron below RLS target: ferritin 40 ug/L on 2026-03-05; threshold ferritin < 50 µg/L, TSAT < 20 % "
+        "  - Iron below RLS target: ferritin 40 µg/L on 2026-03-05; threshold ferritin < 50 µg/L, TSAT < 20 % "
         "[AASM 2024; IRLSSG 2018; rule IRON-INSUFFICIENT-RLS v2026.2]. Paediatric threshold (AASM 2024): "
-        "ferritin < 50 ug/L. Consider oral iron for RLS: oral ferrous sulfate may be considered when "
-        "ferritin < 50 ug/L (AASM 2024 paediatric statement)."
+        "ferritin < 50 µg/L. Consider oral iron for RLS: oral ferrous sulfate may be considered when "
+        "ferritin < 50 µg/L (AASM 2024 paediatric statement)."
     )
     assert (
         "Iron therapy band: oral-only: oral ferrous sulfate may be considered (AASM 2024 paediatric statement)" in out
     )
     summary, detail = card(assessment, "iron-insufficient-for-rls")
     assert summary == (
-        "Iron below RLS target: ferritin 40 ug/L on 2026-03-05 (< 50 ug/L); "
+        "Iron below RLS target: ferritin 40 µg/L on 2026-03-05 (< 50 µg/L); "
         "AASM 2024: oral iron may be considered for RLS"
     )
     for words in (text(assessment), summary, detail):
@@ -85,7 +85,7 @@ def test_overload_tsat_with_low_ferritin_never_suggests_iron_therapy() -> None:
     assert "  - TSAT >= 45 %: iron supplementation may risk iron overload (IRLSSG)." in out
     summary, detail = card(assessment, "iron-insufficient-for-rls")
     assert summary == (
-        "Iron below RLS target: ferritin 40 ug/L on 2026-03-05 (<= 75 ug/L); "
+        "Iron below RLS target: ferritin 40 µg/L on 2026-03-05 (<= 75 µg/L); "
         "iron therapy for RLS is not indicated at these values"
     )
     for words in (text(assessment), summary, detail):
@@ -97,12 +97,12 @@ def test_very_high_ferritin_with_low_tsat_gets_the_caveat_not_iron_therapy() -> 
     assessment = assess(iron(1600, 8))
     out = lines(assessment)
     assert (
-        "  - Ferritin > 300 ug/L with TSAT < 20 % suggests inflammation or functional iron deficiency; "
+        "  - Ferritin > 300 µg/L with TSAT < 20 % suggests inflammation or functional iron deficiency; "
         "iron therapy for RLS is not supported at this ferritin."
     ) in out
     assert "Iron therapy band: not-indicated: iron therapy not indicated by iron status (AASM 2024; IRLSSG 2018)" in out
     summary, detail = card(assessment, "iron-insufficient-for-rls")
-    assert "- High ferritin with low TSAT: Ferritin > 300 ug/L with TSAT < 20 % suggests inflammation" in detail
+    assert "- High ferritin with low TSAT: Ferritin > 300 µg/L with TSAT < 20 % suggests inflammation" in detail
     for words in (text(assessment), summary, detail):
         assert "Consider iron therapy" not in words
         assert "oral or IV" not in words
@@ -112,17 +112,17 @@ def test_dialysis_band_offers_iv_iron_sucrose_not_oral_or_iv() -> None:
     assessment = assess(iron(150, 15), conditions=[condition("Z99.2", ICD10CM)])
     out = lines(assessment)
     assert (
-        "Iron therapy band: iv-only: IV iron sucrose may be considered when ferritin < 200 ug/L and TSAT < 20 % "
+        "Iron therapy band: iv-only: IV iron sucrose may be considered when ferritin < 200 µg/L and TSAT < 20 % "
         "(AASM 2024, conditional)"
     ) in out
     assert out[2].endswith(
-        "Consider IV iron for RLS on dialysis: IV iron sucrose may be considered when ferritin < 200 ug/L and "
+        "Consider IV iron for RLS on dialysis: IV iron sucrose may be considered when ferritin < 200 µg/L and "
         "TSAT < 20 % (AASM 2024, conditional)."
     )
     summary, detail = card(assessment, "iron-insufficient-for-rls")
     assert summary.endswith("; AASM 2024: IV iron sucrose may be considered on dialysis")
     assert (
-        "**Iron therapy band:** IV iron sucrose may be considered when ferritin < 200 ug/L and TSAT < 20 % "
+        "**Iron therapy band:** IV iron sucrose may be considered when ferritin < 200 µg/L and TSAT < 20 % "
         "(AASM 2024, conditional)."
     ) in detail
     for words in (text(assessment), summary, detail):
@@ -145,7 +145,7 @@ def test_pregnancy_is_named_an_aggravator_and_iv_iron_is_cautioned_in_the_first_
     )
     summary, detail = card(assessment, "iron-insufficient-for-rls")
     assert summary == (
-        "Iron below RLS target: ferritin 30 ug/L on 2026-03-05 (<= 75 ug/L); "
+        "Iron below RLS target: ferritin 30 µg/L on 2026-03-05 (<= 75 µg/L); "
         "oral iron may be considered for RLS; no IV iron in the first trimester"
     )
     assert "**Pregnant (trimester 1, 11w3d):** Pregnancy is an established aggravator of RLS." in detail
@@ -171,7 +171,7 @@ def test_header_and_anaemia_note_state_weeks_and_days_without_rounding_across_a_
     out = lines(assess(observations, who=WOMAN))
     assert out[0].startswith("RLS secondary-cause screen: Patient/p1, female, 30 y, pregnant (trimester 1, 13w6d);")
     assert (
-        "Trimester 1: gestational age 13.9 wk on 2026-03-15, projected to 13w6d on the haemoglobin date "
+        "Trimester 1: gestational age 13.9 weeks on 2026-03-15, projected to 13w6d on the haemoglobin date "
         "(project choice)." in out[3]
     )
     assert "14 weeks" not in "\n".join(out)

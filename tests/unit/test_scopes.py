@@ -30,7 +30,7 @@ def test_write_back_scopes_cover_every_entry_the_write_back_sends() -> None:
         assessment,
         ExistingState(flags={}, service_request=None, risk_assessment_exists=False),
         terminology=knowledge.terminology,
-        advice=knowledge.ruleset.advice,
+        rules=knowledge.ruleset,
         recorded=datetime(2026, 12, 1, tzinfo=UTC),
         device_ref="Device/d1",
     )

@@ -53,7 +53,7 @@ def plan(knowledge: Knowledge, assessment: Assessment, existing: ExistingState =
         assessment,
         existing,
         terminology=knowledge.terminology,
-        advice=knowledge.ruleset.advice,
+        rules=knowledge.ruleset,
         recorded=RECORDED,
         device_ref="Device/d1",
     )
@@ -162,8 +162,8 @@ def test_the_iron_studies_proposal_is_revoked_once_studies_exist(knowledge: Know
 def test_flag_text_is_short_and_sourced(knowledge: Knowledge) -> None:
     finding = assess(knowledge, LOW_IRON).finding("iron-deficiency")
     assert finding is not None
-    text = flag_text(finding)
+    text = flag_text(finding, knowledge.ruleset)
     assert (
-        text == "RLS screen: Iron deficiency: ferritin 9 ug/L on 2026-10-01 (threshold < 15 µg/L; WHO 2020; AASM 2024)"
+        text == "RLS screen: Iron deficiency: ferritin 9 µg/L on 2026-10-01 (threshold < 15 µg/L; WHO 2020; AASM 2024)"
     )
     assert len(text) < 140

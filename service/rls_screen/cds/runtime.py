@@ -17,7 +17,8 @@ from typing import Any
 
 from rls_screen.assessment import assess
 from rls_screen.cds.auth import VerifiedClient
-from rls_screen.cds.cards import CardBuilder, CardDraft
+from rls_screen.cds.card_parts import CardDraft
+from rls_screen.cds.cards import CardBuilder
 from rls_screen.cds.feedback import FeedbackOutcome, FeedbackStore, IssuedCard, Scope, window_start
 from rls_screen.cds.models import (
     Action,

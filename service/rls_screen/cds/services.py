@@ -34,6 +34,7 @@ class ServiceDefinition:
     hook: str
     title: str
     description: str
+    """May name ``{window_days}``: filled from the rule set (selection.windowDays) at discovery."""
     prefetch_keys: tuple[str, ...]
 
 
@@ -44,7 +45,7 @@ SERVICES: tuple[ServiceDefinition, ...] = (
         title="RLS: treatable secondary causes in the labs",
         description=(
             "For a patient with restless legs syndrome (active Condition SNOMED CT 32914008 or ICD-10-CM "
-            "G25.81), checks the last 12 months of labs for iron deficiency or iron below the RLS target, "
+            "G25.81), checks the labs of the last {window_days} days for iron deficiency or iron below the RLS target, "
             "missing iron studies, anaemia, reduced kidney function or kidney failure, and magnesium, "
             "potassium or calcium changes that mimic leg symptoms; returns a card only for what can be acted on."
         ),
@@ -82,7 +83,7 @@ def discovery(knowledge: Knowledge) -> Discovery:
             ServiceDescriptor(
                 hook=service.hook,
                 title=service.title,
-                description=service.description,
+                description=service.description.format(window_days=knowledge.ruleset.selection.window_days),
                 id=service.id,
                 prefetch={key: templates[key] for key in service.prefetch_keys},
                 usage_requirements=USAGE,

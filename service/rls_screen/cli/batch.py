@@ -157,7 +157,7 @@ def execute_job(
     )
     offline = job.dry_run and index is not None
     counts = run_job(store, job, None if offline else client, options)
-    summary, html_path, csv_path = write_report(store, store.job(job.id), report_dir)
+    summary, html_path, csv_path = write_report(store, store.job(job.id), report_dir, knowledge.ruleset)
     print(summary.text())
     print(f"Report: {html_path}\nPer-patient CSV: {csv_path}")
     incomplete = any(problem.severity == "error" for problem in store.problems(job.id))

@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     if args.format == "json":
         print(json.dumps(assessment.to_json(), indent=2, ensure_ascii=False))
     else:
-        print(format_text(assessment, knowledge.ruleset.advice))
+        print(format_text(assessment, knowledge.ruleset))
     return 0
 
 

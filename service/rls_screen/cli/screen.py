@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
         )
     finally:
         client.close()
-    print(format_text(result.assessment, knowledge.ruleset.advice))
+    print(format_text(result.assessment, knowledge.ruleset))
     print()
     bundle = result.plan.bundle if result.plan else None
     if args.dry_run:

@@ -4,8 +4,9 @@ and the gestational age in whole days there.
 Evidence is a usable 'Pregnant' pregnancy-status Observation or an active Condition in ValueSet
 ``pregnancy-condition``; a later usable status that is not 'Pregnant' ends what came before it. The
 latest gestational age, projected (forwards or backwards) to a date, decides there when it belongs to
-the evidence: pregnant from 0 up to 44 weeks inclusive. A status without a gestational age counts for
-280 days from its own date, both ends included. ``evaluate`` reads the state at the as-of date (header,
+the evidence: pregnant from 0 weeks up to the rule set's ``gestationalAgeOutdatedAboveWeeks``
+inclusive. A status without a gestational age counts for ``statusWithoutGestationalAgeDays`` from its
+own date, both ends included. ``evaluate`` reads the state at the as-of date (header,
 iron wording, the pregnancy-aggravator advisory); the anaemia rule reads it at the haemoglobin date.
 """
 
@@ -21,6 +22,7 @@ from rls_screen.codesets import value_set_url
 from rls_screen.engine.evaluation import Evaluation, is_active_condition
 from rls_screen.model import LabResult
 from rls_screen.observations import codings_of, ordering_key, parse_fhir_datetime
+from rls_screen.quantities import format_number
 
 _PREGNANCY_CONDITION = value_set_url("pregnancy-condition")
 _PREGNANT_STATUS = value_set_url("pregnancy-status-pregnant")
@@ -52,7 +54,12 @@ class Pregnancy:
     """Times of usable pregnancy-status results that are not 'Pregnant'."""
     gestational_age: LabResult | None
     status_days: int
-    outdated_above_days: int
+    outdated_above_weeks: float
+    """Rule set ``pregnancy.gestationalAgeOutdatedAboveWeeks``: beyond it the record is outdated."""
+
+    @property
+    def outdated_above_days(self) -> int:
+        return round(self.outdated_above_weeks * 7)
 
     @property
     def recorded(self) -> bool:
@@ -66,7 +73,7 @@ class Pregnancy:
         return math.floor(round(ga.value.value * 7.0 + (day - ga.effective_date).days, 6))
 
     def _ga_belongs(self, evidence: _Evidence) -> bool:
-        """The gestational age describes this pregnancy when it lies in 0..44 weeks on the evidence's date."""
+        """The gestational age describes this pregnancy when it lies in 0..the limit on the evidence's date."""
         if self.gestational_age is None or self.days_on(self.gestational_age.effective_date) is None:
             return False
         if evidence.recorded is None:
@@ -87,7 +94,8 @@ class Pregnancy:
                 continue  # D28: a later usable 'not pregnant' status wins
             if days_there is not None and self._ga_belongs(item):
                 if days_there > self.outdated_above_days:
-                    outdated = "pregnancy record outdated: projected gestational age beyond 44 weeks"
+                    weeks = format_number(self.outdated_above_weeks)
+                    outdated = f"pregnancy record outdated: projected gestational age beyond {weeks} weeks"
                     continue
                 if days_there < 0:
                     continue  # D28: projected below 0 weeks, not pregnant at that date
@@ -138,7 +146,7 @@ def read_pregnancy(ev: Evaluation, conditions: Sequence[Mapping[str, Any]]) -> P
         tuple(not_pregnant),
         ev.latest.get("gestational-age") if evidence else None,
         rules.status_without_gestational_age_days,
-        round(rules.gestational_age_outdated_above_weeks * 7),
+        rules.gestational_age_outdated_above_weeks,
     )
 
 

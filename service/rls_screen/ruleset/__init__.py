@@ -299,6 +299,13 @@ class Medications(_Model):
     citations: tuple[str, ...]
 
 
+class Citation(_Model):
+    """A source: ``text`` is the full citation (card details, FHIR notes); ``short`` labels it in one-line text."""
+
+    short: str
+    text: str
+
+
 class RuleSet(_Model):
     id: str
     version: str
@@ -306,7 +313,7 @@ class RuleSet(_Model):
     status: str
     specification: str
     documentation_url: str
-    citations: dict[str, str]
+    citations: dict[str, Citation]
     selection: Selection
     pregnancy: Pregnancy
     iron: Iron
@@ -319,7 +326,11 @@ class RuleSet(_Model):
 
     def cite(self, keys: tuple[str, ...]) -> tuple[str, ...]:
         """Full citation texts for citation keys (unknown keys were rejected at load time)."""
-        return tuple(self.citations[key] for key in keys)
+        return tuple(self.citations[key].text for key in keys)
+
+    def short_label(self, citation: str) -> str:
+        """The short label ('AASM 2024') of a full citation text as ``cite`` returns it; the text itself if unknown."""
+        return next((c.short for c in self.citations.values() if c.text == citation), citation)
 
 
 def _citation_keys(node: object) -> list[str]:

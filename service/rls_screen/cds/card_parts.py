@@ -1,0 +1,268 @@
+"""The parts every CDS card shares: indicator, summary fitting, markdown escaping, the card's
+deterministic uuid (uuid5 of hookInstance + service + the scoped subject key + card key + data
+signature, so the same call gives the same cards while two patients, issuers or tenants never share
+a card uuid), source, links, override reasons, and the detail blocks (values table, thresholds,
+advice, iron band, pregnancy, advisories, results not used, sources, disclaimer).
+
+The words come from ``rls_screen.wording`` and the rule set; this module only lays them out.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from rls_screen.cds.feedback import data_signature
+from rls_screen.cds.models import Card, Coding, Link, Source, Suggestion
+from rls_screen.codesets import FINDING_SYSTEM, OVERRIDE_REASON_SYSTEM
+from rls_screen.knowledge import Knowledge
+from rls_screen.model import Assessment, Finding, ValueUsed
+from rls_screen.wording import (
+    advice_for,
+    analyte_text,
+    display_units,
+    equivalents_text,
+    iron_band_text,
+    pregnancy_text,
+    threshold_groups,
+    threshold_text,
+    value_text,
+)
+
+Indicator = Literal["info", "warning", "critical"]
+MAX_SUMMARY = 139  # CDS Hooks 2.0: "<140-character summary"
+CARD_NAMESPACE = uuid.UUID("0b7f3c2e-5a61-4f0e-9d3c-2f8e6b1a7c54")
+
+# Indicator: the finding's default, raised by its graded severity. Critical is kept for values that
+# CTCAE grades 3-4 or WHO calls severe; nothing RLS-specific is critical.
+BASE_INDICATOR: Mapping[str, Indicator] = {
+    "iron-deficiency": "warning",
+    "kidney-failure": "warning",
+}
+SEVERITY_INDICATOR: Mapping[str, Indicator] = {
+    "grade-4": "critical",
+    "grade-3": "critical",
+    "severe": "critical",
+    "grade-2": "warning",
+    "moderate": "warning",
+}
+INDICATOR_ORDER = ("info", "warning", "critical")
+
+
+# Advisories shown inside the card of the finding they qualify.
+RELATED_ADVISORIES = {
+    "iron-deficiency": (
+        "ferritin-inflammation-caveat",
+        "tsat-iron-overload-risk",
+        "pediatric-iron-threshold",
+        "dialysis-iv-iron-consideration",
+    ),
+    "iron-insufficient-for-rls": (
+        "ferritin-inflammation-caveat",
+        "tsat-iron-overload-risk",
+        "high-ferritin-low-tsat",
+        "pediatric-iron-threshold",
+        "dialysis-iv-iron-consideration",
+    ),
+    "missing-iron-studies": ("ferritin-inflammation-caveat", "pediatric-iron-threshold"),
+    "anemia": ("hemoglobin-altitude-smoking-caveat",),
+    "reduced-kidney-function": ("egfr-chronicity-caveat", "egfr-computed-from-creatinine"),
+    "kidney-failure": ("egfr-computed-from-creatinine", "dialysis-iv-iron-consideration"),
+    "hypomagnesemia": ("electrolyte-not-established-cause",),
+    "hypokalemia": ("electrolyte-not-established-cause",),
+    "hyperkalemia": ("electrolyte-not-established-cause",),
+    "hypocalcemia": ("electrolyte-not-established-cause",),
+}
+IRON_FINDINGS = ("iron-deficiency", "iron-insufficient-for-rls", "missing-iron-studies")
+ELECTROLYTE_FINDINGS = ("hypomagnesemia", "hypokalemia", "hyperkalemia", "hypocalcemia")
+IRON_ANALYTES = ("ferritin", "tsat", "iron", "tibc", "crp")
+DISCLAIMER = (
+    "_Decision support from rls-screen (rule set {version}); it supports clinical judgement and makes no diagnosis._"
+)
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|<>~])")
+
+
+def md(text: str) -> str:
+    """Escape data-derived text (lab strings, order names) so it cannot inject markdown or links."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", " ".join(text.split()))
+
+
+def fit(*candidates: str) -> str:
+    """The first candidate that fits the summary limit, else the last one cut at a word."""
+    for text in candidates:
+        if len(text) <= MAX_SUMMARY:
+            return text
+    last = candidates[-1]
+    return last[: MAX_SUMMARY - 1].rsplit(" ", 1)[0].rstrip(",;:") + "…"
+
+
+def _raise(indicator: Indicator, other: Indicator) -> Indicator:
+    return indicator if INDICATOR_ORDER.index(indicator) >= INDICATOR_ORDER.index(other) else other
+
+
+def indicator_for(finding: Finding) -> Indicator:
+    base: Indicator = BASE_INDICATOR.get(finding.code, "info")
+    severity = SEVERITY_INDICATOR.get(finding.severity or "")
+    return _raise(base, severity) if severity else base
+
+
+@dataclass(frozen=True)
+class CardDraft:
+    """A card with what suppression needs: its key (finding or check) and the data it rests on."""
+
+    key: str
+    signature: str
+    card: Card
+
+
+class CardParts:
+    """The shared parts of the cards of one call (one service, one hookInstance, one client's patient).
+
+    ``subject`` is the feedback store's salted key of (issuer, tenant, patient id): it keeps card
+    uuids apart across patients and clients without putting the patient id into them.
+    """
+
+    def __init__(self, knowledge: Knowledge, service_id: str, hook_instance: str, subject: str) -> None:
+        self._knowledge, self._service_id, self._hook_instance = knowledge, service_id, hook_instance
+        self._subject = subject
+        self._rules = knowledge.ruleset
+        self._advice = knowledge.ruleset.advice
+
+    # --- shared parts -----------------------------------------------------------------------------
+
+    def card_uuid(self, key: str, signature: str) -> str:
+        name = f"{self._hook_instance}|{self._service_id}|{self._subject}|{key}|{signature}"
+        return str(uuid.uuid5(CARD_NAMESPACE, name))
+
+    def _source(self, code: str) -> Source:
+        return Source(
+            label=f"rls-screen, rule set {self._rules.version}",
+            url=self._rules.documentation_url,
+            topic=Coding(system=FINDING_SYSTEM, code=code, display=self._knowledge.terminology.display(code)),
+        )
+
+    def _links(self, code: str, rule_id: str) -> list[Link]:
+        return [
+            Link(
+                label=f"Rule {rule_id} (rule set {self._rules.version})",
+                url=f"{self._rules.documentation_url}#{code}",
+                type="absolute",
+            )
+        ]
+
+    def _override_reasons(self) -> list[Coding]:
+        reasons = self._knowledge.terminology.override_reasons  # CodeSystem-cds-override-reason.json
+        return [Coding(system=OVERRIDE_REASON_SYSTEM, code=code, display=display) for code, display in reasons]
+
+    def _card(
+        self,
+        *,
+        key: str,
+        topic: str,
+        rule_id: str,
+        summary: str,
+        detail: str,
+        indicator: Indicator,
+        signature: str,
+        suggestions: list[Suggestion] | None = None,
+    ) -> CardDraft:
+        card = Card(
+            uuid=self.card_uuid(key, signature),
+            summary=summary,
+            detail=detail,
+            indicator=indicator,
+            source=self._source(topic),
+            suggestions=suggestions or None,
+            selection_behavior="at-most-one" if suggestions else None,
+            override_reasons=self._override_reasons() or None,  # CDS Hooks: omit, never send empty
+            links=self._links(topic, rule_id),
+        )
+        return CardDraft(key=key, signature=signature, card=card)
+
+    @staticmethod
+    def _values_table(values: Sequence[ValueUsed]) -> list[str]:
+        if not values:
+            return []
+        rows = ["| Result | Value | Date | Lab reference |", "|---|---|---|---|"]
+        for value in values:
+            lab = "; ".join(md(x) for x in (value.lab_reference_range, value.lab_interpretation) if x) or "-"
+            shown = md(value_text(value))
+            if value.computed:
+                shown += f" - {md(value.computed)}"
+            rows.append(f"| {md(analyte_text(value.analyte))} | {shown} | {value.effective.isoformat()} | {lab} |")
+        return [*rows, ""]
+
+    def _sources(self, citations: Iterable[str]) -> list[str]:
+        unique = list(dict.fromkeys(citations))
+        if not unique:
+            return []
+        return ["**Sources**", "", *[f"{n}. {c}" for n, c in enumerate(unique, 1)], ""]
+
+    @staticmethod
+    def _threshold_lines(finding: Finding) -> list[str]:
+        if not finding.thresholds:
+            return []
+        shown = ", ".join(  # D23: each threshold named by its own analyte ('TSAT < 20 %')
+            f"{threshold_text(first)}{equivalents_text(rest)}" for first, *rest in threshold_groups(finding.thresholds)
+        )
+        return [f"**Threshold:** {shown}", ""]
+
+    def _advice_lines(self, code: str) -> list[str]:
+        advice = self._advice.get(code)
+        return [advice, ""] if advice else []
+
+    def _finding_advice_lines(self, finding: Finding) -> list[str]:
+        advice = advice_for(finding, self._advice)
+        return [advice, ""] if advice else []
+
+    def _band_lines(self, assessment: Assessment) -> list[str]:
+        return [f"**Iron therapy band:** {iron_band_text(assessment, self._advice)}.", ""]
+
+    def _pregnancy_lines(self, assessment: Assessment) -> list[str]:
+        """D12: pregnancy is an established aggravator of RLS; every card for a pregnant patient says so."""
+        advisory = next((a for a in assessment.advisories if a.code == "pregnancy-aggravator"), None)
+        if advisory is None:
+            return []
+        state = pregnancy_text(assessment)
+        return [f"**{state[0].upper()}{state[1:]}:** {self._advice.get(advisory.code, advisory.display)}", ""]
+
+    def _disclaimer(self) -> str:
+        return DISCLAIMER.format(version=self._rules.version)
+
+    @staticmethod
+    def _signature(assessment: Assessment, references: Iterable[str]) -> str:
+        versions = {r.reference: r.version_id or "-" for r in assessment.used_observations}
+        return data_signature(f"{ref}/_history/{versions.get(ref, '-')}" for ref in references)
+
+    def _advisory_lines(self, assessment: Assessment, codes: Sequence[str]) -> list[str]:
+        lines = []
+        for advisory in assessment.advisories:
+            if advisory.code in codes:
+                text = display_units(advisory.note) if advisory.note else self._advice.get(advisory.code, "")
+                lines.append(f"- {advisory.display}: {text}")
+        return [*dict.fromkeys(lines), ""] if lines else []
+
+    def _missing_iron_text(self, assessment: Assessment) -> str:
+        used = {r.analyte for r in assessment.used_observations}
+        has_tsat = "tsat" in used or {"iron", "tibc"} <= used
+        missing = [name for name, present in (("ferritin", "ferritin" in used), ("TSAT", has_tsat)) if not present]
+        what = " or ".join(missing) if missing else "ferritin or TSAT"
+        return f"no usable {what} in the last {self._rules.selection.window_days} days"
+
+    def _short(self, citation_keys: Sequence[str]) -> str:
+        """'AASM 2024': the rule set's short label(s) for citation keys."""
+        return "; ".join(dict.fromkeys(self._rules.citations[key].short for key in citation_keys))
+
+    def _not_evaluable_lines(self, assessment: Assessment, analytes: Sequence[str]) -> list[str]:
+        lines = [
+            f"- {analyte_text(item.analyte or 'result')}: {self._knowledge.terminology.display(item.reason)}"
+            f" ({md(item.detail)})"
+            for item in assessment.not_evaluable
+            if item.analyte in analytes and item.reason != "missing"
+        ]
+        return ["**Results not used**", "", *lines, ""] if lines else []
+
+    # --- patient-view -----------------------------------------------------------------------------
