@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from datetime import date
 from typing import Any
 
 import pytest
@@ -103,3 +104,57 @@ def test_a_malformed_answer_to_the_read_before_a_write_is_a_typed_error(change: 
         client = _client(base_url(server))
         with pytest.raises((FhirResponseError, FhirOperationError)):
             read_existing_state(client, "p1", "ra-1")
+
+
+def test_a_patient_read_answered_with_another_patient_is_an_error_and_nothing_else_is_read() -> None:
+    """D1: ``GET Patient/p1`` answered with Patient/p2 is never used (its sex and birth date would be)."""
+    from rls_screen.fhir_reader import read_patient_data
+    from rls_screen.knowledge import load_knowledge
+
+    def script(received: Received) -> Reply:
+        if received.path.startswith("/fhir/Patient/"):
+            return Reply(200, {"resourceType": "Patient", "id": "p2", "gender": "female"})
+        return Reply(200, {"resourceType": "Bundle", "type": "searchset", "total": 0})
+
+    with scripted_server(script) as server:
+        with pytest.raises(FhirResponseError, match="returned a different Patient than the one asked for"):
+            read_patient_data(_client(base_url(server)), "p1", load_knowledge(), date(2026, 12, 1))
+        assert [r.path.split("?")[0] for r in server.received] == ["/fhir/Patient/p1"]
+
+
+def test_the_rest_read_links_absolute_references_on_its_own_base_only() -> None:
+    """A server answering with absolute subject URLs: its own base is the patient; another server's is not."""
+    from rls_screen.fhir_reader import read_patient_data
+    from rls_screen.knowledge import load_knowledge
+
+    holder: dict[str, str] = {}
+
+    def observation(n: int, reference: str) -> dict[str, Any]:
+        return {
+            "resourceType": "Observation",
+            "id": f"k{n}",
+            "status": "final",
+            "code": {"coding": [{"system": "http://loinc.org", "code": "2823-3"}]},
+            "subject": {"reference": reference},
+            "effectiveDateTime": "2026-11-30",
+            "valueQuantity": {"value": 4.1, "unit": "mmol/L", "system": "http://unitsofmeasure.org", "code": "mmol/L"},
+        }
+
+    def script(received: Received) -> Reply:
+        if received.path.startswith("/fhir/Patient/"):
+            return Reply(200, {"resourceType": "Patient", "id": "p1"})
+        if received.path.startswith("/fhir/Observation"):
+            entries = [
+                {"resource": observation(1, f"{holder['base']}/Patient/p1")},
+                {"resource": observation(2, "https://other.example/fhir/Patient/p1")},
+            ]
+            return Reply(200, {"resourceType": "Bundle", "type": "searchset", "entry": entries})
+        return Reply(200, {"resourceType": "Bundle", "type": "searchset", "total": 0})
+
+    with scripted_server(script) as server:
+        holder["base"] = base_url(server)
+        data = read_patient_data(_client(holder["base"]), "p1", load_knowledge(), date(2026, 12, 1))
+    assert [o["id"] for o in data.observations] == ["k1"]
+    assert [(r["id"], why) for r, why in data.unlinked] == [
+        ("k2", "the subject is a Patient on another FHIR server, or another patient")
+    ]
