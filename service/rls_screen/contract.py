@@ -18,17 +18,19 @@ What the contract reads (codes from terminology/, the window from the rule set):
 ==================  =============================================================================
 Patient             the patient itself (sex, birth date)
 Observation         every analyte code (LOINC and site-mapped local codes) and the look-alike
-                    codes the output explains (UIBC, non-eGFR clearances); effective on or after
-                    ``as_of - window_days``
+                    codes the output explains (UIBC, non-eGFR clearances), as the Observation's
+                    code or as a component's code (D5: a panel's component is a result of its own):
+                    searched with ``combo-code``; dated on or after ``as_of - window_days``
 Condition           ValueSets rls-condition, pregnancy-condition, dialysis
 Procedure           ValueSet dialysis
 MedicationRequest   status active, on-hold or draft (the engine decides which drugs matter)
 ==================  =============================================================================
 
-The window on Observations is one rule for every path: a result dated before the window start is
-outside the contract (a REST search never returns it; every other path drops it in ``wanted``). An
-Observation with no effective[x] is kept in memory (the engine reports it as having no date); a
-server's ``date`` search does not return it, so a REST read cannot see it: the one difference left.
+The window on Observations is applied in memory, on every path, with the engine's own effective date
+(D4: effectiveDateTime, else effectivePeriod.end, else .start, else issued). No search carries a
+``date`` filter: a server's ``date`` parameter matches ``effective[x]`` only, so a result dated only by
+``issued`` would be missed by a server search and used by every other path. An Observation with no
+usable date at all is kept, so the engine can say why it is not used.
 """
 
 from __future__ import annotations
@@ -76,7 +78,7 @@ class Search:
     filters: tuple[tuple[str, str], ...]
     """Search parameters other than the patient, the window and the page size."""
     dated: bool = False
-    """Whether the contract's look-back window applies (``date=ge<start>``)."""
+    """Whether the contract's look-back window applies (in memory, ``wanted``; searches sort by date)."""
 
 
 class DataContract:
@@ -98,7 +100,7 @@ class DataContract:
                 OBSERVATIONS_KEY,
                 "Observation",
                 "the patient's lab Observations",
-                (("code", self._codes("Observation")),),
+                (("combo-code", self._codes("Observation")),),
                 dated=True,
             ),
             Search(PROCEDURES_KEY, "Procedure", "the patient's Procedures", (("code", self._codes("Procedure")),)),
@@ -126,12 +128,9 @@ class DataContract:
     # --- the reads derived from the contract -------------------------------------------------------
 
     def rest_params(self, search: Search, patient_id: str, as_of: date) -> dict[str, str]:
-        """The search parameters of ``search`` for one patient (``subject=Patient/<id>``)."""
-        params = {"subject": f"Patient/{patient_id}", **dict(search.filters)}
-        if search.dated:
-            params["date"] = f"ge{self.window_start(as_of).isoformat()}"
-        params["_count"] = PAGE_SIZE
-        return params
+        """The search parameters of ``search`` for one patient (``subject=Patient/<id>``). ``as_of`` is
+        kept for the window's sake: the window itself is applied in memory (``wanted``), see above."""
+        return {"subject": f"Patient/{patient_id}", **dict(search.filters), "_count": PAGE_SIZE}
 
     def rest_query(self, search: Search, patient_id: str, as_of: date) -> str:
         """The relative URL of the search (a batch entry's request.url)."""
@@ -158,8 +157,6 @@ class DataContract:
         filters: list[str] = []
         for search in self.searches:
             params = dict(search.filters)
-            if search.dated:
-                params["date"] = f"ge{self.window_start(as_of).isoformat()}"
             filters.append(f"{search.resource_type}?{urlencode(params)}")
         return tuple(filters)
 
@@ -169,7 +166,7 @@ class DataContract:
         """Whether a resource of another type than Patient is inside the contract (type, code, status, window)."""
         kind = resource.get("resourceType")
         if kind == "Observation":
-            if not self._coded_in(resource, self.observation_codings):
+            if not self._coded_in(resource, self.observation_codings) and not self._component_in(resource):
                 return False
             effective = effective_of(resource)
             return effective is None or effective.date() >= self.window_start(as_of)
@@ -180,6 +177,12 @@ class DataContract:
         if kind == "MedicationRequest":
             return resource.get("status") in MEDICATION_REQUEST_STATUSES
         return False
+
+    def _component_in(self, resource: Mapping[str, Any]) -> bool:
+        components = resource.get("component")
+        if not isinstance(components, list):
+            return False
+        return any(isinstance(c, Mapping) and self._coded_in(c, self.observation_codings) for c in components)
 
     @staticmethod
     def _coded_in(resource: Mapping[str, Any], codings: frozenset[Coding]) -> bool:

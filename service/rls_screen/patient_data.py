@@ -69,12 +69,14 @@ def group_resources(
     by_type: dict[Any, list[Mapping[str, Any]]] = {kind: [] for kind in LINKED_TYPES}
     unlinked: list[tuple[Mapping[str, Any], str]] = []
     for resource in resources:
-        same_kind = by_type.get(resource.get("resourceType"))
+        kind = resource.get("resourceType")
+        same_kind = by_type.get(kind) if isinstance(kind, str) else None
         if same_kind is None:
             continue
         subject = resource.get("subject")
         # the common case first (a plain relative or fullUrl reference), the resolver for the rest
-        if type(subject) is dict and subject.get("reference") in accepted:
+        reference = subject.get("reference") if type(subject) is dict else None
+        if isinstance(reference, str) and reference in accepted:
             same_kind.append(resource)
             continue
         why = link.why_not_linked(resource)
@@ -112,6 +114,24 @@ def from_bundle(bundle: Any) -> PatientData:
     if not isinstance(patient.get("id"), str) or not patient["id"]:
         raise InputError("the Patient has no id")
     # D1: inside a Bundle, references resolve against the entries' fullUrl too (urn:uuid:..., absolute)
-    full_url = patients[0].get("fullUrl")
-    link = PatientLink.of(patient["id"], full_urls=(full_url,) if isinstance(full_url, str) else ())
+    full_url = _patient_full_url(patients[0].get("fullUrl"), patient["id"])
+    link = PatientLink.of(patient["id"], full_urls=(full_url,) if full_url else ())
     return group_resources(patient, (e["resource"] for e in held if e["resource"] is not patient), link=link)
+
+
+def _patient_full_url(full_url: Any, patient_id: str) -> str | None:
+    """The Patient entry's fullUrl when it can name this Patient: ``urn:uuid:``/``urn:oid:``, or an
+    absolute URL ending ``/Patient/<its id>``. A relative or mismatching fullUrl ("Patient/OTHER" on
+    Patient p1) would make another patient's references resolve to this one: it is refused."""
+    if not isinstance(full_url, str) or not full_url:
+        return None
+    if full_url.startswith(("urn:uuid:", "urn:oid:")):
+        return full_url
+    if full_url.startswith(("http://", "https://")) and _without_history(full_url).endswith(f"/Patient/{patient_id}"):
+        return full_url
+    raise InputError("the Patient entry's fullUrl does not name this Patient (relative, or another id)")
+
+
+def _without_history(url: str) -> str:
+    head, sep, _ = url.rstrip("/").partition("/_history/")
+    return head if sep else url.rstrip("/")

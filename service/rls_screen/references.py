@@ -23,11 +23,25 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from rls_screen.errors import FhirResponseError
+from rls_screen.errors import FhirResponseError, UnsafeUrlError
+from rls_screen.urls import normalise
 
 _FHIR_ID = r"[A-Za-z0-9\-.]{1,64}"
 _RELATIVE = re.compile(rf"^Patient/({_FHIR_ID})(?:/_history/{_FHIR_ID})?$")
 _HISTORY = re.compile(rf"/_history/{_FHIR_ID}$")
+
+
+def _normal_absolute(reference: str) -> str | None:
+    """An absolute http(s) reference in the module's URL normal form (lower-case scheme and host, no
+    default port, no trailing slash, no ``_history``), so spellings of one URL compare equal; None
+    when it is not absolute or is refused (dot segments, userinfo, ...: never the patient)."""
+    if not reference[:8].lower().startswith(("http://", "https://")):
+        return None
+    try:
+        text = normalise(reference)
+    except UnsafeUrlError:
+        return None
+    return _HISTORY.sub("", text.rstrip("/"))
 
 
 def _base_of(full_url: str) -> str | None:
@@ -57,7 +71,8 @@ class PatientLink:
                 if base is not None:
                     bases.add(base)
         accepted |= {f"{base}/Patient/{patient_id}" for base in bases}
-        return cls(patient_id, frozenset(accepted))
+        absolute = {_normal_absolute(form) for form in accepted}
+        return cls(patient_id, frozenset(accepted | {form for form in absolute if form is not None}))
 
     def why_not_linked(self, resource: Mapping[str, Any]) -> str | None:
         """None when the resource's subject is this patient; else why not (no PHI: no ids, no URLs)."""
@@ -72,6 +87,9 @@ class PatientLink:
         if not isinstance(reference, str):
             return "the subject reference is not a string"
         if reference in self.accepted or _HISTORY.sub("", reference) in self.accepted:
+            return None
+        absolute = _normal_absolute(reference)
+        if absolute is not None and absolute in self.accepted:
             return None
         relative = _RELATIVE.match(reference)
         if relative is not None:

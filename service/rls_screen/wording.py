@@ -166,7 +166,15 @@ def value_text(value: ValueUsed) -> str:
     reported = display_units(value.reported)
     if reported.endswith(f" {unit_text(value.unit)}"):
         return reported
+    number, _, unit = reported.partition(" ")
+    if _unit_key(unit) == _unit_key(unit_text(value.unit)):  # "mL/min/1.73m2": the same unit, written otherwise
+        return f"{number} {unit_text(value.unit)}"
     return f"{reported} (= {canonical})"
+
+
+def _unit_key(unit: str) -> str:
+    """A unit compared without spaces, case or superscripts ("mL/min/1.73m2" is "mL/min/1.73 m²")."""
+    return unit.replace(" ", "").replace("²", "2").lower()
 
 
 def value_phrase(value: ValueUsed) -> str:

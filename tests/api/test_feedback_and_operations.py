@@ -207,7 +207,8 @@ def test_fhir_server_gets_the_bearer_token_and_nothing_else_does(cds_server: Ser
             "Observation",
             "Procedure",
         ]
-        assert "date=ge" in batch["entry"][1]["request"]["url"]  # the fallback search is windowed
+        assert "combo-code=" in batch["entry"][1]["request"]["url"]  # panels whose component is an analyte (D5)
+        assert "date=" not in batch["entry"][1]["request"]["url"]  # the window is applied in memory (D2, D4)
 
 
 def test_cors_is_configurable(cds_server: ServerFactory) -> None:

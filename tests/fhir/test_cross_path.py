@@ -17,6 +17,7 @@ Observations used) must be identical. The batch jobs' rows must equal the summar
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
@@ -95,6 +96,57 @@ def _cds(knowledge: Knowledge, base_url: str, patient_id: str, prefetch: dict[st
     return assess_call_data(resolver, PatientLink.of(patient_id, base_url=access.server), knowledge)
 
 
+def _edge_patient(prefix: str) -> dict[str, Any]:
+    patient_url = f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, prefix + '-edge')}"
+    subject = {"reference": patient_url}
+    ucum = "http://unitsofmeasure.org"
+    resources: list[dict[str, Any]] = [
+        {"resourceType": "Patient", "id": f"{prefix}-edge", "gender": "female", "birthDate": "1960-04-02"},
+        {
+            "resourceType": "Observation",
+            "id": f"{prefix}-edge-cmp",
+            "status": "final",
+            "code": {"coding": [{"system": "http://loinc.org", "code": "24323-8"}]},
+            "subject": subject,
+            "effectiveDateTime": "2026-11-20",
+            "component": [
+                {
+                    "code": {"coding": [{"system": "http://loinc.org", "code": "2823-3"}]},
+                    "valueQuantity": {"value": 7.2, "unit": "mmol/L", "system": ucum, "code": "mmol/L"},
+                }
+            ],
+        },
+        {
+            "resourceType": "Observation",
+            "id": f"{prefix}-edge-fer",
+            "status": "final",
+            "code": {"coding": [{"system": "http://loinc.org", "code": "2276-4"}]},
+            "subject": subject,
+            "issued": "2026-11-15T08:00:00Z",
+            "valueQuantity": {"value": 9, "unit": "ug/L", "system": ucum, "code": "ug/L"},
+        },
+        {
+            "resourceType": "Condition",
+            "id": f"{prefix}-edge-rls",
+            "clinicalStatus": {
+                "coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}]
+            },
+            "code": {"coding": [{"system": "http://snomed.info/sct", "code": "32914008"}]},
+            "subject": subject,
+        },
+    ]
+    entries = []
+    for resource in resources:
+        url = (
+            patient_url
+            if resource["resourceType"] == "Patient"
+            else f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, resource['id'])}"
+        )
+        method_url = f"{resource['resourceType']}/{resource['id']}"
+        entries.append({"fullUrl": url, "resource": resource, "request": {"method": "PUT", "url": method_url}})
+    return {"resourceType": "Bundle", "entry": entries}
+
+
 def _rows(tmp_path: Path) -> list[dict[str, dict[str, Any]]]:
     store = JobStore(tmp_path / "jobs.sqlite")
     try:
@@ -144,8 +196,27 @@ def test_every_path_gives_the_same_assessment(
     def same(path_name: str, assessment: Assessment, patient_id: str) -> None:
         assert assessment.to_json() == offline[patient_id], f"{path_name}: {patient_id}"
 
+    # an edge patient the panel lacks: a panel Observation carrying potassium as a component (D5) and a
+    # ferritin dated only by issued (D4); it is not in the Group, so the batch paths below skip it
+    edge = _edge_patient(unique_prefix)
+    client.transaction({**edge, "type": "transaction"})
+    edge_path = tmp_path / "edge.json"
+    edge_path.write_text(
+        json.dumps(
+            {
+                **edge,
+                "type": "collection",
+                "entry": [{k: v for k, v in e.items() if k != "request"} for e in edge["entry"]],
+            }
+        )
+    )
+    assert main(["evaluate", str(edge_path), "--format", "json", "--as-of", AS_OF.isoformat()]) == 0
+    edge_id = f"{unique_prefix}-edge"
+    offline[edge_id] = json.loads(capsys.readouterr().out)
+    assert {f["code"] for f in offline[edge_id]["findings"]} >= {"hyperkalemia", "iron-deficiency"}
+
     # REST (screen and batch --group read this way), CDS with a full prefetch and with none
-    for patient_id in ids:
+    for patient_id in [*ids, edge_id]:
         same(
             "rest",
             assess(read_patient_data(client, patient_id, knowledge, AS_OF), knowledge=knowledge, as_of=AS_OF),

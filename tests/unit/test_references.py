@@ -147,3 +147,54 @@ def test_a_synthea_style_bundle_has_its_labs_used_and_another_patients_reported(
     (unlinked,) = [n for n in assessment.not_evaluable if n.reason == "not-linked"]
     assert unlinked.observation == "Observation/k2"
     assert unlinked.detail == "Observation not linked to this patient: the subject is another patient"
+
+
+@pytest.mark.parametrize(
+    "reference",
+    [
+        "HTTPS://EHR.EXAMPLE/fhir/Patient/p1",
+        "https://ehr.example:443/fhir/Patient/p1",
+        "https://ehr.example/fhir/Patient/p1/",
+        "https://ehr.example/fhir/Patient/p1/_history/4",
+    ],
+)
+def test_spellings_of_the_patients_absolute_url_on_the_same_base_are_the_patient(reference: str) -> None:
+    assert PatientLink.of("p1", base_url="https://ehr.example/fhir").links(_observation({"reference": reference}))
+
+
+@pytest.mark.parametrize(
+    "reference",
+    ["https://ehr.example/fhir/../other/Patient/p1", "https://user@ehr.example/fhir/Patient/p1"],
+)
+def test_refused_urls_never_name_the_patient(reference: str) -> None:
+    assert not PatientLink.of("p1", base_url="https://ehr.example/fhir").links(_observation({"reference": reference}))
+
+
+@pytest.mark.parametrize(
+    "resource",
+    [
+        {"resourceType": "Observation", "id": "o1", "subject": {"reference": ["Patient/p1"]}},
+        {"resourceType": ["Observation"], "id": "o2", "subject": {"reference": "Patient/p1"}},
+        {"resourceType": "Condition", "id": "c1", "subject": {"reference": {"x": 1}}},
+    ],
+)
+def test_malformed_references_and_types_are_not_used_and_never_crash(resource: dict[str, Any]) -> None:
+    data = group_resources({"resourceType": "Patient", "id": "p1"}, [resource])
+    assert data.observations == ()
+    assert data.conditions == ()
+
+
+@pytest.mark.parametrize("full_url", ["Patient/OTHER", "https://ehr.example/fhir/Patient/OTHER"])
+def test_a_patient_full_url_that_names_another_patient_is_refused(full_url: str) -> None:
+    from rls_screen.errors import InputError
+
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "collection",
+        "entry": [
+            {"fullUrl": full_url, "resource": {"resourceType": "Patient", "id": "p1"}},
+            {"resource": _observation({"reference": "Patient/OTHER"}, 1)},
+        ],
+    }
+    with pytest.raises(InputError, match="does not name this Patient"):
+        from_bundle(bundle)
