@@ -10,6 +10,7 @@ from collections import Counter
 from rls_screen.model import Assessment
 from rls_screen.ruleset import RuleSet
 from rls_screen.wording import (
+    advisory_text,
     analyte_text,
     display_units,
     finding_sentence,
@@ -42,9 +43,7 @@ def format_text(assessment: Assessment, rules: RuleSet) -> str:
     lines.append(f"Iron therapy band: {assessment.iron_band}: {iron_band_text(assessment, advice)}")
     if assessment.advisories:
         lines.append("Advisories:")
-        lines.extend(
-            f"  - {display_units(a.note) if a.note else advice.get(a.code) or a.display}" for a in assessment.advisories
-        )
+        lines.extend(f"  - {advisory_text(a, advice)}" for a in assessment.advisories)
     missing = [n.analyte for n in assessment.not_evaluable if n.reason == "missing" and n.analyte]
     if missing:
         names = ", ".join(dict.fromkeys(analyte_text(name) for name in missing))

@@ -191,6 +191,19 @@ def values_text(finding: Finding) -> str:
     return "; ".join(value_phrase(value) for value in finding.values)
 
 
+def advisory_text(advisory: Finding, advice: Mapping[str, str]) -> str:
+    """An advisory's words: the engine's note when it has one (it names its values), else the rule
+    set's advice, after the values it rests on and their thresholds ("TSAT 50 % on 2026-11-01
+    (TSAT >= 45 %): iron supplementation may risk iron overload (IRLSSG 2018).")."""
+    if advisory.note:
+        return display_units(advisory.note)
+    text = advice.get(advisory.code) or advisory.display
+    if not (advisory.values and advisory.thresholds):  # a general caveat (altitude, chronicity) stands alone
+        return text
+    lowered = text if text[1:2].isupper() else f"{text[:1].lower()}{text[1:]}"  # keep "WHO", "TSAT"
+    return f"{values_text(advisory)} ({thresholds_text(advisory.thresholds)}): {lowered}"
+
+
 # --- the rule set's words --------------------------------------------------------------------------
 
 

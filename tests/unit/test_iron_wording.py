@@ -82,7 +82,10 @@ def test_overload_tsat_with_low_ferritin_never_suggests_iron_therapy() -> None:
         "but iron therapy for RLS is not indicated at these values (see the iron-therapy band and advisories)."
     )
     assert "Iron therapy band: not-indicated: iron therapy not indicated by iron status (AASM 2024; IRLSSG 2018)" in out
-    assert "  - TSAT >= 45 %: iron supplementation may risk iron overload (IRLSSG)." in out
+    # the advisory names the value it rests on, against its own threshold, once (D23)
+    assert (
+        "  - TSAT 50 % on 2026-03-05 (TSAT >= 45 %): iron supplementation may risk iron overload (IRLSSG 2018)." in out
+    )
     summary, detail = card(assessment, "iron-insufficient-for-rls")
     assert summary == (
         "Iron below RLS target: ferritin 40 µg/L on 2026-03-05 (<= 75 µg/L); "
@@ -97,12 +100,12 @@ def test_very_high_ferritin_with_low_tsat_gets_the_caveat_not_iron_therapy() -> 
     assessment = assess(iron(1600, 8))
     out = lines(assessment)
     assert (
-        "  - Ferritin > 300 µg/L with TSAT < 20 % suggests inflammation or functional iron deficiency; "
-        "iron therapy for RLS is not supported at this ferritin."
+        "  - ferritin 1600 µg/L on 2026-03-05; TSAT 8 % on 2026-03-05 (ferritin > 300 µg/L, TSAT < 20 %): "
+        "suggests inflammation or functional iron deficiency; iron therapy for RLS is not supported at this ferritin."
     ) in out
     assert "Iron therapy band: not-indicated: iron therapy not indicated by iron status (AASM 2024; IRLSSG 2018)" in out
     summary, detail = card(assessment, "iron-insufficient-for-rls")
-    assert "- High ferritin with low TSAT: Ferritin > 300 µg/L with TSAT < 20 % suggests inflammation" in detail
+    assert "- High ferritin with low TSAT: ferritin 1600 µg/L on 2026-03-05; TSAT 8 % on 2026-03-05" in detail
     for words in (text(assessment), summary, detail):
         assert "Consider iron therapy" not in words
         assert "oral or IV" not in words

@@ -22,8 +22,8 @@ from rls_screen.knowledge import Knowledge
 from rls_screen.model import Assessment, Finding, ValueUsed
 from rls_screen.wording import (
     advice_for,
+    advisory_text,
     analyte_text,
-    display_units,
     equivalents_text,
     iron_band_text,
     pregnancy_text,
@@ -241,8 +241,7 @@ class CardParts:
         lines = []
         for advisory in assessment.advisories:
             if advisory.code in codes:
-                text = display_units(advisory.note) if advisory.note else self._advice.get(advisory.code, "")
-                lines.append(f"- {advisory.display}: {text}")
+                lines.append(f"- {advisory.display}: {advisory_text(advisory, self._advice)}")
         return [*dict.fromkeys(lines), ""] if lines else []
 
     def _missing_iron_text(self, assessment: Assessment) -> str:
