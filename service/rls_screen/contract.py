@@ -164,12 +164,18 @@ class DataContract:
 
     def wanted(self, resource: Mapping[str, Any], as_of: date) -> bool:
         """Whether a resource of another type than Patient is inside the contract (type, code, status, window)."""
-        kind = resource.get("resourceType")
-        if kind == "Observation":
-            if not self._coded_in(resource, self.observation_codings) and not self._component_in(resource):
-                return False
+        if not self.in_scope(resource):
+            return False
+        if resource.get("resourceType") == "Observation":
             effective = effective_of(resource)
             return effective is None or effective.date() >= self.window_start(as_of)
+        return True
+
+    def in_scope(self, resource: Mapping[str, Any]) -> bool:
+        """What a search of the contract returns: type, codes and statuses, without the window."""
+        kind = resource.get("resourceType")
+        if kind == "Observation":
+            return self._coded_in(resource, self.observation_codings) or self._component_in(resource)
         if kind == "Condition":
             return self._coded_in(resource, self.condition_codings)
         if kind == "Procedure":
