@@ -60,6 +60,8 @@ CONDITIONS_KEY = "conditions"
 OBSERVATIONS_KEY = "observations"
 PROCEDURES_KEY = "procedures"
 MEDICATIONS_KEY = "medications"
+CONTRACT_KEYS = (PATIENT_KEY, CONDITIONS_KEY, OBSERVATIONS_KEY, PROCEDURES_KEY, MEDICATIONS_KEY)
+"""The CDS prefetch keys of the contract: the Patient, then one per search."""
 
 
 def _token_list(codings: frozenset[Coding]) -> str:

@@ -14,7 +14,7 @@ from typing import Any
 from rls_screen.contract import CONTRACT_TYPES
 from rls_screen.errors import InputError
 from rls_screen.model import PatientFacts, Sex
-from rls_screen.references import PatientLink
+from rls_screen.references import PatientLink, patient_full_url
 
 BUNDLE_TYPES = frozenset({"collection", "searchset", "transaction", "batch", "transaction-response"})
 LINKED_TYPES = tuple(kind for kind in CONTRACT_TYPES if kind != "Patient")
@@ -114,24 +114,9 @@ def from_bundle(bundle: Any) -> PatientData:
     if not isinstance(patient.get("id"), str) or not patient["id"]:
         raise InputError("the Patient has no id")
     # D1: inside a Bundle, references resolve against the entries' fullUrl too (urn:uuid:..., absolute)
-    full_url = _patient_full_url(patients[0].get("fullUrl"), patient["id"])
+    try:
+        full_url = patient_full_url(patients[0].get("fullUrl"), patient["id"])
+    except ValueError as error:
+        raise InputError(str(error)) from None
     link = PatientLink.of(patient["id"], full_urls=(full_url,) if full_url else ())
     return group_resources(patient, (e["resource"] for e in held if e["resource"] is not patient), link=link)
-
-
-def _patient_full_url(full_url: Any, patient_id: str) -> str | None:
-    """The Patient entry's fullUrl when it can name this Patient: ``urn:uuid:``/``urn:oid:``, or an
-    absolute URL ending ``/Patient/<its id>``. A relative or mismatching fullUrl ("Patient/OTHER" on
-    Patient p1) would make another patient's references resolve to this one: it is refused."""
-    if not isinstance(full_url, str) or not full_url:
-        return None
-    if full_url.startswith(("urn:uuid:", "urn:oid:")):
-        return full_url
-    if full_url.startswith(("http://", "https://")) and _without_history(full_url).endswith(f"/Patient/{patient_id}"):
-        return full_url
-    raise InputError("the Patient entry's fullUrl does not name this Patient (relative, or another id)")
-
-
-def _without_history(url: str) -> str:
-    head, sep, _ = url.rstrip("/").partition("/_history/")
-    return head if sep else url.rstrip("/")

@@ -102,6 +102,22 @@ class PatientLink:
         return self.why_not_linked(resource) is None
 
 
+def patient_full_url(full_url: Any, patient_id: str) -> str | None:
+    """The Patient entry's fullUrl when it can name this Patient: ``urn:uuid:``/``urn:oid:``, or an
+    absolute URL ending ``/Patient/<its id>``; None when there is none. A relative or mismatching
+    fullUrl ("Patient/OTHER" on Patient p1) would make another patient's references resolve to this
+    one: ``ValueError``."""
+    if not isinstance(full_url, str) or not full_url:
+        return None
+    if full_url.startswith(("urn:uuid:", "urn:oid:")):
+        return full_url
+    if full_url.startswith(("http://", "https://")) and _HISTORY.sub("", full_url.rstrip("/")).endswith(
+        f"/Patient/{patient_id}"
+    ):
+        return full_url
+    raise ValueError("the Patient entry's fullUrl does not name this Patient (relative, or another id)")
+
+
 def patient_id_of(reference: Any, base_url: str | None = None) -> str | None:
     """The patient id a reference names when it is ``Patient/<id>`` or ``<base_url>/Patient/<id>``; else None.
 

@@ -35,7 +35,7 @@ from rls_screen.cds.prefetch import FhirAccess, FhirAccessConfig, PatientDataRes
 from rls_screen.cds.services import ORDER_SELECT_SERVICE, ORDER_SIGN_SERVICE, PATIENT_VIEW_SERVICE
 from rls_screen.cds.settings import CdsSettings
 from rls_screen.codesets import value_set_url
-from rls_screen.contract import MEDICATIONS_KEY, OBSERVATIONS_KEY, PATIENT_KEY, PROCEDURES_KEY
+from rls_screen.contract import CONDITIONS_KEY, CONTRACT_KEYS
 from rls_screen.engine import is_active_condition
 from rls_screen.knowledge import Knowledge
 from rls_screen.model import Assessment
@@ -70,14 +70,14 @@ def has_active_rls(conditions: Sequence[Mapping[str, Any]], knowledge: Knowledge
     return False
 
 
-CONTRACT_KEYS = (PATIENT_KEY, OBSERVATIONS_KEY, PROCEDURES_KEY, MEDICATIONS_KEY)
+AFTER_GATE_KEYS = tuple(key for key in CONTRACT_KEYS if key != CONDITIONS_KEY)
 """The keys read once the RLS gate is open (the Conditions were read for the gate): the data contract (D2)."""
 
 
 def assess_call_data(resolver: PatientDataResolver, link: PatientLink, knowledge: Knowledge) -> Assessment:
     """The Assessment of a call's patient from the prefetch and fallback reads: every service reads the
     same data (the contract), so one patient gets one Assessment whichever hook asked."""
-    resolver.fetch_missing(CONTRACT_KEYS)
+    resolver.fetch_missing(AFTER_GATE_KEYS)
     patient = resolver.patient()
     resources = [
         *resolver.conditions(),

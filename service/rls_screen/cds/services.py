@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from rls_screen.cds.models import Discovery, ServiceDescriptor
 from rls_screen.cds.prefetch import prefetch_templates
-from rls_screen.contract import CONDITIONS_KEY, MEDICATIONS_KEY, OBSERVATIONS_KEY, PATIENT_KEY, PROCEDURES_KEY
+from rls_screen.contract import CONTRACT_KEYS
 from rls_screen.knowledge import Knowledge
 
 PATIENT_VIEW_SERVICE = "rls-secondary-causes"
@@ -24,8 +24,7 @@ USAGE = (
 )
 
 
-CONTRACT_PREFETCH_KEYS = (PATIENT_KEY, CONDITIONS_KEY, OBSERVATIONS_KEY, PROCEDURES_KEY, MEDICATIONS_KEY)
-"""Every service asks for the whole data contract (D2): one patient, one Assessment, whichever hook."""
+# Every service asks for the whole data contract (D2): one patient, one Assessment, whichever hook.
 
 
 @dataclass(frozen=True)
@@ -49,7 +48,7 @@ SERVICES: tuple[ServiceDefinition, ...] = (
             "missing iron studies, anaemia, reduced kidney function or kidney failure, and magnesium, "
             "potassium or calcium changes that mimic leg symptoms; returns a card only for what can be acted on."
         ),
-        prefetch_keys=CONTRACT_PREFETCH_KEYS,
+        prefetch_keys=CONTRACT_KEYS,
     ),
     ServiceDefinition(
         id=ORDER_SELECT_SERVICE,
@@ -60,7 +59,7 @@ SERVICES: tuple[ServiceDefinition, ...] = (
             "ligand is selected for a patient with RLS while iron studies are missing or iron is low, says "
             "so (AASM 2024: iron first); when a medicine that may aggravate RLS is selected, warns."
         ),
-        prefetch_keys=CONTRACT_PREFETCH_KEYS,
+        prefetch_keys=CONTRACT_KEYS,
     ),
     ServiceDefinition(
         id=ORDER_SIGN_SERVICE,
@@ -70,7 +69,7 @@ SERVICES: tuple[ServiceDefinition, ...] = (
             "The order check of rls-order-check-select, on every draft order at signing: RLS drugs while "
             "iron studies are missing or iron is low (AASM 2024), and medicines that may aggravate RLS."
         ),
-        prefetch_keys=CONTRACT_PREFETCH_KEYS,
+        prefetch_keys=CONTRACT_KEYS,
     ),
 )
 SERVICES_BY_ID = {service.id: service for service in SERVICES}
