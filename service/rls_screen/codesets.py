@@ -43,6 +43,8 @@ class CodeConcept:
     display: str
     definition: str
     kind: str
+    role: str = ""
+    """Findings only: established-cause | related | test-to-consider | mimic-or-aggravator (rls_screen.priority)."""
 
 
 @dataclass(frozen=True)
@@ -130,12 +132,13 @@ def _expand(url: str, raw: Mapping[str, dict[str, Any]], seen: tuple[str, ...] =
 def _concepts(code_system: Mapping[str, Any]) -> dict[str, CodeConcept]:
     concepts: dict[str, CodeConcept] = {}
     for concept in code_system.get("concept", []):
-        kind = next((p.get("valueCode", "") for p in concept.get("property", []) if p.get("code") == "kind"), "")
+        properties = {p.get("code"): p.get("valueCode", "") for p in concept.get("property", [])}
         concepts[concept["code"]] = CodeConcept(
             code=concept["code"],
             display=concept.get("display", concept["code"]),
             definition=concept.get("definition", ""),
-            kind=kind,
+            kind=properties.get("kind", ""),
+            role=properties.get("role", ""),
         )
     return concepts
 
