@@ -77,19 +77,6 @@ class Bound:
         return f"{self.comparator or ''}{value}"
 
 
-_set_bound_value = Bound.__dict__["value"].__set__
-_set_bound_comparator = Bound.__dict__["comparator"].__set__
-_new_object = object.__new__
-
-
-def bound(value: float, comparator: Comparator | None = None) -> Bound:
-    """``Bound(value, comparator)``, built without the frozen dataclass ``__init__`` (one per Observation)."""
-    result: Bound = _new_object(Bound)
-    _set_bound_value(result, value)
-    _set_bound_comparator(result, comparator)
-    return result
-
-
 def combine_monotonic(function: Callable[..., float], *inputs: tuple[Bound, bool]) -> Bound | None:
     """Apply a function monotonic in each input (``(bound, increasing)``) to bounds.
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Literal
 
@@ -58,19 +58,6 @@ class UnitTable:
     canonical_unit: Mapping[str, str]
     factors: Mapping[str, Mapping[str, Factor]]
     aliases: Mapping[str, str]
-    ucum_fast: Mapping[tuple[str, str], tuple[bool, float, str]] = field(init=False, repr=False, compare=False)
-    """(analyte, UCUM code) -> (True to multiply / False to divide, number, canonical unit), from ``factors``."""
-
-    def __post_init__(self) -> None:
-        # The common case of ``to_canonical`` as one lookup, for the engine's per-Observation hot path
-        # (``observations.classify``); derived once, left out of equality and repr.
-        fast = {
-            (analyte, code): (factor.operation == "multiply", factor.number, self.canonical_unit[analyte])
-            for analyte, table in self.factors.items()
-            if analyte in self.canonical_unit
-            for code, factor in table.items()
-        }
-        object.__setattr__(self, "ucum_fast", fast)  # frozen dataclass: derived once, here
 
     def resolve_unit(self, analyte: str, quantity: Mapping[str, Any]) -> tuple[str, UnitSource] | UnitProblem:
         """The UCUM unit of a Quantity for this analyte, or why it cannot be known."""

@@ -12,7 +12,6 @@ import json
 import multiprocessing
 import multiprocessing.context
 import os
-import re
 import sqlite3
 import sys
 import threading
@@ -25,24 +24,20 @@ from typing import Any, NamedTuple
 
 import orjson
 
+from rls_screen.batch.ndjson_lines import (
+    BadLineError,
+    is_plain,
+    line_contents,
+    line_patient,
+    parse_line,
+    physical_lines,
+)
+from rls_screen.batch.ndjson_lines import patient_id_from_text as patient_id_from_text
 from rls_screen.contract import CONTRACT_TYPES
 from rls_screen.errors import InputError
 from rls_screen.patient_data import PatientData, group_resources
 
-FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 NDJSON_TYPES = CONTRACT_TYPES
-
-
-def patient_id_from_text(reference: str) -> str | None:
-    """'Patient/abc' or 'abc' -> 'abc'; anything else -> None."""
-    value = reference.strip()
-    if "/" in value:
-        kind, _, rest = value.rpartition("/")
-        if not kind.endswith("Patient"):
-            return None
-        value = rest
-    return value if FHIR_ID.match(value) else None
-
 
 _NDJSON_SCHEMA = """
 CREATE TABLE IF NOT EXISTS source_file (
@@ -61,11 +56,6 @@ _CHUNK_BYTES = 4 << 20
 """Work unit of the parallel indexing scan: a slice of one file, cut after a newline."""
 _PARALLEL_FROM_BYTES = 32 << 20
 """Below this much NDJSON, indexing runs in-process (starting workers would cost more than it saves)."""
-_LINE_END = re.compile(rb"\r\n|\r|\n")
-_DIGITS_TO_ZERO = bytes.maketrans(b"0123456789", b"0" * 10)
-_LONG_NUMBER = b"0" * 19
-"""orjson reads integers beyond 64 bits as floats where the json module keeps them exact: lines with a run
-of 19+ digits are parsed with the json module, so both parsers always give the same objects."""
 
 
 class _Run(NamedTuple):
@@ -93,98 +83,17 @@ class _ChunkScan:
     lines: int
 
 
-def _physical_lines(data: bytes) -> Iterator[tuple[int, int, bytes]]:
-    """(start, stop, content) of each line of ``data``, split as text mode reads a file (universal newlines)."""
-    if b"\r" not in data:
-        position = 0
-        parts = data.split(b"\n")
-        last = len(parts) - 1
-        for number, content in enumerate(parts):
-            if number == last:
-                if content:
-                    yield position, position + len(content), content
-                return
-            stop = position + len(content) + 1
-            yield position, stop, content
-            position = stop
-        return
-    position = 0
-    for match in _LINE_END.finditer(data):
-        yield position, match.end(), data[position : match.start()]
-        position = match.end()
-    if position < len(data):
-        yield position, len(data), data[position:]
-
-
-def _line_contents(data: bytes) -> list[bytes]:
-    """The content of each line of ``data`` (as ``_physical_lines`` yields them), without their positions."""
-    if b"\r" in data:
-        return [content for _, _, content in _physical_lines(data)]
-    contents = data.split(b"\n")
-    if not contents[-1]:
-        contents.pop()
-    return contents
-
-
-class _BadLineError(ValueError):
-    """A line that is not UTF-8 or not JSON the json module can read; the message is the problem, no content."""
-
-
-def _parse_line(content: bytes, plain: bool) -> Any:
-    """One NDJSON line as the json module reads it (orjson when that gives the same objects, it is ~3x faster).
-
-    ``_BadLineError`` for a line that is not UTF-8, not JSON, or nested too deeply for the json module (its
-    RecursionError depends on the stack depth of the caller, so it is caught here, where every caller
-    passes): one bad line of an export is skipped and reported, it never ends the batch.
-    """
-    if plain:
-        try:
-            return orjson.loads(content)
-        except orjson.JSONDecodeError:
-            pass  # NaN, Infinity, lone surrogates, a BOM...: the json module decides, as it always did
-    try:
-        text = content.decode("utf-8")
-    except UnicodeDecodeError:
-        raise _BadLineError("not UTF-8 text") from None
-    try:
-        return json.loads(text)
-    except RecursionError:
-        raise _BadLineError("not JSON (nested too deeply)") from None
-    except json.JSONDecodeError:
-        raise _BadLineError("not JSON") from None
-
-
-def _resource_patient(resource: Any, last: list[str | None]) -> tuple[str | None, str | None, str | None]:
-    """(patient id, resource type, problem) of one parsed line.
-
-    ``last`` holds the previous [reference, patient id]: an export lists a patient's resources together.
-    """
-    if not isinstance(resource, dict):
-        return None, None, "not a resource, skipped"
-    kind = resource.get("resourceType")
-    if kind == "Patient":
-        patient_id = resource.get("id")
-    else:
-        subject = resource.get("subject") or resource.get("patient") or {}
-        if isinstance(subject, dict):
-            reference = str(subject.get("reference", ""))
-            if reference != last[0]:
-                last[0], last[1] = reference, patient_id_from_text(reference)
-            patient_id = last[1]
-        else:
-            patient_id = None
-    if not isinstance(patient_id, str) or not patient_id:
-        return None, None, f"{kind} without a patient, skipped"
-    return patient_id, str(kind), None
-
-
 def _scan_chunk(task: tuple[int, str, int, int]) -> _ChunkScan:
-    """Parse every line of one slice of a file; group consecutive lines of one patient into runs."""
+    """Find the type and patient of every line of one slice of a file; group consecutive lines of one patient into runs.
+
+    Lines are not made into Python objects here (``ndjson_lines.line_patient``): the reader parses each
+    line once, when its patient is screened.
+    """
     file_no, path, offset, stop = task
     with open(path, "rb") as stream:
         stream.seek(offset)
         data = stream.read(stop - offset)
-    chunk_plain = _LONG_NUMBER not in data.translate(_DIGITS_TO_ZERO)
+    chunk_plain = is_plain(data)
     runs: list[_Run] = []
     problems: list[tuple[int, str]] = []
     # the run being built, as locals (this loop runs once per line of the export)
@@ -194,18 +103,17 @@ def _scan_chunk(task: tuple[int, str, int, int]) -> _ChunkScan:
     run_plain = True
     last_reference: list[str | None] = [None, None]
     number = 0
-    for number, (start, end, content) in enumerate(_physical_lines(data), start=1):
+    for number, (start, end, content) in enumerate(physical_lines(data), start=1):
         patient_id = kind = None
-        plain = chunk_plain or _LONG_NUMBER not in content.translate(_DIGITS_TO_ZERO)
+        plain = chunk_plain or is_plain(content)
         if content.strip():  # else a blank line, skipped
             try:
-                resource = _parse_line(content, plain)
-            except _BadLineError as bad:
+                patient_id, kind, problem = line_patient(content, plain, last_reference)
+            except BadLineError as bad:
                 # text mode strips more than bytes.strip() (e.g. U+00A0, U+001C): such a line was blank too
                 if content.decode("utf-8", errors="replace").strip():
                     problems.append((number, f"{bad}, skipped"))
             else:
-                patient_id, kind, problem = _resource_patient(resource, last_reference)
                 if problem is not None:
                     problems.append((number, problem))
         if patient_id is not None and kind is not None and patient_id == run_patient and kind == run_kind:
@@ -270,11 +178,13 @@ def _ordered_in_processes(
 class NdjsonIndex:
     """Where each patient's lines are in the NDJSON files (an SQLite file of runs), to read one patient at a time.
 
-    Indexing parses every line once (orjson, across processes for large exports) and records, per file,
-    the byte ranges of consecutive lines about one patient; the resources themselves stay in the files,
-    so the index is small and memory stays flat however large the panel is. Reading a patient reads
-    its byte ranges back and parses them. The files must not change while a job uses the index: each
-    file's size and modification time are recorded and checked when the index is reopened.
+    Indexing checks every line and reads its type and patient (msgspec, without building the line's
+    objects; across processes for large exports) and records, per file, the byte ranges of consecutive
+    lines about one patient; the resources themselves stay in the files, so the index is small and
+    memory stays flat however large the panel is. Reading a patient reads its byte ranges back and
+    parses them: the one parse of each line into Python objects. The files must not change while a job
+    uses the index: each file's size and modification time are recorded and checked when the index is
+    reopened.
     """
 
     def __init__(self, path: Path, *, workers: int | None = None) -> None:
@@ -428,16 +338,16 @@ class NdjsonIndex:
             data = os.pread(self._descriptor(file_no), stop - start, start)
             if len(data) != stop - start:
                 raise InputError(f"{self._file_paths[file_no]} changed after it was indexed for this job")
-            contents = _line_contents(data)
+            contents = line_contents(data)
             try:
                 if plain:  # the common case: every line of the run parsed by orjson at once (same objects)
                     try:
                         resources = [orjson.loads(content) for content in contents]
                     except orjson.JSONDecodeError:
-                        resources = [_parse_line(content, True) for content in contents]
+                        resources = [parse_line(content, True) for content in contents]
                 else:
-                    resources = [_parse_line(content, False) for content in contents]
-            except _BadLineError as bad:
+                    resources = [parse_line(content, False) for content in contents]
+            except BadLineError as bad:
                 # Parsed when indexed: the file changed in place, or the json module ran out of stack
                 # here where it did not while indexing. This patient fails; the batch goes on.
                 name = Path(self._file_paths[file_no]).name
