@@ -17,24 +17,31 @@ from typing import Any, Literal
 from rls_screen.codesets import UCUM
 from rls_screen.errors import ConfigurationError
 
-UnitSource = Literal["ucum-code", "unit-text", "unit-alias"]
+UnitSource = Literal["ucum-code", "unit-text", "unit-alias", "unitless"]
 UNIT_READ_FROM_TEXT = "unit read from text"
 """D6 (docs/rules.md section 7): what the output says when the unit came from ``Quantity.unit`` text."""
 
 
 @dataclass(frozen=True, slots=True)
 class Factor:
-    """``canonical = value * number`` or ``value / number``, kept as the spec writes it."""
+    """``canonical = value * number`` or ``value / number``, then ``+ offset``, kept as the spec writes it.
+
+    The offset makes a conversion affine (W8: HbA1c % = mmol/mol / 10.929 + 2.15); it is still increasing,
+    so a bound stays a bound of the same direction.
+    """
 
     operation: Literal["multiply", "divide"]
     number: float
+    offset: float = 0.0
 
     def apply(self, value: float) -> float:
-        return value * self.number if self.operation == "multiply" else value / self.number
+        scaled = value * self.number if self.operation == "multiply" else value / self.number
+        return scaled + self.offset
 
     def invert(self, value: float) -> float:
         """From the canonical unit back to this unit (used by tests and the synthetic panel)."""
-        return value / self.number if self.operation == "multiply" else value * self.number
+        shifted = value - self.offset
+        return shifted / self.number if self.operation == "multiply" else shifted * self.number
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +65,8 @@ class UnitTable:
     canonical_unit: Mapping[str, str]
     factors: Mapping[str, Mapping[str, Factor]]
     aliases: Mapping[str, str]
+    unitless: Mapping[str, str] = field(default_factory=dict)
+    """Analyte -> the unit a Quantity with no unit at all (or a ``valueInteger``) is read in (W13: a score)."""
     ucum_fast: Mapping[tuple[str, str], tuple[bool, float, str]] = field(init=False, repr=False, compare=False)
     """(analyte, UCUM code) -> (True to multiply / False to divide, number, canonical unit), from ``factors``."""
 
@@ -69,6 +78,7 @@ class UnitTable:
             for analyte, table in self.factors.items()
             if analyte in self.canonical_unit
             for code, factor in table.items()
+            if factor.offset == 0.0  # an affine conversion goes through ``to_canonical``
         }
         object.__setattr__(self, "ucum_fast", fast)  # frozen dataclass: derived once, here
 
@@ -97,6 +107,9 @@ class UnitTable:
         shown = text or code
         if shown:
             return UnitProblem(f"unit '{shown}' is not understood for {analyte}")
+        unitless = self.unitless.get(analyte)
+        if unitless is not None:  # W13: a score reported without a unit
+            return unitless, "unitless"
         return UnitProblem(f"no unit given for {analyte}")
 
     def to_canonical(self, analyte: str, value: float, quantity: Mapping[str, Any]) -> Converted | UnitProblem:
@@ -119,6 +132,7 @@ class UnitTable:
 def parse_unit_table(raw: Mapping[str, Any], source: str = "units.json") -> UnitTable:
     canonical: dict[str, str] = {}
     factors: dict[str, dict[str, Factor]] = {}
+    unitless: dict[str, str] = {}
     for analyte, spec in raw.get("analytes", {}).items():
         canonical[analyte] = spec["canonicalUnit"]
         table: dict[str, Factor] = {}
@@ -129,15 +143,24 @@ def parse_unit_table(raw: Mapping[str, Any], source: str = "units.json") -> Unit
             number = multiply if multiply is not None else divide
             if not isinstance(number, int | float) or number <= 0:
                 raise ConfigurationError(f"{source}: {analyte} {conversion.get('from')}: factor must be > 0")
-            table[conversion["from"]] = Factor("multiply" if multiply is not None else "divide", float(number))
+            offset = conversion.get("add", 0)
+            if not isinstance(offset, int | float) or isinstance(offset, bool):
+                raise ConfigurationError(f"{source}: {analyte} {conversion.get('from')}: add must be a number")
+            operation: Literal["multiply", "divide"] = "multiply" if multiply is not None else "divide"
+            table[conversion["from"]] = Factor(operation, float(number), float(offset))
         if canonical[analyte] not in table:
             raise ConfigurationError(f"{source}: {analyte}: the canonical unit needs its own entry")
         factors[analyte] = table
+        if "unitless" in spec:
+            if spec["unitless"] not in table:
+                raise ConfigurationError(f"{source}: {analyte}: the unitless unit needs its own entry")
+            unitless[analyte] = spec["unitless"]
     return UnitTable(
         version=str(raw.get("version", "")),
         canonical_unit=canonical,
         factors=factors,
         aliases=dict(raw.get("unitTextAliases", {})),
+        unitless=unitless,
     )
 
 

@@ -218,7 +218,10 @@ def test_ucum_fast_is_to_canonical_for_every_ucum_code() -> None:
     units = knowledge().units
     assert units.ucum_fast
     for analyte, table in units.factors.items():
-        for code in table:
+        for code, factor in table.items():
+            if factor.offset:  # W8: an affine conversion (HbA1c mmol/mol) is left to ``to_canonical``
+                assert (analyte, code) not in units.ucum_fast
+                continue
             multiply, number, canonical = units.ucum_fast[(analyte, code)]
             converted = units.to_canonical(analyte, 7.3, {"value": 7.3, "system": UCUM, "code": code})
             assert isinstance(converted, Converted)
