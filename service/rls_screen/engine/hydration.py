@@ -54,7 +54,7 @@ def evaluate_hydration(ev: Evaluation, age_years: int | None) -> None:
     _evaluate_hypernatremia(ev)
     rule = ev.rules.hydration
     if age_years is None:
-        if any(ev.latest.get(analyte) for analyte in ("osmolality", *OSMOLARITY_INPUTS)):
+        if ev.latest.get("osmolality") or ev.latest.get("sodium"):  # not for a potassium alone
             ev.indeterminate(
                 "sodium", "possible-dehydration", None, f"birth date unknown: adults ({rule.from_age_years} y) only"
             )
