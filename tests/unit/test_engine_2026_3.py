@@ -126,7 +126,7 @@ def test_pregnancy_reports_only_b12_deficiency_with_its_caveat(value: float, exp
     assert section_11(result) == expected
     if expected:
         note = result.finding("b12-deficiency").note or ""  # type: ignore[union-attr]
-        assert "Total B12 falls in pregnancy; active B12 is the preferred test (NICE NG239)." in note
+        assert "total B12 falls in pregnancy; active B12 is the preferred test (NICE NG239)" in note
 
 
 def test_the_lab_range_is_shown_and_never_decides() -> None:
