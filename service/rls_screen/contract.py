@@ -20,7 +20,10 @@ Patient             the patient itself (sex, birth date)
 Observation         every analyte code (LOINC and site-mapped local codes) and the look-alike
                     codes the output explains (UIBC, non-eGFR clearances), as the Observation's
                     code or as a component's code (D5: a panel's component is a result of its own):
-                    searched with ``combo-code``; dated on or after ``as_of - window_days``
+                    searched with ``combo-code``; dated on or after ``as_of - window_days``.
+                    Matched on code, never on category: the AUDIT-C total score (75626-2, W13) is
+                    a survey Observation (category survey or social-history) read as the labs are,
+                    and no other survey Observation comes in by its category
 Condition           ValueSets rls-condition, pregnancy-condition, dialysis
 Procedure           ValueSet dialysis
 MedicationRequest   status active, on-hold or draft (the engine decides which drugs matter)

@@ -104,7 +104,7 @@ def _usable_moment(
 
 _PARENT_FIELDS = ("id", "status", "effectiveDateTime", "effectivePeriod", "issued", "subject", "meta")
 """D5: what a component takes from its parent Observation (status, date, subject and id)."""
-_COMPONENT_FIELDS = ("code", "valueQuantity", "valueCodeableConcept", "valueString", "dataAbsentReason")
+_COMPONENT_FIELDS = ("code", "valueQuantity", "valueInteger", "valueCodeableConcept", "valueString", "dataAbsentReason")
 _COMPONENT_EXTRAS = ("referenceRange", "interpretation")
 
 
@@ -218,6 +218,9 @@ def _classify(
         )
 
     quantity = observation.get("valueQuantity")
+    integer = observation.get("valueInteger")
+    if quantity is None and type(integer) is int:
+        quantity = {"value": integer}  # W13: a survey score; the unit table decides whether no unit is usable
     if type(quantity) is not dict and not isinstance(quantity, Mapping):
         if "dataAbsentReason" in observation:
             return _problem(

@@ -10,31 +10,38 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any, Literal
 
 from rls_screen.codesets import UCUM
 from rls_screen.errors import ConfigurationError
 
-UnitSource = Literal["ucum-code", "unit-text", "unit-alias"]
+UnitSource = Literal["ucum-code", "unit-text", "unit-alias", "unitless"]
 UNIT_READ_FROM_TEXT = "unit read from text"
 """D6 (docs/rules.md section 7): what the output says when the unit came from ``Quantity.unit`` text."""
 
 
 @dataclass(frozen=True, slots=True)
 class Factor:
-    """``canonical = value * number`` or ``value / number``, kept as the spec writes it."""
+    """``canonical = value * number`` or ``value / number``, then ``+ offset``, kept as the spec writes it.
+
+    The offset makes a conversion affine (W8: HbA1c % = mmol/mol / 10.929 + 2.15); it is still increasing,
+    so a bound stays a bound of the same direction.
+    """
 
     operation: Literal["multiply", "divide"]
     number: float
+    offset: float = 0.0
 
     def apply(self, value: float) -> float:
-        return value * self.number if self.operation == "multiply" else value / self.number
+        scaled = value * self.number if self.operation == "multiply" else value / self.number
+        return scaled + self.offset
 
     def invert(self, value: float) -> float:
         """From the canonical unit back to this unit (used by tests and the synthetic panel)."""
-        return value / self.number if self.operation == "multiply" else value * self.number
+        shifted = value - self.offset
+        return shifted / self.number if self.operation == "multiply" else shifted * self.number
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +65,8 @@ class UnitTable:
     canonical_unit: Mapping[str, str]
     factors: Mapping[str, Mapping[str, Factor]]
     aliases: Mapping[str, str]
+    unitless: Mapping[str, str] = field(default_factory=dict)
+    """Analyte -> the unit a Quantity with no unit at all (or a ``valueInteger``) is read in (W13: a score)."""
 
     def resolve_unit(self, analyte: str, quantity: Mapping[str, Any]) -> tuple[str, UnitSource] | UnitProblem:
         """The UCUM unit of a Quantity for this analyte, or why it cannot be known."""
@@ -84,6 +93,9 @@ class UnitTable:
         shown = text or code
         if shown:
             return UnitProblem(f"unit '{shown}' is not understood for {analyte}")
+        unitless = self.unitless.get(analyte)
+        if unitless is not None:  # W13: a score reported without a unit
+            return unitless, "unitless"
         return UnitProblem(f"no unit given for {analyte}")
 
     def to_canonical(self, analyte: str, value: float, quantity: Mapping[str, Any]) -> Converted | UnitProblem:
@@ -106,6 +118,7 @@ class UnitTable:
 def parse_unit_table(raw: Mapping[str, Any], source: str = "units.json") -> UnitTable:
     canonical: dict[str, str] = {}
     factors: dict[str, dict[str, Factor]] = {}
+    unitless: dict[str, str] = {}
     for analyte, spec in raw.get("analytes", {}).items():
         canonical[analyte] = spec["canonicalUnit"]
         table: dict[str, Factor] = {}
@@ -116,15 +129,24 @@ def parse_unit_table(raw: Mapping[str, Any], source: str = "units.json") -> Unit
             number = multiply if multiply is not None else divide
             if not isinstance(number, int | float) or number <= 0:
                 raise ConfigurationError(f"{source}: {analyte} {conversion.get('from')}: factor must be > 0")
-            table[conversion["from"]] = Factor("multiply" if multiply is not None else "divide", float(number))
+            offset = conversion.get("add", 0)
+            if not isinstance(offset, int | float) or isinstance(offset, bool):
+                raise ConfigurationError(f"{source}: {analyte} {conversion.get('from')}: add must be a number")
+            operation: Literal["multiply", "divide"] = "multiply" if multiply is not None else "divide"
+            table[conversion["from"]] = Factor(operation, float(number), float(offset))
         if canonical[analyte] not in table:
             raise ConfigurationError(f"{source}: {analyte}: the canonical unit needs its own entry")
         factors[analyte] = table
+        if "unitless" in spec:
+            if spec["unitless"] not in table:
+                raise ConfigurationError(f"{source}: {analyte}: the unitless unit needs its own entry")
+            unitless[analyte] = spec["unitless"]
     return UnitTable(
         version=str(raw.get("version", "")),
         canonical_unit=canonical,
         factors=factors,
         aliases=dict(raw.get("unitTextAliases", {})),
+        unitless=unitless,
     )
 
 

@@ -35,6 +35,15 @@ ANALYTE_NAMES: Mapping[str, str] = {
     "calcium-corrected": "albumin-corrected calcium",
     "pregnancy-status": "pregnancy status",
     "gestational-age": "gestational age",
+    "b12": "vitamin B12",
+    "folate": "folate",
+    "hba1c": "HbA1c",
+    "osmolality": "osmolality",
+    "osmolarity": "calculated osmolarity",
+    "sodium": "sodium",
+    "glucose": "glucose",
+    "urea-nitrogen": "urea nitrogen",
+    "audit-c": "AUDIT-C",
 }
 """Analyte key -> clinician name (threshold names such as 'hemoglobin (female, non-pregnant)' too)."""
 
@@ -45,6 +54,9 @@ UNIT_NAMES: Mapping[str, str] = {
     "meq/L": "mEq/L",
     "mL/min/{1.73_m2}": "mL/min/1.73 m²",
     "wk": "weeks",
+    "mosm/kg": "mOsm/kg",
+    "mosm/L": "mOsm/L",
+    "{score}": "points",
 }
 """UCUM code -> display form; a code not listed (g/L, mmol/L, %) is already readable."""
 
@@ -74,6 +86,15 @@ RLS_RELEVANCE: Mapping[str, str] = {
     "hypokalemia": _NOT_A_CAUSE,
     "hyperkalemia": _NOT_A_CAUSE,
     "hypocalcemia": _NOT_A_CAUSE,
+    # rule set 2026.3 (docs/rules.md section 11): mimics or aggravators, never established causes
+    "hypernatremia": _NOT_A_CAUSE,
+    "possible-dehydration": "dehydration may cause cramps that mimic RLS; not an established RLS cause",
+    "b12-deficiency": "neuropathy may mimic RLS; not an established RLS cause",
+    "b12-borderline": "consider methylmalonic acid; not an established RLS cause",
+    "folate-deficiency": "neuropathy may mimic RLS; not an established RLS cause",
+    "hba1c-diabetes-range": "diabetic neuropathy may mimic RLS; one value is not a diagnosis",
+    "hba1c-prediabetes-range": "one value is not a diagnosis; not an established RLS cause",
+    "alcohol-use-positive": "alcohol may aggravate RLS; not an established RLS cause",
 }
 """Why a finding matters in RLS, in docs/rules.md's own terms (a card summary's closing words)."""
 

@@ -36,6 +36,7 @@ from rls_screen.batch.sources import NdjsonIndex
 from rls_screen.cds.prefetch import FhirAccess, FhirAccessConfig, PatientDataResolver, prefetch_templates
 from rls_screen.cds.runtime import assess_call_data
 from rls_screen.cli import main
+from rls_screen.engine.mimics import MIMIC_FINDINGS
 from rls_screen.fhir_client import Allowlist, FhirClient
 from rls_screen.fhir_reader import read_patient_data
 from rls_screen.knowledge import Knowledge, load_knowledge
@@ -96,6 +97,18 @@ def _cds(knowledge: Knowledge, base_url: str, patient_id: str, prefetch: dict[st
     return assess_call_data(resolver, PatientLink.of(patient_id, base_url=access.server), knowledge)
 
 
+def _edge_lab(prefix: str, name: str, loinc: str, value: float, unit: str, subject: dict[str, str]) -> dict[str, Any]:
+    return {
+        "resourceType": "Observation",
+        "id": f"{prefix}-edge-{name}",
+        "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": loinc}]},
+        "subject": subject,
+        "effectiveDateTime": "2026-11-19T09:30:00Z",
+        "valueQuantity": {"value": value, "unit": unit, "system": "http://unitsofmeasure.org", "code": unit},
+    }
+
+
 def _edge_patient(prefix: str) -> dict[str, Any]:
     patient_url = f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, prefix + '-edge')}"
     subject = {"reference": patient_url}
@@ -125,6 +138,24 @@ def _edge_patient(prefix: str) -> dict[str, Any]:
             "issued": "2026-11-15T08:00:00Z",
             "valueQuantity": {"value": 9, "unit": "ug/L", "system": ucum, "code": "ug/L"},
         },
+        # docs/rules.md section 11: a survey AUDIT-C valueInteger (W13), B12 in pmol/L and HbA1c in mmol/mol
+        # under a % code (W8), and a grade-3 sodium with a measured osmolality (W11, W12)
+        {
+            "resourceType": "Observation",
+            "id": f"{prefix}-edge-auditc",
+            "status": "final",
+            "category": [
+                {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "survey"}]}
+            ],
+            "code": {"coding": [{"system": "http://loinc.org", "code": "75626-2"}]},
+            "subject": subject,
+            "effectiveDateTime": "2026-11-18",
+            "valueInteger": 3,
+        },
+        _edge_lab(prefix, "b12", "2132-9", 120, "pmol/L", subject),
+        _edge_lab(prefix, "hba1c", "4548-4", 50, "mmol/mol", subject),
+        _edge_lab(prefix, "osm", "2692-2", 318, "mosm/kg", subject),
+        _edge_lab(prefix, "na", "2951-2", 157, "mmol/L", subject),
         {
             "resourceType": "Condition",
             "id": f"{prefix}-edge-rls",
@@ -213,7 +244,18 @@ def test_every_path_gives_the_same_assessment(
     assert main(["evaluate", str(edge_path), "--format", "json", "--as-of", AS_OF.isoformat()]) == 0
     edge_id = f"{unique_prefix}-edge"
     offline[edge_id] = json.loads(capsys.readouterr().out)
-    assert {f["code"] for f in offline[edge_id]["findings"]} >= {"hyperkalemia", "iron-deficiency"}
+    assert {f["code"] for f in offline[edge_id]["findings"]} >= {
+        "hyperkalemia",
+        "iron-deficiency",
+        "alcohol-use-positive",
+        "b12-deficiency",
+        "hba1c-diabetes-range",
+        "possible-dehydration",
+        "hypernatremia",
+    }
+    # the panel carries section-11 results too (synth mimics), AUDIT-C among them
+    panel_findings = {f["code"] for result in offline.values() for f in result["findings"]}
+    assert len(panel_findings & set(MIMIC_FINDINGS)) >= 4, panel_findings
 
     # REST (screen and batch --group read this way), CDS with a full prefetch and with none
     for patient_id in [*ids, edge_id]:

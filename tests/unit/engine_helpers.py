@@ -22,7 +22,7 @@ from rls_screen.knowledge import Knowledge, load_knowledge
 from rls_screen.model import Assessment, Finding, NotEvaluable, PatientFacts, Sex
 
 AS_OF = date(2026, 3, 15)
-RULE_SET_VERSION = "2026.2"
+RULE_SET_VERSION = "2026.3"
 
 UCUM = "http://unitsofmeasure.org"
 LOINC_SYSTEM = "http://loinc.org"

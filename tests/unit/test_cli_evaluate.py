@@ -54,7 +54,7 @@ def test_json_output_has_the_documented_shape(tmp_path: Path, capsys: pytest.Cap
     result = json.loads(out)
     assert result["patient"] == "Patient/p1"
     assert result["asOf"] == "2026-11-25"
-    assert result["ruleSetVersion"] == "2026.2"
+    assert result["ruleSetVersion"] == "2026.3"
     deficiency = next(f for f in result["findings"] if f["code"] == "iron-deficiency")
     assert deficiency["ruleId"] == "IRON-DEFICIENCY"
     assert deficiency["basis"] == ["Observation/f1"]

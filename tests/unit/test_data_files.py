@@ -34,7 +34,7 @@ CONCEPTMAP_DIR = REPO / "mappings" / "conceptmaps"
 UNITS_FILE = REPO / "mappings" / "units.json"
 
 BASE_URL = "https://rls-screen.org/fhir"
-RULE_SET_VERSION = "2026.2"
+RULE_SET_VERSION = "2026.3"
 LOINC = "http://loinc.org"
 SNOMED = "http://snomed.info/sct"
 ICD10CM = "http://hl7.org/fhir/sid/icd-10-cm"
@@ -74,6 +74,15 @@ ANALYTE_KEYS = {
     "pregnancy-status",
     "gestational-age",
     "egfr",
+    # docs/rules.md section 11 (rule set 2026.3)
+    "b12",
+    "folate",
+    "hba1c",
+    "osmolality",
+    "sodium",
+    "glucose",
+    "urea-nitrogen",
+    "audit-c",
 }
 CODED_ANALYTES = {"pregnancy-status"}  # valued by a code, so it has no unit entry
 
@@ -93,6 +102,15 @@ SPEC_ANALYTE_CODES = {
     "calcium-ionized": {"1994-3", "1995-0", "12180-6", "47596-2", "34581-9", "38230-9", "17863-2"},
     "pregnancy-status": {"82810-3"},
     "gestational-age": {"49051-6"},
+    # docs/rules.md section 11 (W1-W5), as written for rule set 2026.3
+    "b12": {"2132-9"},
+    "folate": {"2284-8"},
+    "hba1c": {"4548-4", "17856-6", "59261-8"},
+    "osmolality": {"2692-2"},
+    "sodium": {"2951-2", "2947-0"},
+    "glucose": {"2345-7"},
+    "urea-nitrogen": {"3094-0"},
+    "audit-c": {"75626-2"},
 }
 # docs/rules.md section 4: same-day precedence, lower tier wins.
 SPEC_EGFR_TIERS = [
@@ -125,6 +143,15 @@ SPEC_FINDING_KINDS = {
         "hyperkalemia",
         "hypocalcemia",
         "missing-iron-studies",
+        # docs/rules.md section 11 (rule set 2026.3)
+        "hypernatremia",
+        "possible-dehydration",
+        "b12-deficiency",
+        "b12-borderline",
+        "folate-deficiency",
+        "hba1c-diabetes-range",
+        "hba1c-prediabetes-range",
+        "alcohol-use-positive",
     },
     "advisory": {
         "ferritin-inflammation-caveat",
@@ -139,6 +166,9 @@ SPEC_FINDING_KINDS = {
         "pregnancy-aggravator",  # D12
         "aggravating-medication",
         "dopaminergic-augmentation-risk",
+        "osmolality-not-dehydration",  # W11
+        "mimic-not-established-cause",  # section 11
+        "caffeine-not-assessed",  # W6
     },
     "not-evaluable": {
         "stale",
@@ -165,9 +195,20 @@ SPEC_OUTCOMES = {
     "hypokalemia": "43339004",
     "hyperkalemia": "14140009",
     "hypocalcemia": "5291005",
+    "hypernatremia": "39355002",  # W12
+    "b12-deficiency": "190634004",  # W1
 }
 SPEC_GFR_CATEGORY_OUTCOMES = {"G3a": "700378005", "G3b": "700379002", "G4": "431857002"}
-UNMATCHED_FINDINGS = {"iron-insufficient-for-rls", "missing-iron-studies"}
+UNMATCHED_FINDINGS = {
+    "iron-insufficient-for-rls",
+    "missing-iron-studies",
+    # docs/rules.md section 11: no SNOMED CT code fits a range or a screen
+    "b12-borderline",
+    "folate-deficiency",
+    "hba1c-diabetes-range",
+    "hba1c-prediabetes-range",
+    "alcohol-use-positive",
+}
 
 FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 COMPUTABLE_NAME = re.compile(r"^[A-Z][A-Za-z0-9_]{0,254}$")
@@ -262,7 +303,8 @@ def _to_canonical(analyte: str, value: float, unit: str) -> float:
     matches = [c for c in entry["conversions"] if c["from"] == unit]
     assert len(matches) == 1, f"{analyte}: {unit!r} is listed {len(matches)} times"
     conversion = matches[0]
-    return value * conversion["multiply"] if "multiply" in conversion else value / conversion["divide"]
+    scaled = value * conversion["multiply"] if "multiply" in conversion else value / conversion["divide"]
+    return scaled + conversion.get("add", 0)
 
 
 # --- check digits --------------------------------------------------------------------------------
@@ -353,7 +395,7 @@ def test_common_metadata(path: Path) -> None:
     assert data["status"] == "active"
     assert data["experimental"] is False
     assert data["publisher"] == "rls-screen"
-    assert data["date"] == "2026-11-25"
+    assert data["date"] == "2026-12-01"
     assert COMPUTABLE_NAME.match(data["name"]), data["name"]
     assert data["title"].strip()
     description = data["description"]
@@ -585,7 +627,9 @@ def test_finding_to_snomed_covers_every_finding_and_nothing_else() -> None:
         assert [t["code"] for t in targets[finding]] == [outcome], finding
         assert targets[finding][0]["equivalence"] in APPLIED_EQUIVALENCES
     for finding in UNMATCHED_FINDINGS:
-        assert targets[finding] == [{"equivalence": "unmatched"}], finding
+        assert [t["equivalence"] for t in targets[finding]] == ["unmatched"], finding
+        assert "code" not in targets[finding][0], finding
+    assert [(t["code"], t["equivalence"]) for t in targets["possible-dehydration"]] == [("34095006", "wider")]
     for element_targets in targets.values():
         for target in element_targets:
             if "code" in target:
@@ -650,7 +694,8 @@ def test_units_file_shape() -> None:
     assert units["version"] == RULE_SET_VERSION
     assert "docs/rules.md section 7" in units["description"]
     for key, entry in units["analytes"].items():
-        assert set(entry) == {"canonicalUnit", "source", "conversions"}, key
+        assert set(entry) - {"unitless"} == {"canonicalUnit", "source", "conversions"}, key
+        assert entry.get("unitless", entry["canonicalUnit"]) == entry["canonicalUnit"], key  # W13
         assert entry["source"].startswith("docs/rules.md section"), key
 
 
@@ -672,7 +717,7 @@ def test_each_conversion_has_one_positive_factor(analyte: str) -> None:
     for conversion in entry["conversions"]:
         factors = set(conversion) & {"multiply", "divide"}
         assert len(factors) == 1, conversion
-        assert set(conversion) == {"from", *factors}, conversion
+        assert set(conversion) - {"add"} == {"from", *factors}, conversion  # add: an affine conversion (W8)
         factor = conversion[factors.pop()]
         assert isinstance(factor, int | float), conversion
         assert not isinstance(factor, bool), conversion
@@ -724,8 +769,14 @@ MOLAR_MASS = {
     "magnesium": 24.305,
     "calcium-total": 40.078,
     "calcium-ionized": 40.078,
+    "b12": 1355.37,  # cyanocobalamin: 1 pmol/L = 1.355 ng/L (NICE NG239: ng/L x 0.738 = pmol/L)
+    "folate": 441.4,  # folic acid: 1 ng/mL = 2.266 nmol/L
+    "glucose": 180.16,
+    "urea-nitrogen": 28.014,  # two nitrogen atoms per urea: urea nitrogen mg/dL -> urea mmol/L
 }
-VALENCE = {"magnesium": 2, "potassium": 1, "calcium-total": 2, "calcium-ionized": 2}
+VALENCE = {"magnesium": 2, "potassium": 1, "sodium": 1, "calcium-total": 2, "calcium-ionized": 2}
+NOT_PHYSICAL = {("hba1c", "mmol/mol"), ("audit-c", "1"), ("audit-c", "{score}")}
+"""W8: HbA1c % and mmol/mol are two scales (affine, IFCC-NGSP master equation), not a unit conversion; a score."""
 
 
 def _independent_factor(analyte: str, unit: str, canonical: str) -> float:
@@ -747,6 +798,8 @@ def test_factors_agree_with_ucum_and_chemistry(analyte: str) -> None:
     entry = _units()["analytes"][analyte]
     for conversion in entry["conversions"]:
         unit = conversion["from"]
+        if (analyte, unit) in NOT_PHYSICAL:
+            continue
         expected = _independent_factor(analyte, unit, entry["canonicalUnit"])
         assert _to_canonical(analyte, 1.0, unit) == pytest.approx(expected, rel=2e-3), unit
 
@@ -772,6 +825,19 @@ SPEC_ROUND_TRIPS = [
     ("gestational-age", 98.0, "d", 14.0),
     ("egfr", 60.0, "mL/min/{1.73_m2}", 60.0),
     ("tsat", 20.0, "%", 20.0),
+    # docs/rules.md section 11 (W4, W8) in its own numbers
+    ("b12", 133.0, "pmol/L", 133.0 / 0.738),
+    ("b12", 0.18, "ng/mL", 180.0),
+    ("b12", 180.0, "pg/mL", 180.0),
+    ("folate", 10.0, "nmol/L", 10.0 / 2.266),
+    ("folate", 4.0, "ug/L", 4.0),
+    ("hba1c", 48.0, "mmol/mol", 48.0 / 10.929 + 2.15),
+    ("hba1c", (6.5 - 2.15) * 10.929, "mmol/mol", 6.5),
+    ("glucose", 250.0, "mg/dL", 250.0 / 18.016),
+    ("urea-nitrogen", 14.0, "mg/dL", 14.0 * 0.357),
+    ("urea-nitrogen", 5.0, "mmol/L", 5.0),
+    ("sodium", 146.0, "meq/L", 146.0),
+    ("audit-c", 4.0, "{score}", 4.0),
 ]
 
 

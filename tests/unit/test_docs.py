@@ -46,7 +46,7 @@ CITATION = re.compile(r"docs/rules\.md")
 SEPARATOR = re.compile(r"[\s,;]*(?:(?:and|rule)\s+)?")
 SECTIONS = re.compile(r"sections?\s+(\d+(?:\s*(?:-|–|,|and)\s*\d+)*)\b")
 BARE_SECTION = re.compile(r"\s+(\d+)\b")
-RULE = re.compile(r"\(?\b([SD]\d+)\b\)?")
+RULE = re.compile(r"\(?\b([SDW]\d+)\b\)?")
 QUOTED = re.compile(r'"([A-Za-z][^"]{2,80})"')
 TAIL_CHARS = 160
 
@@ -77,7 +77,7 @@ def rules_sections() -> frozenset[int]:
 def rules_ids() -> frozenset[str]:
     """Rules docs/rules.md defines: table rows ``| S1 status |`` and bold ``**D1 Reference resolution**``."""
     text = rules_text()
-    return frozenset(re.findall(r"^\| (S\d+) ", text, re.MULTILINE) + re.findall(r"\*\*(D\d+) ", text))
+    return frozenset(re.findall(r"^\| (S\d+) ", text, re.MULTILINE) + re.findall(r"\*\*([DW]\d+) ", text))
 
 
 def _normalised(text: str) -> str:
@@ -141,8 +141,8 @@ def test_file_points_inside_the_repo_and_its_citations_resolve(path: Path) -> No
 
 
 def test_rules_has_every_numbered_section_and_rule() -> None:
-    assert rules_sections() == frozenset(range(1, 11))
-    assert {f"S{n}" for n in range(1, 7)} | {"D1", "D2"} <= rules_ids()
+    assert rules_sections() == frozenset(range(1, 12))
+    assert {f"S{n}" for n in range(1, 7)} | {"D1", "D2"} | {f"W{n}" for n in range(1, 14)} <= rules_ids()
     for heading in ("## Scope", "## Project choices", "## Citations"):
         assert re.search(rf"^{heading}$", rules_text(), re.MULTILINE), heading
 
@@ -168,8 +168,9 @@ DOC = "docs/rules" + ".md"  # built, so that the bad examples below are not cita
         (f"({DOC} section 10, rule D1)", []),
         (f'{DOC} S4, S5, section 6 "match on code, never on\ndisplay text", section 7 "never guessed"', []),
         (f'({DOC} section 10, "One patient-data contract")', []),
-        (f"{DOC} section 11 (S2)", ["no section 11"]),
-        (f"{DOC} sections 9-12", ["no section 11", "no section 12"]),
+        (f"{DOC} section 12 (S2)", ["no section 12"]),
+        (f"{DOC} sections 10-13", ["no section 12", "no section 13"]),
+        (f"{DOC} section 11, W4 and W99", ["no rule W99"]),
         (f"{DOC} section 2, S9 and D99", ["no rule S9", "no rule D99"]),
         (f"{DOC} 12", ["no section 12"]),
         (f'{DOC}, "no such heading"', ["no text 'no such heading'"]),

@@ -489,7 +489,7 @@ def test_d20_report_leads_with_the_danger_before_the_advice() -> None:
     line = next(line for line in text.splitlines() if "High potassium" in line)
     assert line == (
         "  - High potassium (CTCAE grade 4): potassium 10 mmol/L on 2026-03-05; threshold potassium > 5 mmol/L "
-        f"[CTCAE v5.0; rule ELECTROLYTE-HYPERKALEMIA v2026.2]. Potassium 10 mmol/L: CTCAE grade 4, {DANGER} "
+        f"[CTCAE v5.0; rule ELECTROLYTE-HYPERKALEMIA v2026.3]. Potassium 10 mmol/L: CTCAE grade 4, {DANGER} "
         + knowledge().ruleset.advice["hyperkalemia"]
     )
     text = format_text(assess([obs(MAGNESIUM, 0.4, "mmol/L", comparator="<")]), knowledge().ruleset)

@@ -41,6 +41,10 @@ def _patients() -> dict[str, synth.PatientRecord]:
     chosen: dict[str, synth.PatientRecord] = {}
     for record in panel.patients:
         chosen.setdefault(record.manifest.scenario, record)
+    scenario_patients = {record.patient_id for record in chosen.values()}
+    for record in panel.patients:  # docs/rules.md section 11: the first other patient of each mimic drawn on top
+        if record.manifest.mimic is not None and record.patient_id not in scenario_patients:
+            chosen.setdefault(f"mimic-{record.manifest.mimic}", record)
     return dict(sorted(chosen.items()))
 
 

@@ -56,7 +56,7 @@ def test_child_gets_oral_only_wording_without_adult_thresholds_or_iv() -> None:
     out = lines(assessment)
     assert out[2] == (
         "  - Iron below RLS target: ferritin 40 µg/L on 2026-03-05; threshold ferritin < 50 µg/L, TSAT < 20 % "
-        "[AASM 2024; IRLSSG 2018; rule IRON-INSUFFICIENT-RLS v2026.2]. Paediatric threshold (AASM 2024): "
+        "[AASM 2024; IRLSSG 2018; rule IRON-INSUFFICIENT-RLS v2026.3]. Paediatric threshold (AASM 2024): "
         "ferritin < 50 µg/L. Consider oral iron for RLS: oral ferrous sulfate may be considered when "
         "ferritin < 50 µg/L (AASM 2024 paediatric statement)."
     )
@@ -78,7 +78,7 @@ def test_overload_tsat_with_low_ferritin_never_suggests_iron_therapy() -> None:
     assessment = assess(iron(40, 50))
     out = lines(assessment)
     assert out[2].endswith(
-        "[AASM 2024; IRLSSG 2018; rule IRON-INSUFFICIENT-RLS v2026.2] Below an RLS iron target by one measure, "
+        "[AASM 2024; IRLSSG 2018; rule IRON-INSUFFICIENT-RLS v2026.3] Below an RLS iron target by one measure, "
         "but iron therapy for RLS is not indicated at these values (see the iron-therapy band and advisories)."
     )
     assert "Iron therapy band: not-indicated: iron therapy not indicated by iron status (AASM 2024; IRLSSG 2018)" in out
@@ -143,7 +143,7 @@ def test_pregnancy_is_named_an_aggravator_and_iv_iron_is_cautioned_in_the_first_
         in out
     )
     assert out[2].endswith(
-        "[AASM 2024; IRLSSG 2018; Picchietti 2015; rule IRON-INSUFFICIENT-RLS v2026.2] Consider iron for RLS in "
+        "[AASM 2024; IRLSSG 2018; Picchietti 2015; rule IRON-INSUFFICIENT-RLS v2026.3] Consider iron for RLS in "
         "pregnancy: oral iron; IV iron is not advised in the first trimester (Picchietti 2015)."
     )
     summary, detail = card(assessment, "iron-insufficient-for-rls")

@@ -377,7 +377,7 @@ def test_d5_component_takes_the_parents_status_and_date(panel: dict, reason: str
     ("code", "problems"),
     [
         (FERRITIN, []),  # a panel of our analytes is not an unknown code
-        ("2345-7", [("unknown-code", "test code 50190-6 is not one this module screens")]),  # glucose: not ours
+        ("2075-0", [("unknown-code", "test code 50190-6 is not one this module screens")]),  # chloride: not ours
     ],
 )
 def test_d5_a_panel_is_unknown_only_without_our_components(code: str, problems: list) -> None:

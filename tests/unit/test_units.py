@@ -54,6 +54,25 @@ SPEC: dict[tuple[str, str], float] = {
     ("egfr", "mL/min/{1.73_m2}"): 1,
     ("gestational-age", "wk"): 1,  # S6: weeks, UCUM wk
     ("gestational-age", "d"): 1 / 7,
+    # docs/rules.md section 11 (W4, W8, W13); HbA1c mmol/mol is affine: see test_hba1c_affine_conversion
+    ("b12", "ng/L"): 1,
+    ("b12", "pg/mL"): 1,  # ng/L = pg/mL
+    ("b12", "ng/mL"): 1000,  # ng/mL x 1000 = ng/L
+    ("b12", "pmol/L"): 1 / 0.738,  # pmol/L = ng/L x 0.738
+    ("folate", "ng/mL"): 1,
+    ("folate", "ug/L"): 1,  # ug/L = ng/mL
+    ("folate", "nmol/L"): 1 / 2.266,  # nmol/L = ng/mL x 2.266
+    ("hba1c", "%"): 1,
+    ("hba1c", "mmol/mol"): 1 / 10.929 + 2.15,  # the value of 1 mmol/mol in %: (1 / 10.929) + 2.15
+    ("osmolality", "mosm/kg"): 1,
+    ("sodium", "mmol/L"): 1,
+    ("sodium", "meq/L"): 1,
+    ("glucose", "mmol/L"): 1,
+    ("glucose", "mg/dL"): 1 / 18.016,  # mg/dL = mmol/L x 18.016
+    ("urea-nitrogen", "mmol/L"): 1,  # urea nitrogen in mmol/L is urea in mmol/L
+    ("urea-nitrogen", "mg/dL"): 0.357,  # urea nitrogen mg/dL x 0.357 = urea mmol/L
+    ("audit-c", "{score}"): 1,
+    ("audit-c", "1"): 1,
 }
 
 CANONICAL = {
@@ -71,6 +90,14 @@ CANONICAL = {
     "calcium-ionized": "mmol/L",
     "egfr": "mL/min/{1.73_m2}",
     "gestational-age": "wk",
+    "b12": "ng/L",
+    "folate": "ng/mL",
+    "hba1c": "%",
+    "osmolality": "mosm/kg",
+    "sodium": "mmol/L",
+    "glucose": "mmol/L",
+    "urea-nitrogen": "mmol/L",
+    "audit-c": "{score}",
 }
 
 
@@ -232,3 +259,29 @@ def test_problem_says_which_unit_and_analyte() -> None:
     assert isinstance(problem, UnitProblem)
     assert "mL/min" in problem.detail
     assert "egfr" in problem.detail
+
+
+@pytest.mark.parametrize(("mmol_mol", "percent"), [(48, 6.54), (39, 5.72), (47, 6.45), (0, 2.15)])
+def test_hba1c_affine_conversion(mmol_mol: float, percent: float) -> None:
+    """W8: % = mmol/mol / 10.929 + 2.15 (an offset too); 48 mmol/mol is 6.54 %, hence the stated equivalents."""
+    converted = convert("hba1c", mmol_mol, quantity("mmol/mol"))
+    assert isinstance(converted, Converted)
+    assert converted.value == pytest.approx(percent, abs=0.01)
+    assert converted.unit == "%"
+    assert UNITS.factors["hba1c"]["mmol/mol"].invert(converted.value) == pytest.approx(mmol_mol)
+
+
+@pytest.mark.parametrize(
+    ("q", "expected"),
+    [
+        ({"value": 4}, ("{score}", "unitless")),
+        (quantity("{score}"), ("{score}", "ucum-code")),
+        (quantity("1"), ("1", "ucum-code")),
+        (quantity(unit="score", system=None), ("{score}", "unit-alias")),
+    ],
+)
+def test_audit_c_scores_without_a_unit_are_usable(q: dict[str, Any], expected: tuple[str, str]) -> None:
+    """W13: no unit at all, {score} or UCUM 1 is a score; an analyte without ``unitless`` still needs a unit."""
+    assert UNITS.resolve_unit("audit-c", q) == expected
+    assert isinstance(UNITS.resolve_unit("ferritin", {"value": 4}), UnitProblem)
+    assert isinstance(UNITS.resolve_unit("audit-c", quantity("mg/dL")), UnitProblem)

@@ -210,7 +210,7 @@ def test_every_citation_has_a_short_label_used_in_text() -> None:
         key: c.model_copy(update={"short": f"[{key}]"}) for key, c in rules.citations.items()
     }  # no substring search: the label is the rule set's field
     text = format_text(low_tsat(), ruleset_with(citations=relabelled))
-    assert "[[AASM2024]; [IRLSSG2018]; rule IRON-INSUFFICIENT-RLS v2026.2]" in text
+    assert "[[AASM2024]; [IRLSSG2018]; rule IRON-INSUFFICIENT-RLS v2026.3]" in text
 
 
 def test_the_window_in_text_comes_from_the_rule_set() -> None:
@@ -236,7 +236,7 @@ def test_the_outdated_gestational_age_limit_comes_from_the_rule_set() -> None:
 def test_the_batch_page_states_thresholds_and_version_from_the_rule_set(tmp_path: Path) -> None:
     job = Job("job-1", "2026-03-15T00:00:00Z", "ndjson", date(2026, 3, 15), False, "http://x/fhir", "done")
     summary = BatchSummary(
-        job, {"done": 1, "failed": 0, "pending": 0}, ferritin=[9.0], rule_sets={"rls-secondary-causes 2026.2"}
+        job, {"done": 1, "failed": 0, "pending": 0}, ferritin=[9.0], rule_sets={"rls-secondary-causes 2026.3"}
     )
     page = tmp_path / "r.html"
     write_html(summary, page, "r.csv", knowledge().ruleset)
@@ -246,6 +246,6 @@ def test_the_batch_page_states_thresholds_and_version_from_the_rule_set(tmp_path
         in html
     )
     assert "G3a-G4 reduced kidney function; G5 (&lt; 15) kidney failure (KDIGO 2024)" in html
-    assert "chart thresholds from rule set rls-secondary-causes 2026.2" in html
+    assert "chart thresholds from rule set rls-secondary-causes 2026.3" in html
     assert "Latest ferritin (µg/L)" in html
     assert "ug/L" not in html

@@ -75,9 +75,17 @@ RELATED_ADVISORIES = {
     "hypokalemia": ("electrolyte-not-established-cause",),
     "hyperkalemia": ("electrolyte-not-established-cause",),
     "hypocalcemia": ("electrolyte-not-established-cause",),
+    "hypernatremia": ("mimic-not-established-cause",),
+    "possible-dehydration": ("osmolality-not-dehydration", "mimic-not-established-cause"),
+    "b12-deficiency": ("mimic-not-established-cause",),
+    "b12-borderline": ("mimic-not-established-cause",),
+    "folate-deficiency": ("mimic-not-established-cause",),
+    "hba1c-diabetes-range": ("mimic-not-established-cause",),
+    "hba1c-prediabetes-range": ("mimic-not-established-cause",),
+    "alcohol-use-positive": ("mimic-not-established-cause", "caffeine-not-assessed"),
 }
 IRON_FINDINGS = ("iron-deficiency", "iron-insufficient-for-rls", "missing-iron-studies")
-ELECTROLYTE_FINDINGS = ("hypomagnesemia", "hypokalemia", "hyperkalemia", "hypocalcemia")
+ELECTROLYTE_FINDINGS = ("hypomagnesemia", "hypokalemia", "hyperkalemia", "hypocalcemia", "hypernatremia")
 IRON_ANALYTES = ("ferritin", "tsat", "iron", "tibc", "crp")
 DISCLAIMER = (
     "_Decision support from rls-screen (rule set {version}); it supports clinical judgement and makes no diagnosis._"

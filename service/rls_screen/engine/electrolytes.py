@@ -23,7 +23,7 @@ _D7_NOTE = "Compared in the reported unit with the stated equivalent (D7)."
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class _Comparison:
+class Comparison:
     """D7: what a finding's threshold test compares, and the thresholds it states (the compared one first)."""
 
     value: Bound
@@ -32,23 +32,23 @@ class _Comparison:
     note: str | None
 
 
-def _comparison(
+def comparison_in_reported_unit(
     name: str,
     comparator: Comparator,
     canonical: tuple[Bound, float, str],
     equivalents: Sequence[Equivalent],
     source: tuple[Bound | None, str | None],
-) -> _Comparison:
+) -> Comparison:
     value, threshold, unit = canonical
     source_value, source_unit = source
     stated = [Threshold(name, comparator, threshold, unit)]
     stated += [Threshold(name, comparator, e.value, e.unit) for e in equivalents]
     equivalent = next((e for e in equivalents if e.unit == source_unit), None)
     if equivalent is None or source_value is None or source_unit == unit:
-        return _Comparison(value, threshold, tuple(stated), None)
+        return Comparison(value, threshold, tuple(stated), None)
     first = next(t for t in stated if t.unit == equivalent.unit)
     ordered = (first, *(t for t in stated if t is not first))
-    return _Comparison(source_value, equivalent.value, ordered, _D7_NOTE)
+    return Comparison(source_value, equivalent.value, ordered, _D7_NOTE)
 
 
 def _grade(answers: Iterable[tuple[str, Truth]]) -> tuple[str | None, bool]:
@@ -70,7 +70,7 @@ def _below_grade(value: Bound, bands: Sequence[BelowBand]) -> tuple[str | None, 
     return _grade((band.severity, value.below(band.below)) for band in bands)
 
 
-def _above_grade(value: Bound, bands: Sequence[AboveBand]) -> tuple[str | None, bool]:
+def above_grade(value: Bound, bands: Sequence[AboveBand]) -> tuple[str | None, bool]:
     return _grade((band.severity, value.above(band.above)) for band in bands)
 
 
@@ -85,13 +85,13 @@ def _grade_note(ev: Evaluation, shown: str, severity: str | None, at_least: bool
     return f"{shown[:1].upper()}{shown[1:]}: {grade}." if at_least else None
 
 
-def _add_graded(
+def add_graded(
     ev: Evaluation,
     code: str,
     rule_id: str,
     citations: tuple[str, ...],
     values: Sequence[ValueUsed],
-    comparison: _Comparison,
+    comparison: Comparison,
     graded: tuple[str | None, bool],
     shown: str,
     notes: Sequence[str | None] = (),
@@ -103,7 +103,7 @@ def _add_graded(
         ev.findings[-1] = dataclasses.replace(ev.findings[-1], severity_at_least=True)
 
 
-def _source(result: LabResult) -> tuple[Bound | None, str | None]:
+def reported_source(result: LabResult) -> tuple[Bound | None, str | None]:
     return result.source_value, result.source_unit
 
 
@@ -116,10 +116,12 @@ def evaluate_electrolytes(ev: Evaluation) -> None:
             ev.missing(analyte, analyte)
             continue
         ev.use(result)
-        comparison = _comparison(analyte, "<", (result.value, rule.below, rule.unit), rule.equivalents, _source(result))
+        comparison = comparison_in_reported_unit(
+            analyte, "<", (result.value, rule.below, rule.unit), rule.equivalents, reported_source(result)
+        )
         answer = comparison.value.below(comparison.threshold)
         if answer:
-            _add_graded(
+            add_graded(
                 ev,
                 code,
                 rule.rule_id,
@@ -135,17 +137,19 @@ def evaluate_electrolytes(ev: Evaluation) -> None:
     potassium = ev.latest.get("potassium")
     if potassium is not None and potassium.value is not None:
         high = rules.hyperkalemia
-        comparison = _comparison("potassium", ">", (potassium.value, high.above, high.unit), (), _source(potassium))
+        comparison = comparison_in_reported_unit(
+            "potassium", ">", (potassium.value, high.above, high.unit), (), reported_source(potassium)
+        )
         answer = comparison.value.above(comparison.threshold)
         if answer:
-            _add_graded(
+            add_graded(
                 ev,
                 "hyperkalemia",
                 high.rule_id,
                 rules.citations,
                 [used(potassium)],
                 comparison,
-                _above_grade(potassium.value, high.severity),
+                above_grade(potassium.value, high.severity),
                 f"potassium {potassium.reported}",
             )
         elif answer is None:
@@ -166,16 +170,16 @@ def _evaluate_calcium(ev: Evaluation) -> None:
     newest = ionized is not None and (total is None or ionized.effective_date >= total.effective_date)
     if ionized is not None and ionized.value is not None and newest:
         ev.use(ionized)
-        comparison = _comparison(
+        comparison = comparison_in_reported_unit(
             "ionized calcium",
             "<",
             (ionized.value, rule.ionized_below, rule.unit),
             rule.ionized_equivalents,
-            _source(ionized),
+            reported_source(ionized),
         )
         answer = comparison.value.below(comparison.threshold)
         if answer:
-            _add_graded(
+            add_graded(
                 ev,
                 "hypocalcemia",
                 rule.rule_id,
@@ -202,7 +206,7 @@ def _evaluate_calcium(ev: Evaluation) -> None:
     values = [used(total)]
     payne = rule.payne
     conventional = payne.conventional
-    source: tuple[Bound | None, str | None] = _source(total)
+    source: tuple[Bound | None, str | None] = reported_source(total)
     if same_day_albumin:
         albumin = select_latest(same_day_albumin)
         albumin_value = albumin.value or Bound(payne.reference_albumin)  # numeric results always have one
@@ -258,12 +262,12 @@ def _evaluate_calcium(ev: Evaluation) -> None:
         note = "No same-day albumin: total calcium not corrected."
         name = "total calcium (uncorrected)"
         shown = f"total calcium {total.reported}"
-    comparison = _comparison(
+    comparison = comparison_in_reported_unit(
         name, "<", (judged, rule.corrected_total_below, rule.unit), rule.corrected_total_equivalents, source
     )
     answer = comparison.value.below(comparison.threshold)
     if answer:
-        _add_graded(
+        add_graded(
             ev,
             "hypocalcemia",
             rule.rule_id,

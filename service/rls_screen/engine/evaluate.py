@@ -2,8 +2,9 @@
 
 ``evaluate`` selects the usable results, reads the pregnancy state, then runs the rule domains in a
 fixed order (kidney, whose kidney-failure answer the iron rules read; iron; anaemia; electrolytes;
-medications) and assembles the Assessment: findings in ``FINDING_ORDER``, the patient context, the GFR
-category, the iron band and every Observation used.
+then the 2026.3 mimics, which read those findings: neuropathy labs, hydration and sodium, alcohol;
+medications; the caffeine note) and assembles the Assessment: findings in ``FINDING_ORDER``, the
+patient context, the GFR category, the iron band and every Observation used.
 """
 
 from __future__ import annotations
@@ -12,12 +13,16 @@ from collections.abc import Mapping, Sequence
 from datetime import date
 from typing import Any
 
+from rls_screen.engine.alcohol import evaluate_alcohol
 from rls_screen.engine.anemia import evaluate_anemia
 from rls_screen.engine.electrolytes import evaluate_electrolytes
 from rls_screen.engine.evaluation import Evaluation, age_in_years
+from rls_screen.engine.hydration import evaluate_hydration
 from rls_screen.engine.iron import evaluate_iron
 from rls_screen.engine.kidney import evaluate_kidney
 from rls_screen.engine.medications import evaluate_medications
+from rls_screen.engine.mimics import MIMIC_FINDINGS, add_caffeine_note, add_mimic_caveat
+from rls_screen.engine.neuropathy import evaluate_neuropathy
 from rls_screen.engine.pregnancy import add_pregnancy_advisory, read_pregnancy, trimester_of
 from rls_screen.engine.selection import latest_per_analyte, usable_results
 from rls_screen.knowledge import Knowledge
@@ -34,6 +39,7 @@ FINDING_ORDER = (
     "hypokalemia",
     "hyperkalemia",
     "hypocalcemia",
+    *MIMIC_FINDINGS,
 )
 
 
@@ -71,7 +77,12 @@ def evaluate(
     add_pregnancy_advisory(ev, pregnancy_now)
     evaluate_anemia(ev, pregnancy, age_years)
     evaluate_electrolytes(ev)
+    evaluate_neuropathy(ev, age_years, pregnancy)
+    evaluate_hydration(ev, age_years)
+    evaluate_alcohol(ev)
+    add_mimic_caveat(ev)
     evaluate_medications(ev, medications)
+    add_caffeine_note(ev)
 
     ordered = sorted(ev.findings, key=lambda f: FINDING_ORDER.index(f.code))
     context = PatientContext(

@@ -16,7 +16,7 @@ from pydantic.alias_generators import to_camel
 
 from rls_screen.errors import ConfigurationError
 
-DEFAULT_RULESET = "rls-secondary-causes-2026.2.json"
+DEFAULT_RULESET = "rls-secondary-causes-2026.3.json"
 
 
 class _Model(BaseModel):
@@ -291,6 +291,102 @@ class Electrolytes(_Model):
     hypokalemia: LowElectrolyte
     hyperkalemia: HighElectrolyte
     hypocalcemia: Hypocalcemia
+    hypernatremia: HighElectrolyte
+    """W12: sodium > 145 mmol/L, CTCAE v5.0 grades (rule set 2026.3)."""
+
+
+class B12(_Model):
+    """W1, W8, W10 (NICE NG239): total B12 deficiency and borderline, from age 16."""
+
+    rule_id: str
+    unit: str
+    deficiency_below: float
+    deficiency_equivalents: tuple[Equivalent, ...]
+    borderline_at_most: float
+    borderline_equivalents: tuple[Equivalent, ...]
+    from_age_years: int
+    pregnancy_note: str
+    lab_note: str
+    citations: tuple[str, ...]
+
+
+class Folate(_Model):
+    """W2, W8 (WHO 2015): serum folate deficiency."""
+
+    rule_id: str
+    unit: str
+    below: float
+    equivalents: tuple[Equivalent, ...]
+    citations: tuple[str, ...]
+
+
+class Hba1c(_Model):
+    """W3, W8, W9 (ADA 2025, WHO 2011): HbA1c in the diabetes or prediabetes range, and when it is unreliable."""
+
+    rule_id: str
+    unit: str
+    diabetes_at_least: float
+    diabetes_equivalents: tuple[Equivalent, ...]
+    prediabetes_at_least: float
+    prediabetes_equivalents: tuple[Equivalent, ...]
+    one_value_note: str
+    unreliable_with_findings: tuple[str, ...]
+    unreliable_in_pregnancy: bool
+    unreliable_note: str
+    citations: tuple[str, ...]
+
+
+class Neuropathy(_Model):
+    note: str
+    b12: B12
+    folate: Folate
+    hba1c: Hba1c
+
+
+class Osmolality(_Model):
+    unit: str
+    above: float
+
+
+class Osmolarity(_Model):
+    """W4: 1.86 x (Na + K) + 1.15 x glucose + urea + 14, all in mmol/L from one day."""
+
+    unit: str
+    above: float
+    sodium_potassium_factor: float
+    glucose_factor: float
+    urea_factor: float
+    constant: float
+
+
+class Hydration(_Model):
+    """W4, W11 (ESPEN 2019, Lacey 2019): possible dehydration from the newest usable method."""
+
+    rule_id: str
+    note: str
+    from_age_years: int
+    osmolality: Osmolality
+    osmolarity: Osmolarity
+    sodium_unit: str
+    sodium_above: float
+    excluded_with_findings: tuple[str, ...]
+    glucose_unit: str
+    glucose_excluded_above: float
+    glucose_excluded_equivalents: tuple[Equivalent, ...]
+    exclusion_advisory_only_when_raised: bool
+    """Project choice: the W11 advisory is given when the excluded measurement was above its threshold."""
+    citations: tuple[str, ...]
+
+
+class Alcohol(_Model):
+    """W5, W13 (USPSTF 2018): a positive AUDIT-C by sex (other or unknown: the higher cut-off)."""
+
+    rule_id: str
+    unit: str
+    male_at_least: float
+    female_at_least: float
+    other_or_unknown_sex_at_least: float
+    citations: tuple[str, ...]
 
 
 class Medications(_Model):
@@ -320,6 +416,11 @@ class RuleSet(_Model):
     anemia: Anemia
     kidney: Kidney
     electrolytes: Electrolytes
+    neuropathy: Neuropathy
+    hydration: Hydration
+    alcohol: Alcohol
+    caffeine: SimpleRule
+    """W6: one note that caffeine intake was not assessed; never a finding."""
     medications: Medications
     advice: dict[str, str]
     """Finding/advisory code -> what a clinician may consider doing (short, sourced)."""

@@ -26,6 +26,7 @@ from rls_screen.synth.codes import (
 from rls_screen.synth.dice import Dice
 from rls_screen.synth.labs import LabSheet, analyte_value, draw_lab_style
 from rls_screen.synth.mess import add_mess
+from rls_screen.synth.mimics import draw_mimic
 from rls_screen.synth.orders import draw_orders
 from rls_screen.synth.records import ManifestEntry, PatientRecord, panel_id, patient_id
 from rls_screen.synth.resources import condition_resource, patient_resource
@@ -94,7 +95,6 @@ class PatientBuilder:
         self._add_pregnancy()
         self._add_conditions()
         expected = expected_findings(targets, presence, self.person)
-        observations = self.sheet.numbered()
         rls = "no-rls-condition" not in self.quirks
         orders = draw_orders(self.seed, self.index, self.pid, self.as_of, style.tz, scenario=scenario, rls=rls)
         dialysis = [f"Condition/{c['id']}" for c in self.conditions if c["id"].endswith("-dialysis")]
@@ -103,6 +103,21 @@ class PatientBuilder:
             # docs/rules.md section 4: kidney failure by dialysis supersedes reduced kidney function (D13)
             expected.add("kidney-failure")
             expected.discard("reduced-kidney-function")
+        # docs/rules.md section 11: drawn from the patient's own mimic stream, after every other draw
+        mimic = draw_mimic(
+            self.seed,
+            self.index,
+            self.pid,
+            self.as_of,
+            style.tz,
+            gender=self.gender,
+            age=self.age,
+            pregnant=self.trimester is not None,
+            potassium=round(targets.k, 1),
+        )(expected)
+        expected |= mimic.expected
+        # numbered apart (``<patient>-mimic-01``) so that the ids of the patient's other results never move
+        observations = [*self.sheet.numbered(), *mimic.numbered(self.pid)]
         manifest = ManifestEntry(
             patient_id=self.pid,
             index=self.index,
@@ -116,6 +131,7 @@ class PatientBuilder:
             targets=target_summary(targets, presence),
             aggravating_medications=tuple(sorted(orders.aggravating)),
             dialysis_basis=tuple(sorted(dialysis)),
+            mimic=mimic.mimic,
         )
         return PatientRecord(
             patient=patient_resource(self.pid, self.id_prefix, self.index, self.gender, self.birth_date),

@@ -40,6 +40,8 @@ class ManifestEntry:
     dialysis_basis: tuple[str, ...] = ()
     """The dialysis records the kidney-failure finding must cite (active Condition, Procedures within
     the window; ``Assessment`` finding ``extra_basis``); sorted."""
+    mimic: str | None = None
+    """The section-11 picture drawn for this patient (docs/rules.md section 11), if any."""
 
     def to_json(self) -> Json:
         """camelCase; the two reference lists only when not empty (older manifests stay byte-equal)."""
@@ -59,6 +61,8 @@ class ManifestEntry:
             entry["aggravatingMedications"] = list(self.aggravating_medications)
         if self.dialysis_basis:
             entry["dialysisBasis"] = list(self.dialysis_basis)
+        if self.mimic:
+            entry["mimic"] = self.mimic
         return entry
 
 
