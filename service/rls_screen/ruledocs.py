@@ -86,11 +86,11 @@ class RuleDocs:
         if version is None:
             return 200, self._index()
         if version not in self.rule_sets:
-            return 404, self._not_found(f"There is no rule set {version}.", None)
+            return 404, self.not_found(f"There is no rule set {version}.", None)
         if rule_id is None:
             return 200, self._version_page(version)
         if rule_id not in self.rule_ids(version):
-            return 404, self._not_found(f"Rule set {version} has no rule {rule_id}.", version)
+            return 404, self.not_found(f"Rule set {version} has no rule {rule_id}.", version)
         return 200, self._rule_page(version, rule_id)
 
     def _index(self) -> str:
@@ -176,7 +176,8 @@ class RuleDocs:
             return "docs/rules.md is not installed with this service; the rule-set file above is the specification."
         return f"docs/rules.md describes rule set {self.spec_version}; for {version} see the repository's history."
 
-    def _not_found(self, message: str, version: str | None) -> str:
+    def not_found(self, message: str, version: str | None) -> str:
+        """A 404 page that says what was not found and which rule sets are served."""
         known = ", ".join(self.rule_sets)
         body = f"<h1>Not found</h1><p>{_e(message)}</p><p>Rule sets served here: {_e(known)}.</p>"
         return _document("Not found", body, nav=_nav(version))

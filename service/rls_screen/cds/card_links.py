@@ -53,9 +53,12 @@ def citation_dois(rules: RuleSet, citations: Iterable[str]) -> list[tuple[str, s
     return list(found.items())
 
 
-def card_link_urls(card: Mapping[str, Any]) -> list[str]:
-    """Every URL a card (as JSON) points at: links[].url, source.url and markdown links in the detail."""
-    urls = [str(link["url"]) for link in card.get("links") or []]
+def card_link_urls(card: Mapping[str, Any], *, smart: bool = False) -> list[str]:
+    """Every URL a card (as JSON) points at: links[].url, source.url and markdown links in the detail.
+
+    SMART links are left out unless ``smart``: the EHR launches them (with ``launch`` and ``iss``), a
+    browser does not simply open them."""
+    urls = [str(link["url"]) for link in card.get("links") or [] if smart or link.get("type") != "smart"]
     source = card.get("source") or {}
     if source.get("url"):
         urls.append(str(source["url"]))

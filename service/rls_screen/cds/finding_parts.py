@@ -63,13 +63,12 @@ class FindingParts(CardParts):
         dated = f" on {value.effective.isoformat()}" if value else ""
         bracket = f" ({threshold})" if threshold else ""
         if more:
+            short = more.split(" more ")[0] + " more"  # '+ 3 more' when the full close does not fit
             closing = f"; {relevance} {more}" if critical else f" {more}"
-            return fit(
-                *([f"{head}: {measured}{bracket}{closing}"] if measured else []),
-                *([f"{head}: {measured}{closing}"] if measured else []),
-                f"{head}{closing}",
-                f"{head} {more}",
-            )
+            short_closing = f"; {relevance} {short}" if critical else f" {short}"
+            with_value = [f"{head}: {measured}{bracket}{closing}", f"{head}: {measured}{closing}"] if measured else []
+            with_value += [f"{head}: {measured}{short_closing}", f"{head}: {measured} {more}"] if measured else []
+            return fit(*with_value, f"{head}{closing}", f"{head} {more}")
         if measured:
             return fit(
                 f"{head}: {measured}{dated}{bracket}; {relevance}",

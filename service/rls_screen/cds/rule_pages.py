@@ -48,4 +48,8 @@ def rule_pages_router(docs: RuleDocs) -> APIRouter:
     async def rule_page(version: str, rule_id: str) -> Response:
         return html(*docs.page(version, rule_id))
 
+    @router.get("/{version}/{rule_id}/{rest:path}", include_in_schema=False)
+    async def below_a_rule(version: str, rule_id: str, rest: str) -> Response:
+        return html(404, docs.not_found(f"Rule set {version} has no rule {rule_id}/{rest}.", version))
+
     return router
