@@ -120,10 +120,12 @@ class OneCard(FindingParts):
                 note = md((item.note or item.display).rstrip("."))
                 rows.append(f"| {name} | {MEDICINE_RESULT} | {note} | - | - | - | {guideline} |")
                 continue
+            if item.code == "missing-iron-studies":  # its values are the study present, not the one missing
+                rows.append(f"| {name} | - | {md(self._missing_iron_text(assessment))} | - | - | - | {guideline} |")
+                continue
             if not item.values:
                 _, threshold = self.value_and_threshold(assessment, item)
-                shown = md(self._missing_iron_text(assessment)) if item.code == "missing-iron-studies" else "-"
-                rows.append(f"| {name} | - | {shown} | - | {threshold or '-'} | - | {guideline} |")
+                rows.append(f"| {name} | - | - | - | {threshold or '-'} | - | {guideline} |")
                 continue
             for n, value in enumerate(item.values):
                 first = n == 0
