@@ -56,9 +56,10 @@ class RuleDocs:
     """The rule-set version docs/rules.md describes (its title)."""
 
     @classmethod
-    def load(cls, spec_path: Path = RULES_MD) -> RuleDocs:
+    def load(cls, spec_path: Path = RULES_MD, rule_sets_dir: Path | None = None) -> RuleDocs:
+        """Every rule-set file shipped in the package (or in ``rule_sets_dir``), and docs/rules.md."""
         rule_sets: dict[str, RuleSetDoc] = {}
-        folder = resources.files("rls_screen.ruleset")
+        folder = rule_sets_dir or resources.files("rls_screen.ruleset")
         for entry in sorted(folder.iterdir(), key=lambda e: e.name):
             if entry.name.endswith(".json"):
                 data = json.loads(entry.read_text(encoding="utf-8"))

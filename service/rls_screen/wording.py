@@ -219,9 +219,12 @@ def count_text(count: int, noun: str = "finding") -> str:
     return f"{count} {noun}" + ("" if count == 1 else "s")
 
 
-def more_findings_text(count: int) -> str:
-    """'+ 3 more RLS-relevant findings' (a card summary's close when the card holds more than one)."""
-    return f"+ {count_text(count, 'more RLS-relevant finding')}" if count else ""
+def more_findings_text(count: int, *, short: bool = False) -> str:
+    """'+ 3 more RLS-relevant findings' (a card summary's close when the card holds more than one);
+    '+ 3 more' when short; '' for none."""
+    if not count:
+        return ""
+    return f"+ {count} more" if short else f"+ {count_text(count, 'more RLS-relevant finding')}"
 
 
 FLAG_BANNER_PREFIX = "RLS: "

@@ -10,8 +10,10 @@ pages exist per version and rule id, and unknown ones get a clear 404 page.
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,6 +30,7 @@ from tests.api.helpers import (
     patient_view_request,
 )
 
+import rls_screen.ruleset
 from rls_screen import synth
 from rls_screen.assessment import assess
 from rls_screen.cds.card_links import CardLinks, card_link_urls
@@ -306,3 +309,25 @@ def test_other_paths_still_need_a_jwt(cds_server: ServerFactory) -> None:
     server, _ = cds_server()
     assert requests.get(f"{server.base_url}/rulesx", timeout=30).status_code == 401
     assert requests.get(f"{server.base_url}/cds-services", timeout=30).status_code == 401
+
+
+@pytest.mark.unit
+def test_each_rule_set_version_has_its_own_pages(tmp_path: Path) -> None:
+    """A second version's file gets its own pages; docs/rules.md is shown only for the version it describes."""
+    shipped = Path(rls_screen.ruleset.__file__).parent / rls_screen.ruleset.DEFAULT_RULESET
+    data = json.loads(shipped.read_text(encoding="utf-8"))
+    (tmp_path / shipped.name).write_text(json.dumps(data), encoding="utf-8")
+    data["version"] = "2099.1"
+    data["iron"]["deficiency"]["ferritinBelow"] = 16
+    (tmp_path / "rls-secondary-causes-2099.1.json").write_text(json.dumps(data), encoding="utf-8")
+    docs = RuleDocs.load(rule_sets_dir=tmp_path)
+    assert list(docs.rule_sets) == ["2026.2", "2099.1"]
+    current, other = docs.page("2026.2", "IRON-DEFICIENCY"), docs.page("2099.1", "IRON-DEFICIENCY")
+    assert current[0] == other[0] == 200
+    assert "<td>15</td>" in current[1]
+    assert "<td>16</td>" in other[1]
+    assert "<td>IRON-DEFICIENCY</td>" in current[1]  # docs/rules.md describes 2026.2 ...
+    assert "docs/rules.md describes rule set 2026.2; for 2099.1 see the repository" in other[1]  # ... not 2099.1
+    assert "ELECTROLYTE-CAVEAT" in docs.rule_ids("2026.2")  # named only in docs/rules.md
+    assert docs.page("2099.1", "ELECTROLYTE-CAVEAT")[0] == 404
+    assert docs.page("2099.2")[0] == 404

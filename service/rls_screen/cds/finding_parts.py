@@ -23,6 +23,7 @@ from rls_screen.wording import (
     analyte_text,
     display_units,
     finding_head,
+    more_findings_text,
     rls_relevance,
     threshold_for,
     threshold_text,
@@ -40,9 +41,11 @@ from rls_screen.writeback import (
 class FindingParts(CardParts):
     """The per-finding words and parts of a patient-view card."""
 
-    def finding_summary(self, assessment: Assessment, finding: Finding, *, more: str = "") -> str:
+    def finding_summary(self, assessment: Assessment, finding: Finding, *, others: int = 0) -> str:
         """One sentence under 140 characters: the finding, its value against its own threshold (D23), why
-        it matters in RLS; ``more`` ('+ 3 more RLS-relevant findings') replaces the why when given."""
+        it matters in RLS; with ``others`` (the one card), '+ 3 more RLS-relevant findings' instead of the
+        why, except for a potentially dangerous finding (D20), which keeps saying so."""
+        more = more_findings_text(others)
         if finding.code == "missing-iron-studies":
             gap, cite = self._missing_iron_text(assessment), self._short(self._rules.iron.missing_studies.citations)
             if more:
@@ -63,7 +66,7 @@ class FindingParts(CardParts):
         dated = f" on {value.effective.isoformat()}" if value else ""
         bracket = f" ({threshold})" if threshold else ""
         if more:
-            short = more.split(" more ")[0] + " more"  # '+ 3 more' when the full close does not fit
+            short = more_findings_text(others, short=True)  # when the full close does not fit
             closing = f"; {relevance} {more}" if critical else f" {more}"
             short_closing = f"; {relevance} {short}" if critical else f" {short}"
             with_value = [f"{head}: {measured}{bracket}{closing}", f"{head}: {measured}{closing}"] if measured else []

@@ -94,7 +94,7 @@ class OneCard(FindingParts):
 
     def _summary(self, assessment: Assessment, headline: Finding, others: int) -> str:
         if headline.code != MEDICINE_ADVISORY:
-            return self.finding_summary(assessment, headline, more=more_findings_text(others))
+            return self.finding_summary(assessment, headline, others=others)
         note = (headline.note or headline.display).rstrip(".")
         more = more_findings_text(others)
         if more:
