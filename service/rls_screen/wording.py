@@ -225,6 +225,52 @@ def advisory_text(advisory: Finding, advice: Mapping[str, str]) -> str:
     return f"{values_text(advisory)} ({thresholds_text(advisory.thresholds)}): {lowered}"
 
 
+# --- the one patient-view card and the Flag banner ------------------------------------------------
+
+ONE_CARD_HEADING = "RLS secondary-cause screen: {count}"
+ONE_CARD_ORDER = ", most important first"
+"""The heading of the one patient-view card's detail (``{count}``: '4 findings'; the order said from two on)."""
+ONE_CARD_TABLE_HEADER = ("Finding", "Result", "Value", "Date", "Threshold", "Lab reference", "Guideline")
+MEDICINE_RESULT = "active order"
+"""The Result cell of a medicine that may aggravate RLS (its Value cell is the engine's note)."""
+
+
+def count_text(count: int, noun: str = "finding") -> str:
+    """'1 finding', '4 findings'."""
+    return f"{count} {noun}" + ("" if count == 1 else "s")
+
+
+def more_findings_text(count: int, *, short: bool = False) -> str:
+    """'+ 3 more RLS-relevant findings' (a card summary's close when the card holds more than one);
+    '+ 3 more' when short; '' for none."""
+    if not count:
+        return ""
+    return f"+ {count} more" if short else f"+ {count_text(count, 'more RLS-relevant finding')}"
+
+
+FLAG_BANNER_PREFIX = "RLS: "
+FLAG_BANNER_MAX = 64
+"""Flag.code.text is what an EHR shows in its banner or flag list: at most 64 characters (a project choice;
+docs/ehr-flags.md says why): the finding and the one value it rests on. The detail is in the narrative."""
+BANNER_WITHOUT_VALUE = frozenset({"missing-iron-studies"})
+"""Findings whose values are not what the finding is about (the iron study present, not the one missing)."""
+
+
+def flag_banner_text(finding: Finding) -> str:
+    """'RLS: Iron deficiency, ferritin 9 µg/L' (at most FLAG_BANNER_MAX characters, value in canonical units)."""
+    measured = [v for v in finding.values if not v.computed] or list(finding.values)
+    head = finding_head(finding)
+    candidates = [f"{FLAG_BANNER_PREFIX}{head}", f"{FLAG_BANNER_PREFIX}{finding.display}"]
+    if measured and finding.code not in BANNER_WITHOUT_VALUE:
+        value = measured[0]
+        shown = f"{analyte_text(value.analyte)} {value.value.display()} {unit_text(value.unit)}"
+        candidates.insert(0, f"{FLAG_BANNER_PREFIX}{head}, {shown}")
+    for text in candidates:
+        if len(text) <= FLAG_BANNER_MAX:
+            return text
+    return candidates[-1][: FLAG_BANNER_MAX - 1].rsplit(" ", 1)[0] + "…"
+
+
 # --- the rule set's words --------------------------------------------------------------------------
 
 

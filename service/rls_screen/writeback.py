@@ -39,9 +39,11 @@ from rls_screen.codesets import CANONICAL_BASE, FINDING_SYSTEM, SNOMED, Terminol
 from rls_screen.model import Assessment, Finding
 from rls_screen.ruleset import RuleSet
 from rls_screen.wording import (
+    advice_for,
     display_units,
     finding_head,
     finding_sentence,
+    flag_banner_text,
     iron_band_text,
     sources_text,
     threshold_for,
@@ -222,9 +224,10 @@ def build_flag(
 ) -> Flag:
     patient_id = assessment.patient.removeprefix("Patient/")
     concept = _finding_concept(finding, terminology, assessment.gfr_category)
-    concept["text"] = flag_text(finding, rules)
+    concept["text"] = flag_banner_text(finding)  # short enough for an EHR banner; the detail is the narrative
+    advice = advice_for(finding, rules.advice)
     return Flag(
-        text=narrative(concept["text"]),
+        text=narrative(flag_text(finding, rules), advice or ""),
         identifier=[{"system": FLAG_ID_SYSTEM, "value": flag_identifier(patient_id, finding.code)}],
         status="active",
         category=[{"coding": [{"system": FLAG_CATEGORY_SYSTEM, "code": "lab", "display": "Lab"}]}],
@@ -250,11 +253,12 @@ def deactivated_flag(existing: Mapping[str, Any], end: date) -> dict[str, Any]:
 
 
 def build_service_request(
-    assessment: Assessment, *, device_ref: str, risk_assessment_ref: str, status: str
+    assessment: Assessment, *, rules: RuleSet, device_ref: str, risk_assessment_ref: str, status: str
 ) -> ServiceRequest:
     patient_id = assessment.patient.removeprefix("Patient/")
+    cite = sources_text(rules, rules.cite(rules.iron.missing_studies.citations))  # the rule set's guideline names
     return ServiceRequest(
-        text=narrative(f"Proposal ({status}): {IRON_STUDIES_TEXT}. Reason: RLS with iron studies missing (AASM 2024)."),
+        text=narrative(f"Proposal ({status}): {IRON_STUDIES_TEXT}. Reason: RLS with iron studies missing ({cite})."),
         identifier=[{"system": SERVICE_REQUEST_ID_SYSTEM, "value": service_request_identifier(patient_id)}],
         status=status,
         intent="proposal",
@@ -272,7 +276,7 @@ def build_service_request(
                         "display": "Iron studies missing",
                     }
                 ],
-                "text": "RLS: iron studies missing (AASM 2024: iron studies for every patient with RLS)",
+                "text": f"RLS: iron studies missing ({cite}: iron studies for every patient with RLS)",
             }
         ],
         supportingInfo=[{"reference": risk_assessment_ref}],
@@ -386,7 +390,9 @@ def plan_writeback(
     )
     if wanted_status and not (old_request and old_request.get("status") == wanted_status):
         request = to_json(
-            build_service_request(assessment, device_ref=device_url, risk_assessment_ref=ra_ref, status=wanted_status)
+            build_service_request(
+                assessment, rules=rules, device_ref=device_url, risk_assessment_ref=ra_ref, status=wanted_status
+            )
         )
         url = _urn("service-request", patient_id)
         entries.append(

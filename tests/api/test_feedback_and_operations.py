@@ -62,33 +62,47 @@ def _feedback(card: str, outcome: str = "overridden") -> dict[str, object]:
     return {"feedback": [item]}
 
 
-def test_overridden_card_is_suppressed_until_the_data_changes(cds_server: ServerFactory, tmp_path: Path) -> None:
+def test_overridden_one_card_is_suppressed_until_the_data_changes(cds_server: ServerFactory) -> None:
+    """One card: an override says 'this screen was reviewed'; it stays hidden until what it rests on changes."""
     _, ehr = cds_server()
     observations = labs("fb1", **{**NORMAL, "ferritin": 30.0, "k": 3.2})
-    first = ehr.call(PATIENT_VIEW, patient_view_request("fb1", full_prefetch("fb1", observations))).json()["cards"]
-    assert [c["source"]["topic"]["code"] for c in first] == ["iron-insufficient-for-rls", "hypokalemia"]
-    iron_card = first[0]["uuid"]
-    response = ehr.post(f"/cds-services/{PATIENT_VIEW}/feedback", _feedback(iron_card))
-    assert response.status_code == 200
-    assert response.json() == {}
+    (first,) = ehr.call(PATIENT_VIEW, patient_view_request("fb1", full_prefetch("fb1", observations))).json()["cards"]
+    assert first["summary"].startswith("Iron below RLS target")
+    assert "+ 1 more" in first["summary"]
+    response = ehr.post(f"/cds-services/{PATIENT_VIEW}/feedback", _feedback(first["uuid"]))
+    assert (response.status_code, response.json()) == (200, {})
 
     again = ehr.call(PATIENT_VIEW, patient_view_request("fb1", full_prefetch("fb1", observations))).json()["cards"]
-    assert [c["source"]["topic"]["code"] for c in again] == ["hypokalemia"]
+    assert again == []
     other_patient = ehr.call(
         PATIENT_VIEW, patient_view_request("fb2", full_prefetch("fb2", labs("fb2", ferritin=30.0)))
     )
-    assert "iron-insufficient-for-rls" in [c["source"]["topic"]["code"] for c in other_patient.json()["cards"]]
+    assert [c["source"]["topic"]["code"] for c in other_patient.json()["cards"]] == ["iron-insufficient-for-rls"]
 
-    # A new ferritin result (new data) brings the card back.
+    # A new ferritin result (new data) brings the whole card back.
     newer = [*observations, observation("fb1", 99, "2276-4", 25.0, "ug/L", time.strftime("%Y-%m-%d"))]
-    back = ehr.call(PATIENT_VIEW, patient_view_request("fb1", full_prefetch("fb1", newer))).json()["cards"]
-    assert "iron-insufficient-for-rls" in [c["source"]["topic"]["code"] for c in back]
+    (back,) = ehr.call(PATIENT_VIEW, patient_view_request("fb1", full_prefetch("fb1", newer))).json()["cards"]
+    assert "+ 1 more" in back["summary"]
 
-    # So does an amended version of the same Observation.
+    # So does an amended version of the same Observation, and a finding that resolves (the set changed).
     amended = [dict(o) for o in observations]
     amended[0]["meta"] = {"versionId": "2"}
-    back_again = ehr.call(PATIENT_VIEW, patient_view_request("fb1", full_prefetch("fb1", amended))).json()["cards"]
-    assert "iron-insufficient-for-rls" in [c["source"]["topic"]["code"] for c in back_again]
+    assert ehr.call(PATIENT_VIEW, patient_view_request("fb1", full_prefetch("fb1", amended))).json()["cards"]
+    resolved = labs("fb1", **{**NORMAL, "ferritin": 30.0})
+    assert ehr.call(PATIENT_VIEW, patient_view_request("fb1", full_prefetch("fb1", resolved))).json()["cards"]
+
+
+def test_per_finding_override_suppresses_only_that_finding(cds_server: ServerFactory) -> None:
+    _, ehr = cds_server(cds_card_mode="per-finding")
+    observations = labs("fb3", **{**NORMAL, "ferritin": 30.0, "k": 3.2})
+    first = ehr.call(PATIENT_VIEW, patient_view_request("fb3", full_prefetch("fb3", observations))).json()["cards"]
+    assert [c["source"]["topic"]["code"] for c in first] == ["iron-insufficient-for-rls", "hypokalemia"]
+    assert ehr.post(f"/cds-services/{PATIENT_VIEW}/feedback", _feedback(first[0]["uuid"])).status_code == 200
+    again = ehr.call(PATIENT_VIEW, patient_view_request("fb3", full_prefetch("fb3", observations))).json()["cards"]
+    assert [c["source"]["topic"]["code"] for c in again] == ["hypokalemia"]
+    newer = [*observations, observation("fb3", 99, "2276-4", 25.0, "ug/L", time.strftime("%Y-%m-%d"))]
+    back = ehr.call(PATIENT_VIEW, patient_view_request("fb3", full_prefetch("fb3", newer))).json()["cards"]
+    assert "iron-insufficient-for-rls" in [c["source"]["topic"]["code"] for c in back]
 
 
 def test_feedback_is_stored_without_free_text_or_patient_ids(cds_server: ServerFactory, tmp_path: Path) -> None:

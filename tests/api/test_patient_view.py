@@ -35,27 +35,59 @@ OVERRIDE_REASONS = [  # terminology/CodeSystem-cds-override-reason.json
 pytestmark = pytest.mark.net
 
 
-def test_full_prefetch_gives_one_sourced_card_per_finding(cds_server: ServerFactory) -> None:
+def _assert_spec_shaped(card: dict[str, object]) -> None:
+    assert len(str(card["summary"])) < 140
+    assert card["indicator"] in ("info", "warning", "critical")
+    assert uuid.UUID(str(card["uuid"]))
+    source = card["source"]
+    assert isinstance(source, dict)
+    assert source["label"].startswith("rls-screen")
+    assert source["url"].startswith("http://127.0.0.1:")  # this service's own rule pages (its public URL)
+    assert source["topic"]["system"] == "https://rls-screen.org/fhir/CodeSystem/rls-finding"
+    assert [(r["code"], r["display"]) for r in card["overrideReasons"]] == list(OVERRIDE_REASONS)  # type: ignore[attr-defined]
+    for link in card["links"]:  # type: ignore[attr-defined]
+        assert link["type"] == "absolute"
+        assert "appContext" not in link
+        assert "rls-screen.org" not in link["url"]  # a domain the product does not own: never linked
+    assert "**Sources**" in str(card["detail"])
+    assert None not in card.values()
+
+
+def test_full_prefetch_gives_one_sourced_card_for_all_findings(cds_server: ServerFactory) -> None:
     _, ehr = cds_server()
     values = {**NORMAL, "ferritin": 12.0, "tsat": 12.0, "hb": 104.0, "k": 3.1}
     response = ehr.call(PATIENT_VIEW, patient_view_request("pv1", full_prefetch("pv1", labs("pv1", **values))))
+    assert response.status_code == 200
+    (card,) = response.json()["cards"]
+    _assert_spec_shaped(card)
+    assert card["source"]["topic"]["code"] == "iron-deficiency"  # an established cause comes first
+    assert card["summary"] == "Iron deficiency: ferritin 12 µg/L (< 15 µg/L) + 2 more RLS-relevant findings"
+    assert card["indicator"] == "warning"  # the highest of the three (iron deficiency, anaemia: warning)
+    detail = card["detail"]
+    assert days_ago(30) in detail
+    assert "Winkelman JW" in detail  # the full AASM 2024 citation
+    assert "(moderate)" in detail
+    rows = [line for line in detail.splitlines() if line.startswith("| [")]
+    assert [row.split("](")[0] for row in rows] == [
+        "| [Iron deficiency",
+        "| [Anaemia (moderate)",
+        "| [Low potassium (CTCAE grade 1-2)",
+    ]
+    # docs/rules.md: electrolyte changes are not established causes of RLS; the card must say so.
+    assert "mimic or aggravate" in detail
+
+
+def test_per_finding_mode_gives_one_sourced_card_per_finding(cds_server: ServerFactory) -> None:
+    _, ehr = cds_server(cds_card_mode="per-finding")
+    values = {**NORMAL, "ferritin": 12.0, "tsat": 12.0, "hb": 104.0, "k": 3.1}
+    response = ehr.call(PATIENT_VIEW, patient_view_request("pv1b", full_prefetch("pv1b", labs("pv1b", **values))))
     assert response.status_code == 200
     cards = response.json()["cards"]
     topics = [card["source"]["topic"]["code"] for card in cards]
     assert topics == ["iron-deficiency", "anemia", "hypokalemia"]
     for card in cards:
-        assert len(card["summary"]) < 140
-        assert card["indicator"] in ("info", "warning", "critical")
-        assert uuid.UUID(card["uuid"])
-        assert card["source"]["label"].startswith("rls-screen")
-        assert card["source"]["url"].startswith("https://")
-        assert card["source"]["topic"]["system"] == "https://rls-screen.org/fhir/CodeSystem/rls-finding"
-        assert [(r["code"], r["display"]) for r in card["overrideReasons"]] == list(OVERRIDE_REASONS)
-        assert card["links"][0]["type"] == "absolute"
-        assert "appContext" not in card["links"][0]
-        assert "**Sources**" in card["detail"]
+        _assert_spec_shaped(card)
         assert days_ago(30) in card["summary"] + card["detail"]
-        assert None not in card.values()
     iron, anemia, potassium = cards
     assert iron["indicator"] == "warning"
     assert "ferritin 12 µg/L" in iron["summary"]
@@ -64,7 +96,6 @@ def test_full_prefetch_gives_one_sourced_card_per_finding(cds_server: ServerFact
     assert "Winkelman JW" in iron["detail"]  # the full AASM 2024 citation
     assert anemia["indicator"] == "warning"
     assert "(moderate)" in anemia["summary"]
-    # docs/rules.md: electrolyte changes are not established causes of RLS; the card must say so.
     assert "not an established RLS cause" in potassium["summary"]
     assert "mimic or aggravate" in potassium["detail"]
     assert potassium["indicator"] == "info"
@@ -137,10 +168,23 @@ def test_null_conditions_prefetch_means_no_rls(cds_server: ServerFactory) -> Non
     assert ehr.call(PATIENT_VIEW, patient_view_request("pv8", prefetch)).json() == {"cards": []}
 
 
-def test_indicator_follows_severity(cds_server: ServerFactory) -> None:
+def test_indicator_is_the_highest_and_the_summary_names_the_dangerous_finding(cds_server: ServerFactory) -> None:
     _, ehr = cds_server()
     prefetch = full_prefetch("pv9", labs("pv9", **{**NORMAL, "k": 2.3, "egfr": 10.0}))
-    cards = ehr.call(PATIENT_VIEW, patient_view_request("pv9", prefetch)).json()["cards"]
+    (card,) = ehr.call(PATIENT_VIEW, patient_view_request("pv9", prefetch)).json()["cards"]
+    assert card["indicator"] == "critical"  # CTCAE grade 4 potassium; kidney failure alone would be warning
+    # Kidney failure ranks first, but a critical card's summary must say why it is critical (D20).
+    assert card["summary"].startswith("Low potassium (CTCAE grade 4): potassium 2.3 mmol/L")
+    assert "act on it now" in card["summary"]
+    assert card["summary"].endswith("+ 1 more")
+    rows = [line for line in card["detail"].splitlines() if line.startswith("| [")]
+    assert [row.split("](")[0] for row in rows] == ["| [Kidney failure", "| [Low potassium (CTCAE grade 4)"]
+
+
+def test_per_finding_indicator_follows_severity(cds_server: ServerFactory) -> None:
+    _, ehr = cds_server(cds_card_mode="per-finding")
+    prefetch = full_prefetch("pv9b", labs("pv9b", **{**NORMAL, "k": 2.3, "egfr": 10.0}))
+    cards = ehr.call(PATIENT_VIEW, patient_view_request("pv9b", prefetch)).json()["cards"]
     by_topic = {card["source"]["topic"]["code"]: card for card in cards}
     assert by_topic["hypokalemia"]["indicator"] == "critical"  # CTCAE grade 4
     assert by_topic["kidney-failure"]["indicator"] == "warning"

@@ -1,7 +1,8 @@
 """Golden files for what a person reads: one synthetic patient per scenario (each rule family and edge).
 
 For each patient, tests/data/golden/<scenario>.txt holds the text report (``rls-screen evaluate``) and
-<scenario>.json the Assessment JSON, the patient-view CDS cards and the write-back transaction Bundle
+<scenario>.json the Assessment JSON, the patient-view CDS card (the default one-card mode, with a public URL
+and the clinician app configured, so its rule, DOI and SMART links show) and the write-back transaction Bundle
 (Flags, RiskAssessment, ServiceRequest, Provenance, with their narratives). They were reviewed once by
 reading them; a change in any of them fails here and shows as a diff. To accept an intended change,
 regenerate and review the diff before committing:
@@ -21,6 +22,7 @@ import pytest
 
 from rls_screen import synth
 from rls_screen.assessment import assess
+from rls_screen.cds.card_links import CardLinks
 from rls_screen.cds.cards import CardBuilder
 from rls_screen.cds.services import PATIENT_VIEW_SERVICE
 from rls_screen.knowledge import Knowledge, load_knowledge
@@ -33,6 +35,7 @@ AS_OF = date(2026, 11, 25)
 RECORDED = datetime(2026, 11, 25, 9, 30, tzinfo=UTC)
 HOOK_INSTANCE = "2f6b3a5e-0c1d-4e8f-9a7b-6c5d4e3f2a1b"
 UPDATE = os.environ.get("UPDATE_GOLDEN") == "1"
+LINKS = CardLinks(public_url="https://cds.example.org", app_client_id="golden-app")
 
 
 def _patients() -> dict[str, synth.PatientRecord]:
@@ -60,7 +63,7 @@ def _outputs(record: synth.PatientRecord, knowledge: Knowledge) -> tuple[str, di
     data = from_bundle(synth.urn_uuid_bundle(record, bundle_type="collection"))
     assessment = assess(data, knowledge=knowledge, as_of=AS_OF)
     text = format_text(assessment, knowledge.ruleset)
-    builder = CardBuilder(knowledge, PATIENT_VIEW_SERVICE, HOOK_INSTANCE, "golden-subject")
+    builder = CardBuilder(knowledge, PATIENT_VIEW_SERVICE, HOOK_INSTANCE, "golden-subject", links=LINKS)
     cards = [
         draft.card.model_dump(mode="json", by_alias=True, exclude_none=True)
         for draft in builder.patient_view(assessment)

@@ -46,7 +46,7 @@ def lines(assessment: Assessment) -> list[str]:
 
 
 def card(assessment: Assessment, code: str) -> tuple[str, str]:
-    builder = CardBuilder(knowledge(), "rls-screen", "hook-1", "subject-1")
+    builder = CardBuilder(knowledge(), "rls-screen", "hook-1", "subject-1", mode="per-finding")
     [draft] = [d for d in builder.patient_view(assessment) if d.card.source.topic and d.card.source.topic.code == code]
     return draft.card.summary, draft.card.detail or ""
 

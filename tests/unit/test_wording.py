@@ -48,7 +48,7 @@ pytestmark = pytest.mark.unit
 
 
 def cards(assessment: Assessment) -> dict[str, tuple[str, str]]:
-    builder = CardBuilder(knowledge(), "rls-secondary-causes", "hook-1", "subject-1")
+    builder = CardBuilder(knowledge(), "rls-secondary-causes", "hook-1", "subject-1", mode="per-finding")
     return {
         d.card.source.topic.code: (d.card.summary, d.card.detail or "")
         for d in builder.patient_view(assessment)

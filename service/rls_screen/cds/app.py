@@ -7,6 +7,7 @@ import. Routes:
 - ``POST /cds-services/{id}``: one route per service, each with its hook's request model
 - ``POST /cds-services/{id}/feedback``: feedback, stored in SQLite
 - ``GET /health`` (liveness) and ``GET /ready`` (knowledge loaded, database answers); no JWT
+- ``GET /rules/...``: the rule documentation cards link to (``rule_pages``); no JWT
 
 Every other path, known or not, needs a JWT, verified by ``AuthenticationMiddleware`` before the
 body is read: without a valid token the answer is a bare 401 whatever the body holds.
@@ -63,6 +64,7 @@ from rls_screen.cds.models import (
 )
 from rls_screen.cds.orders import load_drug_catalog
 from rls_screen.cds.prefetch import FhirAccessConfig
+from rls_screen.cds.rule_pages import RULES_PREFIX, rule_pages_router
 from rls_screen.cds.runtime import CdsRuntime
 from rls_screen.cds.services import (
     ORDER_SELECT_SERVICE,
@@ -75,6 +77,7 @@ from rls_screen.cds.settings import CdsSettings, get_cds_settings
 from rls_screen.errors import ConfigurationError
 from rls_screen.fhir_client import Allowlist
 from rls_screen.knowledge import Knowledge, load_knowledge
+from rls_screen.ruledocs import RuleDocs
 from rls_screen.settings import Settings, get_settings
 
 FHIR_JSON = "application/fhir+json"
@@ -171,8 +174,10 @@ class BodySizeLimitMiddleware:
         await self.app(scope, counting_receive, send)
 
 
-OPEN_PATHS = frozenset({"/health", "/ready", "/openapi.json"})
+OPEN_PATHS = frozenset({"/health", "/ready", "/openapi.json", RULES_PREFIX})
 """The only paths answered without a JWT; every other path, known or not, needs one (fail closed)."""
+OPEN_PREFIXES = (f"{RULES_PREFIX}/",)
+"""Path prefixes answered without a JWT: the rule documentation a card links to (read-only, no patient data)."""
 CLIENT_SCOPE_KEY = "rls_screen.client"
 
 
@@ -189,7 +194,7 @@ class AuthenticationMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = route_path(scope)
-        if scope["type"] != "http" or path in OPEN_PATHS:
+        if scope["type"] != "http" or path in OPEN_PATHS or path.startswith(OPEN_PREFIXES):
             await self.app(scope, receive, send)
             return
         try:
@@ -456,6 +461,8 @@ def create_app(
             tags=["CDS Hooks"],
             summary=f"Feedback on {service_id} cards",
         )
+
+    app.include_router(rule_pages_router(RuleDocs.load()))
 
     @app.get("/health", tags=["Operations"])
     async def health() -> Response:

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from rls_screen.cds.card_links import CardLinks, citation_dois
 from rls_screen.cds.feedback import data_signature
 from rls_screen.cds.models import Card, Coding, Link, Source, Suggestion
 from rls_screen.codesets import FINDING_SYSTEM, OVERRIDE_REASON_SYSTEM
@@ -107,14 +108,15 @@ def fit(*candidates: str) -> str:
     return last[: MAX_SUMMARY - 1].rsplit(" ", 1)[0].rstrip(",;:") + "…"
 
 
-def _raise(indicator: Indicator, other: Indicator) -> Indicator:
+def raise_indicator(indicator: Indicator, other: Indicator) -> Indicator:
+    """The higher of two indicators (info < warning < critical)."""
     return indicator if INDICATOR_ORDER.index(indicator) >= INDICATOR_ORDER.index(other) else other
 
 
 def indicator_for(finding: Finding) -> Indicator:
     base: Indicator = BASE_INDICATOR.get(finding.code, "info")
     severity = SEVERITY_INDICATOR.get(finding.severity or "")
-    return _raise(base, severity) if severity else base
+    return raise_indicator(base, severity) if severity else base
 
 
 @dataclass(frozen=True)
@@ -133,9 +135,18 @@ class CardParts:
     uuids apart across patients and clients without putting the patient id into them.
     """
 
-    def __init__(self, knowledge: Knowledge, service_id: str, hook_instance: str, subject: str) -> None:
+    def __init__(
+        self,
+        knowledge: Knowledge,
+        service_id: str,
+        hook_instance: str,
+        subject: str,
+        *,
+        links: CardLinks | None = None,
+    ) -> None:
         self._knowledge, self._service_id, self._hook_instance = knowledge, service_id, hook_instance
         self._subject = subject
+        self._link_targets = links or CardLinks()
         self._rules = knowledge.ruleset
         self._advice = knowledge.ruleset.advice
 
@@ -148,18 +159,28 @@ class CardParts:
     def _source(self, code: str) -> Source:
         return Source(
             label=f"rls-screen, rule set {self._rules.version}",
-            url=self._rules.documentation_url,
+            url=self._link_targets.rule_set_url(self._rules.version),  # omitted when no public URL is configured
             topic=Coding(system=FINDING_SYSTEM, code=code, display=self._knowledge.terminology.display(code)),
         )
 
-    def _links(self, code: str, rule_id: str) -> list[Link]:
-        return [
-            Link(
-                label=f"Rule {rule_id} (rule set {self._rules.version})",
-                url=f"{self._rules.documentation_url}#{code}",
-                type="absolute",
-            )
+    def _rule_url(self, rule_id: str) -> str | None:
+        return self._link_targets.rule_url(self._rules.version, rule_id)
+
+    def _links(self, rule_id: str, citations: Iterable[str], *, smart: bool = False) -> list[Link] | None:
+        """The rule's page on this service (when its public URL is configured), each guideline's DOI, and
+        the clinician app (``smart``, patient-view only, when configured); None when there is none."""
+        links: list[Link] = []
+        rule_url = self._rule_url(rule_id)
+        if rule_url:
+            links.append(Link(label=f"Rule {rule_id} (rule set {self._rules.version})", url=rule_url, type="absolute"))
+        links += [
+            Link(label=f"{label} (guideline, doi.org)", url=url, type="absolute")
+            for label, url in citation_dois(self._rules, citations)
         ]
+        app = self._link_targets.smart_link() if smart else None
+        if app is not None:
+            links.append(app)
+        return links or None  # CDS Hooks: omit, never send empty
 
     def _override_reasons(self) -> list[Coding]:
         reasons = self._knowledge.terminology.override_reasons  # CodeSystem-cds-override-reason.json
@@ -175,7 +196,9 @@ class CardParts:
         detail: str,
         indicator: Indicator,
         signature: str,
+        citations: Iterable[str] = (),
         suggestions: list[Suggestion] | None = None,
+        smart: bool = False,
     ) -> CardDraft:
         card = Card(
             uuid=self.card_uuid(key, signature),
@@ -186,7 +209,7 @@ class CardParts:
             suggestions=suggestions or None,
             selection_behavior="at-most-one" if suggestions else None,
             override_reasons=self._override_reasons() or None,  # CDS Hooks: omit, never send empty
-            links=self._links(topic, rule_id),
+            links=self._links(rule_id, citations, smart=smart),
         )
         return CardDraft(key=key, signature=signature, card=card)
 
@@ -249,7 +272,9 @@ class CardParts:
         lines = []
         for advisory in assessment.advisories:
             if advisory.code in codes:
-                lines.append(f"- {advisory.display}: {advisory_text(advisory, self._advice)}")
+                text = advisory_text(advisory, self._advice)
+                said = text.startswith(advisory.display)  # the advice already opens with the advisory's name
+                lines.append(f"- {text}" if said else f"- {advisory.display}: {text}")
         return [*dict.fromkeys(lines), ""] if lines else []
 
     def _missing_iron_text(self, assessment: Assessment) -> str:

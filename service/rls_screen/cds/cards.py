@@ -1,11 +1,13 @@
 """From an Assessment (and matched draft orders) to CDS Hooks cards: short, sourced, not alarmist.
 
-One card per finding (so an override silences exactly that finding for that patient), plus one per
-matched draft order. Every card carries: a one-sentence summary under 140 characters with the
-value, date and its own analyte's threshold (D23); an indicator from the finding and its severity;
-markdown detail with values, dates, thresholds, the lab's own range, caveats, what to consider (the
-rule set's ``advice``) and full citations; a source; override reasons; a link to the rule
-documentation; and a deterministic uuid (``card_parts``).
+patient-view: one card for the screen by default (``one_card``), or, with RLS_SCREEN_CDS_CARD_MODE=
+per-finding, one card per finding (an override then silences exactly that finding for that patient).
+Order checks: one card per matched draft order and check. Every card carries: a one-sentence
+summary under 140 characters with the value, date and its own analyte's threshold (D23); an
+indicator from the finding and its severity; markdown detail with values, dates, thresholds, the
+lab's own range, caveats, what to consider (the rule set's ``advice``) and full citations; a
+source; override reasons; links to the rule's page on this service and the guideline's DOI
+(``card_links``); and a deterministic uuid (``card_parts``).
 
 Wording follows docs/rules.md: iron deficiency, kidney failure and pregnancy are established
 causes or aggravators of RLS; magnesium, potassium and calcium abnormalities are not: they mimic or
@@ -15,114 +17,85 @@ the engine (``note``); this module only arranges them into cards, ``card_parts``
 
 from __future__ import annotations
 
-import uuid
+from typing import Literal
 
+from rls_screen.cds.card_links import CardLinks
 from rls_screen.cds.card_parts import (
-    CARD_NAMESPACE,
-    ELECTROLYTE_FINDINGS,
-    IRON_ANALYTES,
-    IRON_FINDINGS,
     RELATED_ADVISORIES,
     CardDraft,
-    CardParts,
     fit,
     indicator_for,
     md,
 )
 from rls_screen.cds.feedback import data_signature
-from rls_screen.cds.models import Action, Suggestion
+from rls_screen.cds.models import Action
+from rls_screen.cds.one_card import OneCard
 from rls_screen.cds.orders import Drug, OrderMatch
 from rls_screen.cds.system_actions import system_actions
+from rls_screen.knowledge import Knowledge
 from rls_screen.model import Assessment, Finding
 from rls_screen.wording import (
     analyte_text,
-    display_units,
     finding_head,
-    rls_relevance,
-    threshold_for,
-    threshold_text,
     value_text,
-)
-from rls_screen.writeback import (
-    DEVICE_IDENTIFIER,
-    build_service_request,
-    risk_assessment_identifier,
-    to_json,
 )
 
 ANTIDEPRESSANT_CATEGORIES = ("SSRIs and SNRIs", "Mirtazapine and tricyclic antidepressants")
 
 
-class CardBuilder(CardParts):
-    """Builds the cards of one call: patient-view findings, order checks, and the systemActions."""
+CardMode = Literal["one-card", "per-finding"]
+
+
+class CardBuilder(OneCard):
+    """Builds the cards of one call: patient-view (one card, or one per finding), order checks, systemActions."""
+
+    def __init__(
+        self,
+        knowledge: Knowledge,
+        service_id: str,
+        hook_instance: str,
+        subject: str,
+        *,
+        links: CardLinks | None = None,
+        mode: CardMode = "one-card",
+    ) -> None:
+        super().__init__(knowledge, service_id, hook_instance, subject, links=links)
+        self._mode = mode
+
+    def patient_view(self, assessment: Assessment) -> list[CardDraft]:
+        """RLS_SCREEN_CDS_CARD_MODE: one card for the screen (default), or one per finding."""
+        if self._mode == "per-finding":
+            return self.per_finding_cards(assessment)
+        return self.one_card(assessment)
 
     # --- patient-view -----------------------------------------------------------------------------
 
     def finding_card(self, assessment: Assessment, finding: Finding) -> CardDraft:
         if finding.code == "missing-iron-studies":
             return self._missing_iron_card(assessment, finding)
-        head = finding_head(finding)
-        relevance = rls_relevance(finding)
-        dangerous = self._rules.electrolytes.potentially_dangerous
-        critical = finding.code in ELECTROLYTE_FINDINGS and finding.severity in dangerous.severities
-        if critical:
-            relevance = dangerous.summary  # D20: worded as potentially dangerous
-        value = finding.values[0] if finding.values else None
-        own = threshold_for(value, finding.thresholds) if value else None  # D23: the value's own threshold
-        if finding.code == "reduced-kidney-function" and assessment.gfr_category:
-            threshold = f"category {assessment.gfr_category}"
-        elif own:
-            threshold = threshold_text(own, named=False)
-        elif finding.thresholds and not value:
-            threshold = threshold_text(finding.thresholds[0])
-        else:
-            threshold = ""
-        measured = f"{analyte_text(value.analyte)} {value_text(value)}" if value else ""
-        dated = f" on {value.effective.isoformat()}" if value else ""
-        bracket = f" ({threshold})" if threshold else ""
-        if measured:
-            summary = fit(
-                f"{head}: {measured}{dated}{bracket}; {relevance}",
-                f"{head}: {measured}{bracket}; {relevance}",
-                *([f"{head}: {measured}; {relevance}"] if critical else []),
-                f"{head}: {measured}{dated}{bracket}",
-                f"{head}: {measured}",
-            )
-        else:
-            note = display_units(finding.note or "")
-            summary = fit(f"{head}: {note.rstrip('.')}; {relevance}", f"{head}; {relevance}", head)
-        detail = [f"**{head}** - rule {finding.rule_id}, rule set {finding.rule_set_version}", ""]
+        detail = [f"**{finding_head(finding)}** - rule {finding.rule_id}, rule set {finding.rule_set_version}", ""]
         detail += self._values_table(finding.values)
         detail += self._threshold_lines(finding)
-        if finding.note:
-            detail += [display_units(finding.note), ""]
-        detail += self._pregnancy_lines(assessment)
-        if finding.code in IRON_FINDINGS:
-            detail += self._band_lines(assessment)
-        detail += self._finding_advice_lines(finding)
-        detail += self._advisory_lines(assessment, RELATED_ADVISORIES.get(finding.code, ()))
-        if finding.code in IRON_FINDINGS:
-            detail += self._not_evaluable_lines(assessment, IRON_ANALYTES)
+        detail += self.finding_notes(assessment, finding, pregnancy=True)
         detail += self._sources(finding.citations)
         detail.append(self._disclaimer())
         return self._card(
             key=finding.code,
             topic=finding.code,
             rule_id=finding.rule_id,
-            summary=summary,
+            summary=self.finding_summary(assessment, finding),
             detail="\n".join(detail),
             indicator=indicator_for(finding),
             signature=self._signature(assessment, finding.basis),
+            citations=finding.citations,
+            smart=True,
         )
 
     def _missing_iron_card(self, assessment: Assessment, finding: Finding, *, drug: str | None = None) -> CardDraft:
         gap = self._missing_iron_text(assessment)
         cite = self._short(self._rules.iron.missing_studies.citations)
         if drug is None:
-            summary = fit(
-                f"Iron studies missing: {gap}; {cite} advises them for every patient with RLS",
-                f"Iron studies missing: {gap} ({cite})",
-            )
+            summary = self.finding_summary(assessment, finding)
             key = finding.code
         else:
             summary = fit(
@@ -132,15 +105,11 @@ class CardBuilder(CardParts):
             )
             key = f"order-iron:{finding.code}"
         detail = [f"**{finding.display}** - rule {finding.rule_id}, rule set {finding.rule_set_version}", ""]
-        detail += [gap[0].upper() + gap[1:] + ".", ""]
-        detail += self._pregnancy_lines(assessment)
-        detail += self._advice_lines(finding.code)
-        detail += self._advisory_lines(assessment, RELATED_ADVISORIES[finding.code])
-        detail += self._not_evaluable_lines(assessment, IRON_ANALYTES)
+        detail += self.finding_notes(assessment, finding, pregnancy=True)
         detail += self._sources(finding.citations)
         detail.append(self._disclaimer())
         signature = self._signature(assessment, finding.basis)
-        suggestion = self._iron_studies_suggestion(assessment, key, signature)
+        suggestion = self.iron_studies_suggestion(assessment, key, signature)
         return self._card(
             key=key,
             topic=finding.code,
@@ -149,33 +118,9 @@ class CardBuilder(CardParts):
             detail="\n".join(detail),
             indicator="warning" if drug else "info",
             signature=signature,
+            citations=finding.citations,
             suggestions=[suggestion],
-        )
-
-    def _iron_studies_suggestion(self, assessment: Assessment, key: str, signature: str) -> Suggestion:
-        request = to_json(
-            build_service_request(
-                assessment,
-                device_ref=f"Device/{DEVICE_IDENTIFIER}",
-                risk_assessment_ref=f"RiskAssessment/{risk_assessment_identifier(assessment)}",
-                status="draft",
-            )
-        )
-        # The EHR has neither our Device nor our RiskAssessment: the clinician who accepts becomes
-        # the requester, and the links would dangle.
-        request.pop("requester", None)
-        request.pop("supportingInfo", None)
-        return Suggestion(
-            label="Order iron studies (ferritin, serum iron, TIBC, transferrin saturation)",
-            uuid=str(uuid.uuid5(CARD_NAMESPACE, f"{self.card_uuid(key, signature)}|order-iron-studies")),
-            is_recommended=True,
-            actions=[
-                Action(
-                    type="create",
-                    description="Propose a ferritin and iron panel (draft ServiceRequest, intent proposal)",
-                    resource=request,
-                )
-            ],
+            smart=drug is None,
         )
 
     def aggravating_medication_card(self, assessment: Assessment, advisory: Finding) -> CardDraft:
@@ -200,9 +145,12 @@ class CardBuilder(CardParts):
             detail="\n".join(detail),
             indicator="info",
             signature=data_signature([reference]),
+            citations=advisory.citations,
+            smart=True,
         )
 
-    def patient_view(self, assessment: Assessment) -> list[CardDraft]:
+    def per_finding_cards(self, assessment: Assessment) -> list[CardDraft]:
+        """RLS_SCREEN_CDS_CARD_MODE=per-finding: one card per finding and per aggravating medicine."""
         drafts = [self.finding_card(assessment, finding) for finding in assessment.findings]
         drafts += [
             self.aggravating_medication_card(assessment, advisory)
@@ -265,6 +213,7 @@ class CardBuilder(CardParts):
             detail="\n".join(detail),
             indicator="warning",
             signature=self._signature(assessment, iron.basis),
+            citations=iron.citations,
         )
 
     def _augmentation_lines(self, drug: Drug) -> list[str]:
@@ -295,6 +244,7 @@ class CardBuilder(CardParts):
             detail="\n".join(detail),
             indicator="info",
             signature=data_signature([drug.ingredient_code]),
+            citations=self._rules.cite(rule.citations),
         )
 
     def aggravating_order_card(self, match: OrderMatch, drug: Drug) -> CardDraft:
@@ -322,6 +272,7 @@ class CardBuilder(CardParts):
             detail="\n".join(detail),
             indicator="warning",
             signature=data_signature([drug.ingredient_code]),
+            citations=self._rules.cite(rule.citations),
         )
 
     # --- systemActions ------------------------------------------------------------------------------

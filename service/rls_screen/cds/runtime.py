@@ -17,6 +17,7 @@ from typing import Any
 
 from rls_screen.assessment import assess
 from rls_screen.cds.auth import VerifiedClient
+from rls_screen.cds.card_links import CardLinks
 from rls_screen.cds.card_parts import CardDraft
 from rls_screen.cds.cards import CardBuilder
 from rls_screen.cds.feedback import FeedbackOutcome, FeedbackStore, IssuedCard, Scope, window_start
@@ -122,7 +123,14 @@ class CdsRuntime:
         )
         # D1: what names this patient here: Patient/<id>, or an absolute URL on this call's fhirServer
         link = PatientLink.of(request.context.patient_id, base_url=access.server)
-        builder = CardBuilder(self.knowledge, service_id, str(request.hook_instance), scope.subject_key)
+        builder = CardBuilder(
+            self.knowledge,
+            service_id,
+            str(request.hook_instance),
+            scope.subject_key,
+            links=CardLinks(self.settings.public_url, self.settings.app_client_id),
+            mode=self.settings.cds_card_mode,
+        )
         system_actions: list[Action] = []
         if isinstance(request, PatientViewRequest) and service_id == PATIENT_VIEW_SERVICE:
             drafts, system_actions = self._patient_view(resolver, builder, link)

@@ -13,6 +13,7 @@ from rls_screen.cds.models import Discovery, ServiceDescriptor
 from rls_screen.cds.prefetch import prefetch_templates
 from rls_screen.contract import CONTRACT_KEYS
 from rls_screen.knowledge import Knowledge
+from rls_screen.wording import sources_text
 
 PATIENT_VIEW_SERVICE = "rls-secondary-causes"
 ORDER_SELECT_SERVICE = "rls-order-check-select"
@@ -33,7 +34,8 @@ class ServiceDefinition:
     hook: str
     title: str
     description: str
-    """May name ``{window_days}``: filled from the rule set (selection.windowDays) at discovery."""
+    """May name ``{window_days}`` (rule set selection.windowDays) and ``{iron_first_sources}`` (the short labels of
+the medication rule's citations, e.g. 'AASM 2024'): filled from the rule set at discovery."""
     prefetch_keys: tuple[str, ...]
 
 
@@ -57,7 +59,7 @@ SERVICES: tuple[ServiceDefinition, ...] = (
         description=(
             "When a dopaminergic drug (pramipexole, ropinirole, rotigotine, levodopa) or an alpha-2-delta "
             "ligand is selected for a patient with RLS while iron studies are missing or iron is low, says "
-            "so (AASM 2024: iron first); when a medicine that may aggravate RLS is selected, warns."
+            "so ({iron_first_sources}: iron first); when a medicine that may aggravate RLS is selected, warns."
         ),
         prefetch_keys=CONTRACT_KEYS,
     ),
@@ -67,7 +69,7 @@ SERVICES: tuple[ServiceDefinition, ...] = (
         title="RLS: iron first, and medicines that may aggravate RLS (order-sign)",
         description=(
             "The order check of rls-order-check-select, on every draft order at signing: RLS drugs while "
-            "iron studies are missing or iron is low (AASM 2024), and medicines that may aggravate RLS."
+            "iron studies are missing or iron is low ({iron_first_sources}), and medicines that may aggravate RLS."
         ),
         prefetch_keys=CONTRACT_KEYS,
     ),
@@ -77,12 +79,17 @@ SERVICES_BY_ID = {service.id: service for service in SERVICES}
 
 def discovery(knowledge: Knowledge) -> Discovery:
     templates = prefetch_templates(knowledge)
+    rules = knowledge.ruleset
+    words = {
+        "window_days": rules.selection.window_days,
+        "iron_first_sources": sources_text(rules, rules.cite(rules.medications.citations)),
+    }
     return Discovery(
         services=[
             ServiceDescriptor(
                 hook=service.hook,
                 title=service.title,
-                description=service.description.format(window_days=knowledge.ruleset.selection.window_days),
+                description=service.description.format(**words),
                 id=service.id,
                 prefetch={key: templates[key] for key in service.prefetch_keys},
                 usage_requirements=USAGE,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator
@@ -32,6 +33,16 @@ class CdsSettings(BaseSettings):
         default=None,
         description="Base URL of this service as the EHR calls it (e.g. https://cds.example.org); "
         "a JWT's aud must equal it + the request path (CDS Hooks 2.0, Trusting CDS Clients).",
+    )
+    app_client_id: str | None = Field(
+        default=None,
+        description="OAuth client id of the clinician app (SMART on FHIR). With RLS_SCREEN_PUBLIC_URL set, "
+        "patient-view cards carry a 'smart' link to <public URL>/app/launch.",
+    )
+    cds_card_mode: Literal["one-card", "per-finding"] = Field(
+        default="one-card",
+        description="patient-view cards: 'one-card' (one card per call: the most important finding, then a table "
+        "of all of them) or 'per-finding' (one card per finding, as before 2026-12). Order checks are per check.",
     )
     cds_trusted_issuers_file: Path | None = Field(
         default=None,
@@ -96,6 +107,11 @@ class CdsSettings(BaseSettings):
         if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
             raise ValueError("must be an absolute http(s) URL without query or fragment")
         return value.strip().rstrip("/")
+
+    @field_validator("app_client_id")
+    @classmethod
+    def _blank_is_none(cls, value: str | None) -> str | None:
+        return value.strip() if value and value.strip() else None
 
     @property
     def cors_origins(self) -> tuple[str, ...]:

@@ -400,6 +400,8 @@ class Citation(_Model):
 
     short: str
     text: str
+    doi: str | None = None
+    """The publication's DOI (``10.xxxx/...``), verified against the publication; cards link https://doi.org/<doi>."""
 
 
 class RuleSet(_Model):
@@ -408,7 +410,8 @@ class RuleSet(_Model):
     title: str
     status: str
     specification: str
-    documentation_url: str
+    documentation_url: str | None = None
+    """Deprecated and unused: the service serves its own rule pages under RLS_SCREEN_PUBLIC_URL (/rules/...)."""
     citations: dict[str, Citation]
     selection: Selection
     pregnancy: Pregnancy
@@ -428,6 +431,10 @@ class RuleSet(_Model):
     def cite(self, keys: tuple[str, ...]) -> tuple[str, ...]:
         """Full citation texts for citation keys (unknown keys were rejected at load time)."""
         return tuple(self.citations[key].text for key in keys)
+
+    def citation_of(self, citation: str) -> Citation | None:
+        """The Citation whose full text ``cite`` returned, or None for a text not in this rule set."""
+        return next((c for c in self.citations.values() if c.text == citation), None)
 
     def short_label(self, citation: str) -> str:
         """The short label ('AASM 2024') of a full citation text as ``cite`` returns it; the text itself if unknown."""
