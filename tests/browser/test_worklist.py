@@ -119,7 +119,8 @@ def test_clicking_a_header_sorts_and_clicking_again_reverses(page: Any, runs: Ru
     header.locator("button").click()
     assert header.get_attribute("aria-sort") == "ascending"
     ids = patient_ids(page)
-    assert ids == sorted(ids) and len(ids) == len(expected_order(runs))
+    assert ids == sorted(ids)
+    assert len(ids) == len(expected_order(runs))
     header.locator("button").click()
     assert header.get_attribute("aria-sort") == "descending"
     assert patient_ids(page) == sorted(ids, reverse=True)
@@ -139,7 +140,8 @@ def test_the_search_box_filters_rows(page: Any, runs: Runs) -> None:
     expect(page.locator("#status")).not_to_contain_text("of 1 ")
     show_all(page)
     rows = page.locator("#worklist tbody tr").all_inner_texts()
-    assert rows and all("potassium" in row.lower() for row in rows)
+    assert rows
+    assert all("potassium" in row.lower() for row in rows)
     page.fill("#q", "no-such-patient-anywhere")
     expect(page.locator("#status")).to_contain_text("No patients shown")
     assert column(page, 1) == ["No patient matches these filters."]
@@ -160,7 +162,8 @@ def test_filter_controls_narrow_the_rows(page: Any, runs: Runs) -> None:
         for pid in expected_order(runs)
         if any(concepts[c].role == "mimic-or-aggravator" for c in runs.after[pid].get("findings", {}))
     }
-    assert mimics and mimics <= set(patient_ids(page))
+    assert mimics
+    assert mimics <= set(patient_ids(page))
     page.select_option("#f-role", "")
     severities = page.locator("#f-severity option").evaluate_all("options => options.map(o => o.value)")
     severity = next(s for s in severities if s)
@@ -248,10 +251,13 @@ def test_the_page_works_offline_under_its_own_csp(page: Any, runs: Runs) -> None
     open_page(page, runs.second)
     assert page.blocked == []
     csp = page.locator("meta[http-equiv=Content-Security-Policy]").get_attribute("content")
-    assert "default-src 'none'" in csp and "unsafe-inline" not in csp
+    assert "default-src 'none'" in csp
+    assert "unsafe-inline" not in csp
     # an injected script tag is refused by that policy
-    page.evaluate("() => { const s = document.createElement('script'); s.textContent = 'window.injected = 1';"
-                  " document.body.appendChild(s); }")
+    page.evaluate(
+        "() => { const s = document.createElement('script'); s.textContent = 'window.injected = 1';"
+        " document.body.appendChild(s); }"
+    )
     assert page.evaluate("() => window.injected === undefined")
     refused = [e for e in page.problems.errors if "Content Security Policy" in e]
     assert len(refused) == 1
