@@ -20,7 +20,9 @@ import pytest
 from playwright.sync_api import expect
 
 from rls_screen.batch.jobs import Job, JobStore
-from rls_screen.batch.report import BatchSummary, write_report
+from rls_screen.batch.report import BatchSummary, write_html, write_report
+from rls_screen.batch.worklist import PanelFinding, PatientEntry, build_worklist
+from rls_screen.batch.worklist_page import patient_link
 from rls_screen.knowledge import Knowledge, load_knowledge
 from rls_screen.priority import ROLE_ORDER
 from rls_screen.wording import ROLE_NAMES
@@ -245,6 +247,20 @@ def test_each_patient_links_to_the_configured_chart_with_the_id_encoded(page: An
     first = expected_order(runs)[0]
     assert links.first.get_attribute("href") == LINK.replace("{patient_id}", quote(first, safe=""))
     assert links.first.inner_text() == first
+
+
+def test_the_page_encodes_ids_in_links_as_the_report_code_does(page: Any, runs: Runs, tmp_path: Path) -> None:
+    ids = ["a/b?c#d e", "x!'()*~._-", "ü&<script>", "plain-1"]
+    finding = PanelFinding("iron-deficiency", None, ())
+    current = {pid: PatientEntry(pid, (finding,), "created", ()) for pid in ids}
+    summary = BatchSummary(runs.summary.job, {"done": 4, "failed": 0, "pending": 0})
+    summary.worklist = build_worklist(current, None, runs.knowledge.terminology.concepts)
+    path = tmp_path / "ids.html"
+    write_html(summary, path, "ids.csv", runs.knowledge.ruleset, runs.knowledge, LINK)
+    open_page(page, path)
+    links = page.locator("#worklist tbody td:nth-child(2) a")
+    shown = dict(zip(links.all_inner_texts(), [links.nth(i).get_attribute("href") for i in range(4)], strict=True))
+    assert shown == {pid: patient_link(LINK, pid) for pid in ids}
 
 
 def test_the_page_works_offline_under_its_own_csp(page: Any, runs: Runs) -> None:

@@ -226,3 +226,47 @@ def test_the_worklist_a_person_reads_matches_its_golden_file(tmp_path: Path) -> 
     assert data["previousRun"] == {"job": "job-FIRST", "asOf": "2026-11-25"}
     assert summary.worklist is not None
     assert len(data["rows"]) == len(summary.worklist.rows)
+
+
+def _cli_batch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, directory: Path, template: str) -> int:
+    from rls_screen.cli import main
+    from rls_screen.settings import get_settings
+
+    monkeypatch.setenv("RLS_SCREEN_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("RLS_SCREEN_PATIENT_LINK_TEMPLATE", template)
+    get_settings.cache_clear()
+    argv = ["batch", "--ndjson", str(directory), "--dry-run", "--as-of", "2026-11-25"]
+    argv += ["--job-db", str(tmp_path / "jobs.sqlite"), "--report-dir", str(tmp_path / "reports")]
+    try:
+        return main(argv)
+    finally:
+        get_settings.cache_clear()
+
+
+def test_rls_screen_batch_compares_with_the_previous_run_and_links_each_patient(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from rls_screen.synth import generate_panel, write_ndjson
+
+    directory = tmp_path / "export"
+    write_ndjson(generate_panel(12, seed=5, as_of=date(2026, 11, 25), id_prefix="cli"), directory)
+    template = "https://ehr.example.org/chart/{patient_id}"
+    assert _cli_batch(tmp_path, monkeypatch, directory, template) == 0
+    assert "First run of this panel" in capsys.readouterr().out
+    assert _cli_batch(tmp_path, monkeypatch, directory, template) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"Since the previous run of this panel \(job-\w+, as of 2026-11-25\): 0 new, 0 changed", out)
+    newest = max((tmp_path / "reports").glob("*.html"), key=lambda p: p.stat().st_mtime_ns)
+    assert '"linkTemplate":"https://ehr.example.org/chart/{patient_id}"' in newest.read_text(encoding="utf-8")
+
+
+def test_rls_screen_batch_refuses_a_link_template_that_is_not_http(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from rls_screen.synth import generate_panel, write_ndjson
+
+    directory = tmp_path / "export"
+    write_ndjson(generate_panel(2, seed=5, as_of=date(2026, 11, 25), id_prefix="cli"), directory)
+    assert _cli_batch(tmp_path, monkeypatch, directory, "javascript:alert({patient_id})") == 3
+    assert "RLS_SCREEN_PATIENT_LINK_TEMPLATE" in capsys.readouterr().err
+    assert not list((tmp_path / "reports").glob("*.html"))

@@ -13,12 +13,13 @@ from __future__ import annotations
 import csv
 import html
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from rls_screen.batch.charts import bar_chart, chart_notes, ferritin_items, short_labels, trend_chart
-from rls_screen.batch.jobs import Job, JobProblem, JobStore, PanelRun
+from rls_screen.batch.jobs import Job, JobProblem, JobStore, PanelRun, PatientRow
 from rls_screen.batch.worklist import Worklist, build_worklist, entries_from_rows
 from rls_screen.batch.worklist_page import check_link_template, page_data, render_page
 from rls_screen.engine import FINDING_ORDER
@@ -93,9 +94,9 @@ def changes_text(summary: BatchSummary) -> str:
     )
 
 
-def summarise(store: JobStore, job: Job) -> BatchSummary:
+def summarise(store: JobStore, job: Job, rows: Iterable[PatientRow] | None = None) -> BatchSummary:
     summary = BatchSummary(job, store.counts(job.id), problems=store.problems(job.id))
-    for row in store.rows(job.id):
+    for row in store.rows(job.id) if rows is None else rows:
         if row.status == "failed":
             summary.failures.append((row.patient_id, row.reason or ""))
         if row.status != "done" or row.result is None:
@@ -113,11 +114,13 @@ def summarise(store: JobStore, job: Job) -> BatchSummary:
     return summary
 
 
-def add_worklist(store: JobStore, summary: BatchSummary, knowledge: Knowledge) -> None:
+def add_worklist(
+    store: JobStore, summary: BatchSummary, knowledge: Knowledge, rows: Iterable[PatientRow] | None = None
+) -> None:
     """The worklist against the previous run of the same panel; records this run for the next one."""
     job = summary.job
     previous = store.previous_run(job)
-    current = entries_from_rows(store.rows(job.id), dry_run=job.dry_run)
+    current = entries_from_rows(store.rows(job.id) if rows is None else rows, dry_run=job.dry_run)
     before = entries_from_rows(store.rows(previous.id), dry_run=previous.dry_run) if previous else None
     summary.worklist = build_worklist(current, before, knowledge.terminology.concepts)
     summary.previous = previous
@@ -125,13 +128,13 @@ def add_worklist(store: JobStore, summary: BatchSummary, knowledge: Knowledge) -
     summary.runs = store.panel_runs(job)
 
 
-def write_csv(store: JobStore, job: Job, path: Path) -> None:
+def write_csv(store: JobStore, job: Job, path: Path, rows: Iterable[PatientRow] | None = None) -> None:
     with path.open("w", newline="", encoding="utf-8") as sink:
         writer = csv.writer(sink)
         writer.writerow(
             ["patient", "status", "reason", "findings", "gfr_category", "iron_band", *CSV_VALUES, "written"]
         )
-        for row in store.rows(job.id):
+        for row in store.rows(job.id) if rows is None else rows:
             result: dict[str, Any] = row.result or {}
             findings = result.get("findings", {})
             values = result.get("values", {})
@@ -263,10 +266,11 @@ def write_report(
     store: JobStore, job: Job, directory: Path, knowledge: Knowledge, link_template: str | None = None
 ) -> tuple[BatchSummary, Path, Path]:
     directory.mkdir(parents=True, exist_ok=True)
-    summary = summarise(store, job)
-    add_worklist(store, summary, knowledge)
+    rows = list(store.rows(job.id))  # read once for the summary, the worklist and the CSV
+    summary = summarise(store, job, rows)
+    add_worklist(store, summary, knowledge, rows)
     csv_path = directory / f"{job.id}.csv"
     html_path = directory / f"{job.id}.html"
-    write_csv(store, job, csv_path)
+    write_csv(store, job, csv_path, rows)
     write_html(summary, html_path, csv_path.name, knowledge.ruleset, knowledge, link_template)
     return summary, html_path, csv_path

@@ -42,7 +42,8 @@ def check_link_template(template: str | None) -> str | None:
 
 
 def patient_link(template: str | None, patient_id: str) -> str:
-    """The patient's link ('' without a template); the id is URL-encoded, so it cannot leave its place."""
+    """The patient's link ('' without a template); the id is URL-encoded, so it cannot leave its place.
+    The page's script makes the same links (``encodeURIComponent`` and ``!'()*``, as ``quote(safe="")``)."""
     return template.replace(LINK_PLACEHOLDER, quote(patient_id, safe="")) if template else ""
 
 
@@ -51,8 +52,10 @@ def page_data(
 ) -> dict[str, Any]:
     """What the script renders: lookups once, then one compact array per row (most important first).
 
-    A row is [patient id, link, [[code, severity, values], ...], [[code, change, before, after], ...],
-    written, what was written].
+    A row is [patient id, [[code, severity, values], ...], [[code, change, before, after], ...], written,
+    what was written]; ``before`` is empty for a new finding and ``after`` for a resolved or new one (the
+    row's values show it). Links are made in the page from ``linkTemplate`` with the id encoded as
+    ``patient_link`` encodes it (the template checked here), which keeps 100,000 links out of the file.
     """
     codes = sorted(
         {f.code for row in worklist.rows for f in row.ranked} | {c.code for row in worklist.rows for c in row.changes},
@@ -61,6 +64,7 @@ def page_data(
     severities = {f.severity for row in worklist.rows for f in row.ranked if f.severity}
     return {
         "previousRun": previous,
+        "linkTemplate": link_template or "",
         "findings": {
             code: [concepts[code].display if code in concepts else code, role_of(code, concepts)] for code in codes
         },
@@ -74,9 +78,8 @@ def page_data(
         "rows": [
             [
                 row.entry.patient_id,
-                patient_link(link_template, row.entry.patient_id),
                 [[f.code, f.severity or "", f.text()] for f in row.ranked],
-                [[c.code, c.kind, c.before, c.after] for c in row.changes],
+                [[c.code, c.kind, c.before, c.after if c.kind == "changed" else ""] for c in row.changes],
                 row.entry.written,
                 "; ".join(row.entry.changes),
             ]

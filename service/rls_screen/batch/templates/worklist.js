@@ -15,10 +15,19 @@
 
   var rows = data.rows.map(function (r, i) {
     var change = 3;
-    r[3].forEach(function (c) { change = Math.min(change, changeOrder[c[1]]); });
-    return { rank: i + 1, id: r[0], link: r[1], findings: r[2], changes: r[3], written: r[4], detail: r[5],
+    r[2].forEach(function (c) { change = Math.min(change, changeOrder[c[1]]); });
+    return { rank: i + 1, id: r[0], findings: r[1], changes: r[2], written: r[3], detail: r[4],
              change: change, text: null };
   });
+  // the link per patient: the site's template (checked when the report was written) with the id encoded
+  // as Python's quote(id, safe="") does (worklist_page.patient_link)
+  var template = /^https?:\/\//i.test(data.linkTemplate) ? data.linkTemplate : "";
+  function linkOf(id) {
+    var encoded = encodeURIComponent(id).replace(/[!'()*]/g, function (c) {
+      return "%" + c.charCodeAt(0).toString(16).toUpperCase();
+    });
+    return template ? template.split("{patient_id}").join(encoded) : "";
+  }
 
   var state = { key: "rank", dir: 1, page: 0, size: 50, q: "", finding: "", role: "", severity: "",
                 change: "", written: "" };
@@ -92,9 +101,9 @@
     var tr = el("tr");
     tr.appendChild(el("td", String(row.rank), "rank"));
     var who = el("td");
-    if (row.link && /^https?:\/\//i.test(row.link)) {
+    if (template) {
       var a = el("a", row.id);
-      a.href = row.link;
+      a.href = linkOf(row.id);
       a.rel = "noopener noreferrer";
       a.target = "_blank";
       who.appendChild(a);
