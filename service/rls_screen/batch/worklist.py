@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from rls_screen.batch.jobs import PatientRow
 from rls_screen.codesets import CodeConcept
 from rls_screen.model import Assessment
 from rls_screen.priority import ROLE_ORDER, finding_priority, role_of
@@ -75,13 +76,13 @@ def written_kind(changes: Iterable[str], *, dry_run: bool) -> str:
     return "created"
 
 
-def entries_from_rows(rows: Iterable[Any], *, dry_run: bool) -> dict[str, PatientEntry]:
+def entries_from_rows(rows: Iterable[PatientRow], *, dry_run: bool) -> dict[str, PatientEntry]:
     """The screened patients of a job (``JobStore.rows``), by id."""
     entries: dict[str, PatientEntry] = {}
     for row in rows:
         if row.status != "done" or row.result is None:
             continue
-        result: Mapping[str, Any] = row.result
+        result = row.result
         details: Mapping[str, Any] = result.get("details") or {}
         findings = tuple(
             PanelFinding(code, severity, tuple(tuple(v) for v in details.get(code, ())))

@@ -100,7 +100,7 @@
   function renderRow(row) {
     var tr = el("tr");
     tr.appendChild(el("td", String(row.rank), "rank"));
-    var who = el("td");
+    var who = el("td", "", "patient");
     if (template) {
       var a = el("a", row.id);
       a.href = linkOf(row.id);
