@@ -9,7 +9,7 @@ export FHIR_PORT FHIR_BASE_URL
 DEMO_PATIENTS ?= 200
 DEMO_SEED ?= 1
 
-.PHONY: setup demo serve test test-unit lint fmt fhir-up fhir-down bench bench-cds clean
+.PHONY: setup browser-deps demo serve test test-unit lint fmt fhir-up fhir-down bench bench-cds clean
 
 $(BIN)/rls-screen: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,7 +17,10 @@ $(BIN)/rls-screen: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	@touch $@
 
-setup: $(BIN)/rls-screen ## create .venv and install the module with its dev tools
+setup: $(BIN)/rls-screen browser-deps ## create .venv and install the module with its dev tools
+
+browser-deps: ## system Chromium (Debian) and axe-core (npm ci) for the browser tests; fast when present
+	@deploy/browser/install.sh || echo "warning: browser test dependencies missing (the browser tests will fail): see above" >&2
 
 demo: setup fhir-up ## the main job: local HAPI + synthetic panel, screened and written back
 	$(BIN)/rls-screen demo --patients $(DEMO_PATIENTS) --seed $(DEMO_SEED)

@@ -9,9 +9,9 @@ causes (docs/rules.md). Within a role, the higher graded severity comes first, t
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import Protocol, TypeVar
 
 from rls_screen.codesets import CodeConcept
-from rls_screen.model import Finding
 
 ROLE_ORDER: tuple[str, ...] = ("established-cause", "related", "test-to-consider", "mimic-or-aggravator")
 """Roles in the order a clinician should see them."""
@@ -29,13 +29,26 @@ SEVERITY_ORDER: tuple[str, ...] = (
 """Graded severities, highest first: CTCAE v5.0 grades (electrolytes) and WHO 2024 anaemia bands."""
 
 
+class Ranked(Protocol):
+    """What the order reads: a ``model.Finding``, or a finding as the batch job store keeps it."""
+
+    @property
+    def code(self) -> str: ...
+
+    @property
+    def severity(self) -> str | None: ...
+
+
+R = TypeVar("R", bound=Ranked)
+
+
 def role_of(code: str, concepts: Mapping[str, CodeConcept]) -> str:
     """The finding's role; a code with none (advisories, an unknown code) ranks after every role."""
     concept = concepts.get(code)
     return concept.role if concept is not None else ""
 
 
-def finding_priority(finding: Finding, concepts: Mapping[str, CodeConcept]) -> tuple[int, int, int]:
+def finding_priority(finding: Ranked, concepts: Mapping[str, CodeConcept]) -> tuple[int, int, int]:
     """A sort key: lower comes first (role, then severity, then the CodeSystem's order of codes)."""
     role = role_of(finding.code, concepts)
     role_rank = ROLE_ORDER.index(role) if role in ROLE_ORDER else len(ROLE_ORDER)
@@ -46,6 +59,6 @@ def finding_priority(finding: Finding, concepts: Mapping[str, CodeConcept]) -> t
     return (role_rank, severity_rank, code_rank)
 
 
-def by_priority(findings: Iterable[Finding], concepts: Mapping[str, CodeConcept]) -> list[Finding]:
+def by_priority(findings: Iterable[R], concepts: Mapping[str, CodeConcept]) -> list[R]:
     """The findings, most important first (stable: equal keys keep their order)."""
     return sorted(findings, key=lambda finding: finding_priority(finding, concepts))

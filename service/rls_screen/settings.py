@@ -56,6 +56,11 @@ class Settings(BaseSettings):
         ge=1,
         description="Longest pause between Bulk $export status requests, even when Retry-After asks for more.",
     )
+    patient_link_template: str | None = Field(
+        default=None,
+        description="Link per patient in the batch worklist: an http(s) URL with {patient_id} (URL-encoded there), "
+        "e.g. the EHR's chart or the clinician app (https://ehr.example.org/chart/{patient_id}); none without it.",
+    )
     state_dir: Path = Field(default=Path("var"), description="Where job databases and reports are written.")
 
 

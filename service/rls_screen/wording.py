@@ -318,3 +318,30 @@ def finding_sentence(finding: Finding, rules: RuleSet) -> str:
     if advice:
         text += f" {advice}"
     return text
+
+
+# --- the panel worklist (batch report) -------------------------------------------------------------
+
+ROLE_NAMES: Mapping[str, str] = {
+    "established-cause": "established cause",
+    "related": "related to a cause",
+    "test-to-consider": "test to consider",
+    "mimic-or-aggravator": "mimic or aggravator",
+}
+"""A finding's role (CodeSystem rls-finding, ``rls_screen.priority.ROLE_ORDER``) -> words."""
+
+WRITTEN_NAMES: Mapping[str, str] = {
+    "created": "created",
+    "updated": "updated",
+    "unchanged": "unchanged",
+    "dry-run": "dry run (nothing written)",
+}
+"""What the write-back did for a patient in a batch -> words."""
+
+CHANGE_NAMES: Mapping[str, str] = {"new": "new", "changed": "changed", "resolved": "resolved"}
+"""How a finding differs from the previous run of the same panel -> words."""
+
+
+def severity_name(code: str) -> str:
+    """'grade-2' -> 'CTCAE grade 2'; WHO anaemia bands read as they are."""
+    return SEVERITY_NAMES.get(code, code)

@@ -7,6 +7,11 @@ resumes from the same file: ``done`` patients are never screened again, and beca
 idempotent on the server side (conditional creates/updates), a patient screened but not yet marked
 done when the process died writes nothing new when screened again. The file holds patient ids and
 results, never names or tokens.
+
+Runs of one panel (``panel_run``): each report written records the job under its panel's identity
+(``panel_key``: FHIR server and source) with the panel's counts, so the next run of the same panel
+finds the previous job (whose per-patient results the ``patient`` table already holds) and the
+trend of counts across runs. It adds counts only, no patient data.
 """
 
 from __future__ import annotations
@@ -45,6 +50,13 @@ CREATE TABLE IF NOT EXISTS patient (
     PRIMARY KEY (job_id, patient_id)
 );
 CREATE INDEX IF NOT EXISTS patient_by_status ON patient (job_id, status, position);
+CREATE TABLE IF NOT EXISTS panel_run (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    panel TEXT NOT NULL,
+    job_id TEXT NOT NULL UNIQUE REFERENCES job(id),
+    counts TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS panel_run_by_panel ON panel_run (panel, seq);
 CREATE TABLE IF NOT EXISTS job_problem (
     job_id TEXT NOT NULL REFERENCES job(id),
     position INTEGER NOT NULL,
@@ -77,6 +89,20 @@ class Job:
     dry_run: bool
     fhir_base_url: str
     status: str
+
+
+def panel_key(job: Job) -> str:
+    """A panel's stable identity across runs: the FHIR server and the source (``group:Group/x``,
+    ``patients:FILE``, ``ndjson:DIR``, ``bulk:Group/x``, ``condition``)."""
+    return f"{job.fhir_base_url.rstrip('/')} {job.source}"
+
+
+@dataclass(frozen=True)
+class PanelRun:
+    """One run of a panel, as the trend shows it: the job and the panel's counts then."""
+
+    job: Job
+    counts: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -219,3 +245,25 @@ class JobStore:
     def patient_count(self, job_id: str) -> int:
         row = self._db.execute("SELECT COUNT(*) FROM patient WHERE job_id = ?", (job_id,)).fetchone()
         return int(row[0])
+
+    def record_panel_run(self, job: Job, counts: dict[str, Any]) -> None:
+        """Record (or update, for a resumed job) this job as a run of its panel, with the panel's counts."""
+        self._db.execute(
+            "INSERT INTO panel_run (panel, job_id, counts) VALUES (?, ?, ?) "
+            "ON CONFLICT (job_id) DO UPDATE SET counts = excluded.counts",
+            (panel_key(job), job.id, json.dumps(counts, separators=(",", ":"), sort_keys=True)),
+        )
+
+    def panel_runs(self, job: Job, limit: int = 50) -> list[PanelRun]:
+        """The runs of this job's panel up to and including this job (when recorded), oldest first."""
+        own = self._db.execute("SELECT seq FROM panel_run WHERE job_id = ?", (job.id,)).fetchone()
+        rows = self._db.execute(
+            "SELECT job_id, counts FROM panel_run WHERE panel = ? AND seq <= ? ORDER BY seq DESC LIMIT ?",
+            (panel_key(job), own[0] if own else 2**62, limit),
+        ).fetchall()
+        return [PanelRun(self.job(job_id), json.loads(counts)) for job_id, counts in reversed(rows)]
+
+    def previous_run(self, job: Job) -> Job | None:
+        """The run of the same panel before this job, None for a first run."""
+        earlier = [run.job for run in self.panel_runs(job, limit=2) if run.job.id != job.id]
+        return earlier[-1] if earlier else None

@@ -1,7 +1,10 @@
-"""The batch report: counts, a per-patient CSV, and one self-contained HTML page with charts.
+"""The batch report: a summary, a per-patient CSV, and one self-contained HTML worklist.
 
 Built from the job store alone, so a resumed job reports on every patient, whichever run screened
-them. The HTML has no scripts or external assets (inline SVG), so it opens anywhere and can be
+them. The page (``worklist_page``) lists the patients with findings, most important first, with their
+key values and dates, what was written back, a link per patient when the site configured one, and
+what changed since the previous run of the same panel (``worklist``), with the trend of the panel's
+counts across runs and the panel's counts as charts (``charts``). It opens offline and can be
 attached to an e-mail. It names patients by id only.
 """
 
@@ -10,17 +13,21 @@ from __future__ import annotations
 import csv
 import html
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rls_screen.batch.jobs import Job, JobProblem, JobStore
+from rls_screen.batch.charts import bar_chart, chart_notes, ferritin_items, short_labels, trend_chart
+from rls_screen.batch.jobs import Job, JobProblem, JobStore, PanelRun, PatientRow
+from rls_screen.batch.worklist import Worklist, build_worklist, entries_from_rows
+from rls_screen.batch.worklist_page import check_link_template, page_data, render_page
 from rls_screen.engine import FINDING_ORDER
-from rls_screen.quantities import format_number
+from rls_screen.knowledge import Knowledge
+from rls_screen.priority import ROLE_ORDER
 from rls_screen.ruleset import RuleSet
-from rls_screen.wording import unit_text
+from rls_screen.wording import CHANGE_NAMES, ROLE_NAMES, unit_text
 
-FERRITIN_BINS = ((0, 15), (15, 30), (30, 50), (50, 75), (75, 100), (100, 150), (150, 300), (300, None))
 EGFR_CATEGORIES = ("G1", "G2", "G3a", "G3b", "G4", "G5")
 IRON_BANDS = ("oral-or-iv", "iv-only", "oral-only", "not-indicated", "indeterminate")
 PROBLEMS_SHOWN = 200
@@ -41,6 +48,11 @@ class BatchSummary:
     """The rule sets the job's results name (one, unless the module was upgraded during a resumed job)."""
     problems: list[JobProblem] = field(default_factory=list)
     """Problems of the job as a whole (skipped input, export errors that name no patient)."""
+    worklist: Worklist | None = None
+    previous: Job | None = None
+    """The previous run of the same panel, None for a first run."""
+    runs: list[PanelRun] = field(default_factory=list)
+    """The panel's runs up to this one, oldest first (the trend)."""
 
     def text(self) -> str:
         c = self.counts
@@ -56,6 +68,9 @@ class BatchSummary:
             ),
             "Iron band: " + ", ".join(f"{b} {self.iron_bands[b]}" for b in IRON_BANDS if self.iron_bands[b]),
         ]
+        if self.worklist is not None:
+            lines.append(f"Worklist: {self.worklist.counts['withFindings']} patient(s) with findings.")
+            lines.append(changes_text(self))
         if self.failures:
             reasons = Counter(reason.split(":")[0] for _, reason in self.failures)
             lines.append("Failed: " + ", ".join(f"{n} {reason}" for reason, n in reasons.most_common()))
@@ -67,9 +82,21 @@ class BatchSummary:
         return "\n".join(lines)
 
 
-def summarise(store: JobStore, job: Job) -> BatchSummary:
+def changes_text(summary: BatchSummary) -> str:
+    """'Since the previous run of this panel (job-x, as of 2026-11-01): 3 new, 1 changed, 2 resolved findings.'"""
+    changes = summary.worklist.counts["changes"] if summary.worklist is not None else None
+    if summary.previous is None or changes is None:
+        return "First run of this panel: no earlier run to compare with."
+    counts = ", ".join(f"{changes[kind]} {CHANGE_NAMES[kind]}" for kind in ("new", "changed", "resolved"))
+    return (
+        f"Since the previous run of this panel ({summary.previous.id}, as of {summary.previous.as_of.isoformat()}): "
+        f"{counts} findings."
+    )
+
+
+def summarise(store: JobStore, job: Job, rows: Iterable[PatientRow] | None = None) -> BatchSummary:
     summary = BatchSummary(job, store.counts(job.id), problems=store.problems(job.id))
-    for row in store.rows(job.id):
+    for row in store.rows(job.id) if rows is None else rows:
         if row.status == "failed":
             summary.failures.append((row.patient_id, row.reason or ""))
         if row.status != "done" or row.result is None:
@@ -87,13 +114,27 @@ def summarise(store: JobStore, job: Job) -> BatchSummary:
     return summary
 
 
-def write_csv(store: JobStore, job: Job, path: Path) -> None:
+def add_worklist(
+    store: JobStore, summary: BatchSummary, knowledge: Knowledge, rows: Iterable[PatientRow] | None = None
+) -> None:
+    """The worklist against the previous run of the same panel; records this run for the next one."""
+    job = summary.job
+    previous = store.previous_run(job)
+    current = entries_from_rows(store.rows(job.id) if rows is None else rows, dry_run=job.dry_run)
+    before = entries_from_rows(store.rows(previous.id), dry_run=previous.dry_run) if previous else None
+    summary.worklist = build_worklist(current, before, knowledge.terminology.concepts)
+    summary.previous = previous
+    store.record_panel_run(job, summary.worklist.counts)
+    summary.runs = store.panel_runs(job)
+
+
+def write_csv(store: JobStore, job: Job, path: Path, rows: Iterable[PatientRow] | None = None) -> None:
     with path.open("w", newline="", encoding="utf-8") as sink:
         writer = csv.writer(sink)
         writer.writerow(
             ["patient", "status", "reason", "findings", "gfr_category", "iron_band", *CSV_VALUES, "written"]
         )
-        for row in store.rows(job.id):
+        for row in store.rows(job.id) if rows is None else rows:
             result: dict[str, Any] = row.result or {}
             findings = result.get("findings", {})
             values = result.get("values", {})
@@ -111,81 +152,52 @@ def write_csv(store: JobStore, job: Job, path: Path) -> None:
             )
 
 
-def _bar_chart(title: str, items: list[tuple[str, int]], note: str = "") -> str:
-    """A horizontal bar chart as inline SVG."""
-    width, bar_height, label_width = 640, 22, 220
-    top = 30
-    height = top + bar_height * max(len(items), 1) + 30
-    biggest = max((n for _, n in items), default=0) or 1
-    parts = [
-        f'<svg role="img" aria-label="{html.escape(title)}" width="{width}" height="{height}" '
-        f'xmlns="http://www.w3.org/2000/svg" font-family="sans-serif" font-size="13">',
-        f'<text x="0" y="18" font-weight="bold">{html.escape(title)}</text>',
+def _trend(runs: list[PanelRun]) -> str:
+    """The trend chart and its table; empty for a first run."""
+    if len(runs) < 2:
+        return "<p>One run so far: the trend starts with the next run of this panel.</p>"
+    roles = [role for role in (*ROLE_ORDER, "other") if any(run.counts.get("byRole", {}).get(role) for run in runs)]
+    series = [("with findings", [int(run.counts.get("withFindings", 0)) for run in runs])]
+    series += [
+        (ROLE_NAMES.get(role, role), [int(run.counts.get("byRole", {}).get(role, 0)) for run in runs]) for role in roles
     ]
-    for n, (label, count) in enumerate(items):
-        y = top + n * bar_height
-        length = int((width - label_width - 60) * count / biggest)
-        parts.append(f'<text x="0" y="{y + 15}">{html.escape(label)}</text>')
-        parts.append(f'<rect x="{label_width}" y="{y + 3}" width="{length}" height="{bar_height - 6}" fill="#4a78a8"/>')
-        parts.append(f'<text x="{label_width + length + 6}" y="{y + 15}">{count}</text>')
-    if note:
-        parts.append(f'<text x="0" y="{height - 8}" fill="#555">{html.escape(note)}</text>')
-    parts.append("</svg>")
-    return "".join(parts)
-
-
-def _ferritin_items(values: list[float], unit: str) -> list[tuple[str, int]]:
-    items = []
-    for low, high in FERRITIN_BINS:
-        label = f"{low}-{high} {unit}" if high is not None else f">= {low} {unit}"
-        items.append((label, sum(1 for v in values if v >= low and (high is None or v < high))))
-    return items
-
-
-def _short(rules: RuleSet, keys: tuple[str, ...]) -> str:
-    return "; ".join(dict.fromkeys(rules.citations[key].short for key in keys))
-
-
-def _chart_notes(rules: RuleSet) -> tuple[str, str]:
-    """The thresholds the ferritin and GFR charts mark, in the words and numbers of the rule set."""
-    iron, kidney = rules.iron, rules.kidney
-    deficiency, band = iron.deficiency, iron.band
-    ferritin = (
-        f"Thresholds: < {format_number(deficiency.ferritin_below)} iron deficiency "
-        f"({_short(rules, deficiency.citations)}); <= {format_number(band.oral_or_iv_ferritin_at_most)} and "
-        f"{format_number(band.oral_or_iv_ferritin_at_most)}-{format_number(band.iv_only_ferritin_at_most)} "
-        f"iron therapy bands ({_short(rules, band.citations[:1])})"
+    labels = [f"{run.job.as_of.isoformat()} #{n}" for n, run in enumerate(runs, start=1)]
+    chart = trend_chart("Patients with findings across runs of this panel (by most important finding)", labels, series)
+    head = "".join(f'<th scope="col">{html.escape(name)}</th>' for name, _ in series)
+    head += "".join(f'<th scope="col">{CHANGE_NAMES[kind]}</th>' for kind in ("new", "changed", "resolved"))
+    body = ""
+    for n, run in enumerate(runs):
+        changes = run.counts.get("changes") or {}
+        cells = "".join(f"<td>{values[n]}</td>" for _, values in series)
+        cells += "".join(f"<td>{changes.get(kind, '')}</td>" for kind in ("new", "changed", "resolved"))
+        body += f'<tr><th scope="row">{html.escape(run.job.id)}, as of {labels[n]}</th>{cells}</tr>'
+    table = (
+        '<details><summary>The trend as a table</summary><table class="counts"><tr><th scope="col">Run</th>'
+        f"{head}</tr>{body}</table></details>"
     )
-    below = {c.category: c.below for c in kidney.gfr_categories}
-    reduced, failure = kidney.reduced_function.categories, kidney.failure.categories
-    g5 = ", ".join(f"{c} (< {format_number(limit)})" if (limit := below.get(c)) is not None else c for c in failure)
-    gfr = (
-        f"{reduced[0]}-{reduced[-1]} reduced kidney function; {g5} kidney failure "
-        f"({_short(rules, kidney.failure.citations)})"
-    )
-    return ferritin, gfr
+    return f"<figure>{chart}</figure>{table}"
 
 
-def write_html(summary: BatchSummary, path: Path, csv_name: str, rules: RuleSet) -> None:
-    job = summary.job
-    findings = [(code, summary.findings[code]) for code in FINDING_ORDER]
+def _charts(summary: BatchSummary, rules: RuleSet) -> str:
     ferritin_unit = unit_text(rules.iron.ferritin_unit)
-    ferritin_note, gfr_note = _chart_notes(rules)
+    ferritin_note, gfr_note = chart_notes(rules)
     charts = [
-        _bar_chart("Patients per finding", findings),
-        _bar_chart(
-            f"Latest ferritin ({ferritin_unit})", _ferritin_items(summary.ferritin, ferritin_unit), ferritin_note
-        ),
-        _bar_chart(
+        bar_chart("Patients per finding", [(code, summary.findings[code]) for code in FINDING_ORDER]),
+        bar_chart(f"Latest ferritin ({ferritin_unit})", ferritin_items(summary.ferritin, ferritin_unit), ferritin_note),
+        bar_chart(
             "GFR category of the selected eGFR",
             [(g, summary.gfr_categories[g]) for g in (*EGFR_CATEGORIES, "not determined")],
             gfr_note,
         ),
-        _bar_chart(
-            f"Iron therapy band ({_short(rules, rules.iron.band.citations[:1])})",
+        bar_chart(
+            f"Iron therapy band ({short_labels(rules, rules.iron.band.citations[:1])})",
             [(b, summary.iron_bands[b]) for b in IRON_BANDS],
         ),
     ]
+    return "".join(f"<figure>{chart}</figure>" for chart in charts)
+
+
+def _tables(summary: BatchSummary) -> str:
     failures = "".join(
         f"<tr><td>{html.escape(pid)}</td><td>{html.escape(reason)}</td></tr>" for pid, reason in summary.failures[:200]
     )
@@ -194,35 +206,71 @@ def write_html(summary: BatchSummary, path: Path, csv_name: str, rules: RuleSet)
     )
     if len(summary.problems) > PROBLEMS_SHOWN:
         problems += f"<tr><td></td><td>... and {len(summary.problems) - PROBLEMS_SHOWN} more</td></tr>"
-    counts = summary.counts
-    page = f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>RLS secondary-cause screen: {html.escape(job.id)}</title>
-<style>body{{font-family:sans-serif;max-width:760px;margin:2em auto;color:#222}}
-table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:3px 8px;text-align:left}}
-figure{{margin:1.5em 0}}</style></head><body>
-<h1>RLS secondary-cause screen</h1>
-<p>Job <code>{html.escape(job.id)}</code>, as of {job.as_of.isoformat()}, source {html.escape(job.source)}
-{"(dry run: nothing written)" if job.dry_run else ""}.<br>
-{counts["done"]} patients screened, {counts["failed"]} failed, {counts["pending"]} pending;
-{summary.written} with new or changed flags written back.</p>
-<p>Iron deficiency, kidney failure and pregnancy are established secondary causes or aggravators of RLS.
-Magnesium, potassium and calcium abnormalities are not established causes; they can mimic or aggravate
-leg symptoms. Per-patient results: <a href="{html.escape(csv_name)}">{html.escape(csv_name)}</a>.</p>
-{"".join(f"<figure>{chart}</figure>" for chart in charts)}
-{"<h2>Problems</h2><table><tr><th>Severity</th><th>Problem</th></tr>" + problems + "</table>" if problems else ""}
-{"<h2>Not screened</h2><table><tr><th>Patient</th><th>Reason</th></tr>" + failures + "</table>" if failures else ""}
-<p style="color:#555">Results from rule set {html.escape(", ".join(sorted(summary.rule_sets)) or "not recorded")};
-chart thresholds from rule set {html.escape(f"{rules.id} {rules.version}")}. Generated by rls-screen.</p>
-</body></html>
-"""
+    out = ""
+    if problems:
+        out += (
+            '<h2>Problems</h2><table class="counts"><tr><th scope="col">Severity</th><th scope="col">Problem</th></tr>'
+        )
+        out += problems + "</table>"
+    if failures:
+        out += '<h2>Not screened</h2><table class="counts"><tr><th scope="col">Patient</th>'
+        out += f'<th scope="col">Reason</th></tr>{failures}</table>'
+    return out
+
+
+def write_html(
+    summary: BatchSummary,
+    path: Path,
+    csv_name: str,
+    rules: RuleSet,
+    knowledge: Knowledge | None = None,
+    link_template: str | None = None,
+) -> None:
+    job, counts = summary.job, summary.counts
+    worklist = summary.worklist or Worklist((), {"withFindings": 0, "changes": None}, False)
+    previous = summary.previous
+    concepts = knowledge.terminology.concepts if knowledge is not None else {}
+    data = page_data(
+        worklist,
+        concepts,
+        check_link_template(link_template),
+        {"job": previous.id, "asOf": previous.as_of.isoformat()} if previous is not None else None,
+    )
+    heading = (
+        f"<p>Job <code>{html.escape(job.id)}</code>, as of {job.as_of.isoformat()}, source "
+        f"{html.escape(job.source)}{' (dry run: nothing written)' if job.dry_run else ''}.<br>"
+        f"{counts['done']} patients screened, {counts['failed']} failed, {counts['pending']} pending; "
+        f"{worklist.counts['withFindings']} with findings; {summary.written} with new or changed write-back.</p>"
+        f'<p>Per-patient results of every patient: <a href="{html.escape(csv_name)}">{html.escape(csv_name)}</a>.</p>'
+    )
+    footer = (
+        f"Results from rule set {html.escape(', '.join(sorted(summary.rule_sets)) or 'not recorded')}; "
+        f"chart thresholds from rule set {html.escape(f'{rules.id} {rules.version}')}. Generated by rls-screen."
+    )
+    page = render_page(
+        title=f"RLS secondary-cause screen: {job.id}",
+        sections={
+            "heading": heading,
+            "changes": html.escape(changes_text(summary)),
+            "trend": _trend(summary.runs),
+            "charts": _charts(summary, rules),
+            "tables": _tables(summary),
+            "footer": footer,
+        },
+        data=data,
+    )
     path.write_text(page, encoding="utf-8")
 
 
-def write_report(store: JobStore, job: Job, directory: Path, rules: RuleSet) -> tuple[BatchSummary, Path, Path]:
+def write_report(
+    store: JobStore, job: Job, directory: Path, knowledge: Knowledge, link_template: str | None = None
+) -> tuple[BatchSummary, Path, Path]:
     directory.mkdir(parents=True, exist_ok=True)
-    summary = summarise(store, job)
+    rows = list(store.rows(job.id))  # read once for the summary, the worklist and the CSV
+    summary = summarise(store, job, rows)
+    add_worklist(store, summary, knowledge, rows)
     csv_path = directory / f"{job.id}.csv"
     html_path = directory / f"{job.id}.html"
-    write_csv(store, job, csv_path)
-    write_html(summary, html_path, csv_path.name, rules)
+    write_csv(store, job, csv_path, rows)
+    write_html(summary, html_path, csv_path.name, knowledge.ruleset, knowledge, link_template)
     return summary, html_path, csv_path

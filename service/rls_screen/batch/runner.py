@@ -24,6 +24,7 @@ from typing import Any, TextIO
 
 from rls_screen.assessment import assess
 from rls_screen.batch.jobs import Job, JobStore, result_text
+from rls_screen.batch.worklist import finding_details
 from rls_screen.errors import (
     FhirError,
     FhirNotFoundError,
@@ -75,6 +76,7 @@ def patient_summary(assessment: Assessment, result: ScreenResult) -> dict[str, A
     return {
         "ruleSet": f"{assessment.rule_set_id} {assessment.rule_set_version}",
         "findings": {f.code: f.severity for f in assessment.findings},
+        "details": finding_details(assessment),
         "advisories": sorted({a.code for a in assessment.advisories}),
         "gfrCategory": assessment.gfr_category,
         "ironBand": assessment.iron_band,

@@ -24,6 +24,7 @@ from rls_screen.batch.runner import (
     BatchOptions,
     run_job,
 )
+from rls_screen.batch.worklist_page import check_link_template
 from rls_screen.cli.evaluate import parse_as_of
 from rls_screen.errors import InputError
 from rls_screen.fhir_client import FhirClient
@@ -145,6 +146,7 @@ def execute_job(
     retry_pause_s: float = DEFAULT_RETRY_PAUSE_S,
 ) -> int:
     """Run a registered job to the end, print the summary and report paths; returns the exit code."""
+    link_template = check_link_template(get_settings().patient_link_template)  # before the run, not after it
     print(f"Job {job.id}: {store.patient_count(job.id)} patients (resume with: rls-screen batch --resume {job.id})")
     options = BatchOptions(
         knowledge=knowledge,
@@ -157,7 +159,7 @@ def execute_job(
     )
     offline = job.dry_run and index is not None
     counts = run_job(store, job, None if offline else client, options)
-    summary, html_path, csv_path = write_report(store, store.job(job.id), report_dir, knowledge.ruleset)
+    summary, html_path, csv_path = write_report(store, store.job(job.id), report_dir, knowledge, link_template)
     print(summary.text())
     print(f"Report: {html_path}\nPer-patient CSV: {csv_path}")
     incomplete = any(problem.severity == "error" for problem in store.problems(job.id))
