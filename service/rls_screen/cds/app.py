@@ -320,6 +320,9 @@ def create_app(
         description="CDS Hooks 2.0 services screening RLS patients for treatable secondary causes.",
         docs_url=None,
         redoc_url=None,
+        # FastAPI's own OpenTelemetry spans would record url.query and validation errors' input values;
+        # rls_screen.observability.tracing makes the server span instead, with route and status only.
+        telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
     app.state.runtime = runtime
     app.state.verifier = verifier
