@@ -16,7 +16,7 @@ lines, like every other, are JSON when stderr is not a terminal (``rls_screen.ob
 
 With several workers, GET /metrics answers the sum over all of them: prometheus-client's multiprocess
 mode, through PROMETHEUS_MULTIPROC_DIR (if unset, ``<state dir>/metrics-<port>``), emptied before
-the workers start.
+the workers start (also with one worker when it is set, as the chart does).
 """
 
 from __future__ import annotations
@@ -95,8 +95,11 @@ def run(args: argparse.Namespace) -> int:
             f"refusing to serve on {args.host} with RLS_SCREEN_CDS_DEV_MODE=true (JWT verification off); "
             "use a loopback address or turn dev mode off"
         )
-    if args.workers > 1:  # before the first metric is made: the workers sum their figures through files
-        metrics_dir = os.environ.get(MULTIPROC_ENV) or str(get_settings().state_dir / f"metrics-{args.port}")
+    # Before the first metric is made: several workers sum their figures through files, in a directory
+    # emptied now (a container restarted in the same pod keeps its emptyDir, and old counts with it).
+    default_dir = get_settings().state_dir / f"metrics-{args.port}" if args.workers > 1 else None
+    metrics_dir = os.environ.get(MULTIPROC_ENV) or default_dir
+    if metrics_dir:
         use_multiprocess(Path(metrics_dir))
     app = create_app(settings)  # in the parent too: a bad configuration fails here, before any worker starts
     logging.getLogger("rls_screen").setLevel(logging.INFO)
