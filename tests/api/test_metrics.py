@@ -54,7 +54,8 @@ def test_calls_count_latency_cards_by_finding_and_indicator_and_suppressed_cards
     after = scrape(ehr)
     assert len(cards) == 2
     calls = "rls_screen_cds_call_seconds_count"
-    assert total(after, calls, service=PATIENT_VIEW, outcome="ok") - total(before, calls, service=PATIENT_VIEW) == 1
+    ok = {"service": PATIENT_VIEW, "outcome": "ok"}
+    assert total(after, calls, **ok) - total(before, calls, **ok) == 1
     for card in cards:
         labels = {"service": PATIENT_VIEW, "finding": card["source"]["topic"]["code"], "indicator": card["indicator"]}
         assert (
