@@ -86,7 +86,11 @@ def test_relocated_data_is_read_through_the_data_root(tmp_path: Path) -> None:
 
 def _rendered(values: str, *sets: str) -> list[dict[str, Any]]:
     tools = subprocess.run(
-        [str(REPO / "deploy" / "tools" / "install-helm-tools.sh")], check=True, capture_output=True, text=True
+        [str(REPO / "deploy" / "tools" / "install-helm-tools.sh")],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=1100,
     ).stdout.strip()
     command = [f"{tools}/helm", "template", "rls", str(CHART), "--kube-version", "1.35.4", "-f", values]
     for item in sets:
@@ -116,6 +120,7 @@ def _chart_environment(objects: list[dict[str, Any]], root: Path) -> tuple[dict[
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)  # the first run on a new machine builds helm (make deploy-check does it first in CI)
 def test_the_entrypoint_starts_serve_with_the_chart_environment(tmp_path: Path) -> None:
     objects = _rendered(str(REPO / "deploy" / "helm" / "minimal-values.yaml"), "workers=2")
     env, args = _chart_environment(objects, tmp_path / "root")
@@ -164,6 +169,7 @@ def test_the_entrypoint_starts_serve_with_the_chart_environment(tmp_path: Path) 
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)
 def test_the_entrypoint_refuses_to_start_without_the_mounted_secret(tmp_path: Path) -> None:
     objects = _rendered(str(REPO / "deploy" / "helm" / "minimal-values.yaml"))
     env, args = _chart_environment(objects, tmp_path / "root")
