@@ -9,7 +9,7 @@ export FHIR_PORT FHIR_BASE_URL
 DEMO_PATIENTS ?= 200
 DEMO_SEED ?= 1
 
-.PHONY: setup browser-deps demo serve test test-unit lint fmt fhir-up fhir-down bench bench-cds clean
+.PHONY: setup browser-deps demo serve test test-unit lint fmt fhir-up fhir-down bench bench-cds deploy-check clean
 
 $(BIN)/rls-screen: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,7 +28,7 @@ demo: setup fhir-up ## the main job: local HAPI + synthetic panel, screened and 
 serve: setup ## the CDS Hooks service on 127.0.0.1:8090 in development mode (no JWT checks; loopback only)
 	RLS_SCREEN_CDS_DEV_MODE=true $(BIN)/rls-screen serve
 
-test: setup ## all tests (starts the local HAPI server when none answers at FHIR_BASE_URL)
+test: setup deploy-check ## all tests (starts the local HAPI server when none answers at FHIR_BASE_URL)
 	$(BIN)/pytest
 
 test-unit: setup ## pure tests only, no server
@@ -54,6 +54,9 @@ bench: setup ## benchmarks; results go to docs/benchmarks.md
 
 bench-cds: setup fhir-up ## CDS Hooks under load (vegeta, installed by bench/tools/install-vegeta.sh; needs Go)
 	$(BIN)/python bench/cds_bench.py
+
+deploy-check: ## helm lint + helm template | kubeconform -strict (tools built from the Go module proxy; needs Go)
+	deploy/tools/deploy-check.sh
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache var

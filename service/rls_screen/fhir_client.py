@@ -49,6 +49,7 @@ from rls_screen.fhir_auth import BearerAuth as BearerAuth
 from rls_screen.fhir_auth import NoAuth as NoAuth
 from rls_screen.fhir_auth import SmartBackendAuth as SmartBackendAuth
 from rls_screen.fhir_auth import auth_from_settings as auth_from_settings
+from rls_screen.observability import fhir_calls
 from rls_screen.scopes import scopes_for
 from rls_screen.settings import Settings
 from rls_screen.urls import Allowlist as Allowlist
@@ -203,6 +204,7 @@ class FhirClient:
         _, body = self._exchange(method, path, params, json_body, headers, idempotent, also_accept, decode=True)
         return body
 
+    @fhir_calls.counts_errors
     def _exchange(
         self,
         method: str,
@@ -232,8 +234,16 @@ class FhirClient:
             started = time.monotonic()
             try:
                 self.requests_made += 1
-                response = self._session.request(
-                    method, url, json=json_body, headers=send_headers, timeout=timeout, allow_redirects=False
+                response = fhir_calls.send(  # traced (traceparent added to send_headers) and counted
+                    self._session,
+                    method,
+                    url,
+                    kind,
+                    attempt,
+                    json=json_body,
+                    headers=send_headers,
+                    timeout=timeout,
+                    allow_redirects=False,
                 )
             except requests.exceptions.ContentDecodingError:
                 raise FhirResponseError(
@@ -319,6 +329,7 @@ class FhirClient:
         if self._deadline_at is not None and time.monotonic() + delay >= self._deadline_at:
             raise FhirUnavailableError(f"{method} {kind}: {why}; no time left for a retry before the deadline")
         log.warning("fhir %s %s: %s, retry %d in %.1f s", method, kind, why, attempt, delay)
+        fhir_calls.retried(method, kind, why)
         self._sleep(delay)
 
     @staticmethod
@@ -364,6 +375,7 @@ class FhirClient:
         """POST a transaction Bundle; the server applies all of it or none of it."""
         return self.request_json("POST", "", json_body=bundle, idempotent=False)
 
+    @fhir_calls.counts_errors
     def download(self, url: str, destination: Path, *, authorize: bool = True) -> int:
         """Stream a file (e.g. a Bulk export NDJSON output) to disk; returns bytes written.
 

@@ -96,9 +96,10 @@ def test_serve_starts_the_service(tmp_path: Path) -> None:
 
 
 @pytest.mark.net
-@pytest.mark.parametrize("workers", ["1", "2"])
-def test_the_access_log_names_paths_never_query_strings(tmp_path: Path, workers: str) -> None:
-    """The real ``rls-screen serve``, access log on: a token sent as ?access_token= never reaches its output."""
+@pytest.mark.parametrize(("workers", "log_format"), [("1", "text"), ("2", "text"), ("1", "json"), ("2", "json")])
+def test_the_access_log_names_paths_never_query_strings(tmp_path: Path, workers: str, log_format: str) -> None:
+    """The real ``rls-screen serve``, access log on: a token sent as ?access_token= never reaches its output,
+    in text lines or in JSON events (the default when the output is not a terminal, as here)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -107,6 +108,8 @@ def test_the_access_log_names_paths_never_query_strings(tmp_path: Path, workers:
         **os.environ,
         "RLS_SCREEN_CDS_DEV_MODE": "true",
         "RLS_SCREEN_CDS_FEEDBACK_DB": str(tmp_path / "cds.sqlite3"),
+        "RLS_SCREEN_STATE_DIR": str(tmp_path),
+        "RLS_SCREEN_LOG_FORMAT": log_format,
     }
     command = [sys.executable, "-m", "rls_screen.cli", "serve", "--port", str(port), "--workers", workers]
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -128,7 +131,9 @@ def test_the_access_log_names_paths_never_query_strings(tmp_path: Path, workers:
         time.sleep(0.5)  # the access line is written after the response
     finally:
         process.terminate()
-        output, _ = process.communicate(timeout=30)
+        raw, _ = process.communicate(timeout=30)
+    output = raw if log_format == "text" else "\n".join(json.loads(line)["message"] for line in raw.splitlines())
+    assert secret not in raw
     assert '"GET /cds-services HTTP/1.1" 200' in output, output[-2000:]
     assert f'"POST /cds-services/{PATIENT_VIEW}/feedback HTTP/1.1" 400' in output, output[-2000:]
     assert secret not in output
@@ -183,6 +188,7 @@ def test_two_workers_serve_and_share_the_jwt_replay_cache(tmp_path: Path) -> Non
         "RLS_SCREEN_CDS_TRUSTED_ISSUERS_FILE": str(issuers),
         "RLS_SCREEN_STATE_DIR": str(tmp_path),
         "RLS_SCREEN_CDS_SUBJECT_SALT": "test",
+        "RLS_SCREEN_LOG_FORMAT": "text",  # the [pid N] of each line is read below
     }
     command = [sys.executable, "-m", "rls_screen.cli", "serve", "--port", str(port), "--workers", "2"]
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)

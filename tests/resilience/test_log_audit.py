@@ -12,6 +12,11 @@ What counts as a log (docs/resilience.md):
 - Files a batch leaves behind (job database, HTML and CSV report) may hold patient ids by design,
   never names, identifiers, birth dates or tokens.
 
+Both log forms are audited: JSON events (one per line, the default when stderr is not a terminal)
+and text lines (RLS_SCREEN_LOG_FORMAT=text, what a terminal gets). In the JSON form every line must
+be one JSON object, the needles are searched in the raw lines and in the decoded messages, and the
+correlation ids are checked: a batch's events carry its jobId, a CDS call's its hookInstance.
+
 The panel's Patients get distinctive names and MRNs so that a hit cannot be a coincidence. The runs
 go through the fault proxy with a few faults so that the retry, failure and deadline paths log too,
 and each corpus is checked to contain the log lines expected from those paths (a silent log would
@@ -106,6 +111,22 @@ def distinctive_identities(panel: Panel, seed: str, secrets: Secrets) -> None:
         secrets.add("patient id", pid, pid)
 
 
+LOG_FORMATS = pytest.mark.parametrize("log_format", ["json", "text"])
+
+
+def log_events(log: str, log_format: str) -> list[dict[str, Any]]:
+    """The log's events: each line one JSON object (checked) in the JSON form; text lines as messages."""
+    if log_format == "text":
+        return [{"message": line} for line in log.splitlines()]
+    events = [json.loads(line) for line in log.splitlines() if line.strip()]
+    assert all(isinstance(event, dict) and "message" in event for event in events)
+    return events
+
+
+def messages(log: str, log_format: str) -> str:
+    return "\n".join(event["message"] for event in log_events(log, log_format))
+
+
 def command_answers_and_logs(stderr: str) -> tuple[str, str]:
     """Split a CLI's stderr into its one-line answers (``rls-screen <command>: ...``) and its log."""
     answers = [line for line in stderr.splitlines() if line.startswith(COMMAND_ANSWER_PREFIX)]
@@ -125,8 +146,9 @@ def secrets() -> Secrets:
     return Secrets([])
 
 
+@LOG_FORMATS
 def test_batch_and_screen_logs_hold_no_patient_data_or_tokens(
-    fhir_base_url: str, proxy: FaultProxy, unique_prefix: str, tmp_path: Path, secrets: Secrets
+    fhir_base_url: str, proxy: FaultProxy, unique_prefix: str, tmp_path: Path, secrets: Secrets, log_format: str
 ) -> None:
     panel = make_panel(unique_prefix, 12, seed=21)
     distinctive_identities(panel, unique_prefix, secrets)
@@ -142,7 +164,9 @@ def test_batch_and_screen_logs_hold_no_patient_data_or_tokens(
         Fault.reset(method="GET", path=r"/fhir/Condition\?", times=1),
         Fault.drop_response(method="POST", bundle_type="transaction", times=1),
     )
-    env = cli_env(tmp_path / "state", proxy.base_url, RLS_SCREEN_FHIR_BEARER_TOKEN=token)
+    env = cli_env(
+        tmp_path / "state", proxy.base_url, RLS_SCREEN_FHIR_BEARER_TOKEN=token, RLS_SCREEN_LOG_FORMAT=log_format
+    )
     job_db, reports = tmp_path / "jobs.sqlite", tmp_path / "reports"
 
     batch = run_cli(["-v", *batch_args(patients_file, job_db, reports)], env)
@@ -181,20 +205,28 @@ def test_batch_and_screen_logs_hold_no_patient_data_or_tokens(
     assert {e.authorization for e in proxy.events} >= {f"Bearer {token}", f"Bearer {access_token}"}
     assert len(proxy.fired()) == 4
     batch_answers, batch_log = command_answers_and_logs(batch.stderr)
-    assert "fhir GET Patient -> 200" in batch_log
-    assert "HTTP 503, retry 1" in batch_log
-    assert "retrying 1 patient(s) after transient errors" in batch_log  # the lost transaction answer
+    batch_text = messages(batch_log, log_format)
+    assert "fhir GET Patient -> 200" in batch_text
+    assert "HTTP 503, retry 1" in batch_text
+    assert "retrying 1 patient(s) after transient errors" in batch_text  # the lost transaction answer
+    assert "batch progress: 13/13 patients (" in batch_text  # no terminal: progress as log lines
     assert batch_answers == ""
+    if log_format == "json":  # every event of the batch process names its job
+        (job_id,) = {line.split()[1].rstrip(":") for line in batch.stdout.splitlines() if line.startswith("Job ")}
+        fhir_events = [e for e in log_events(batch_log, log_format) if e["message"].startswith("fhir ")]
+        assert fhir_events
+        assert {e.get("jobId") for e in fhir_events} == {job_id}
 
     leaks = secrets.leaks("batch stderr", batch_log) + secrets.leaks("batch stdout", batch.stdout)
+    leaks += secrets.leaks("batch messages", batch_text)
     for name, run, asked in (
         ("screen", screen, first),
         ("screen-missing", not_found, missing),
         ("smart", smart, second),
     ):
         answers, log = command_answers_and_logs(run.stderr)
-        assert "fhir GET Patient" in log
-        leaks += secrets.leaks(f"{name} stderr", log)
+        assert "fhir GET Patient" in messages(log, log_format)
+        leaks += secrets.leaks(f"{name} stderr", log) + secrets.leaks(f"{name} messages", messages(log, log_format))
         leaks += secrets.leaks(f"{name} answer", answers, allowed_ids=[asked])
         leaks += secrets.leaks(f"{name} stdout", run.stdout, allowed_ids=[asked])
     ids = [n.value for n in secrets.needles if n.kind == "patient id"]
@@ -210,7 +242,7 @@ def test_batch_and_screen_logs_hold_no_patient_data_or_tokens(
 
 @pytest.fixture
 def served_cds(
-    proxy: FaultProxy, tmp_path: Path, secrets: Secrets
+    proxy: FaultProxy, tmp_path: Path, secrets: Secrets, log_format: str
 ) -> Iterator[tuple[Ehr, subprocess.Popen[str], Path]]:
     """``rls-screen serve`` in its own process, reading FHIR through the proxy; yields the EHR client."""
     key = ec.generate_private_key(ec.SECP384R1())
@@ -226,6 +258,7 @@ def served_cds(
         RLS_SCREEN_CDS_TRUSTED_ISSUERS_FILE=str(issuers),
         RLS_SCREEN_CDS_SUBJECT_SALT=secrets.add("subject salt", f"salt-{uuid.uuid4().hex}"),
         RLS_SCREEN_CDS_DEADLINE_MS=str(CDS_DEADLINE_MS),
+        RLS_SCREEN_LOG_FORMAT=log_format,
     )
     log_path = tmp_path / "serve.log"
     with log_path.open("w") as log:
@@ -280,12 +313,14 @@ def _hook(hook: str, patient_id: str, **extra: Any) -> dict[str, Any]:
     return {"hook": hook, "hookInstance": str(uuid.uuid4()), "context": context, **extra}
 
 
+@LOG_FORMATS
 def test_cds_service_logs_hold_no_patient_data_or_tokens(
     fhir_base_url: str,
     proxy: FaultProxy,
     unique_prefix: str,
     secrets: Secrets,
     served_cds: tuple[Ehr, subprocess.Popen[str], Path],
+    log_format: str,
 ) -> None:
     ehr, process, log_path = served_cds
     panel = make_panel(unique_prefix, 8, seed=4)
@@ -362,13 +397,19 @@ def test_cds_service_logs_hold_no_patient_data_or_tokens(
     assert statuses[4:7] == [412, 400, 401]
     process.send_signal(signal.SIGINT)
     process.wait(timeout=20)
-    log = log_path.read_text()
+    raw = log_path.read_text()
+    log = messages(raw, log_format)
     # Not vacuous: the calls, the retry, the deadline and the access log are all there.
     assert "cds: rls-secondary-causes patient-view hook_instance=" in log
     assert "HTTP 503, retry 1" in log
     assert f"passed the {CDS_DEADLINE_MS} ms deadline" in log
     assert '"POST /cds-services/rls-secondary-causes HTTP/1.1" 200' in log
     assert {e.authorization for e in proxy.events} == {f"Bearer {fhir_token}"}
-    leaks = secrets.leaks("serve log", log)
+    if log_format == "json":  # a call's events, its FHIR reads included, carry its hookInstance
+        events = log_events(raw, log_format)
+        retried = [e for e in events if "HTTP 503, retry 1" in e["message"]]
+        assert retried
+        assert all(e.get("hookInstance") for e in retried)
+    leaks = secrets.leaks("serve log", raw) + secrets.leaks("serve messages", log)
     assert not leaks, "\n".join(leaks)
     assert os.path.getsize(log_path) > 0

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, ThreadPoolExecutor, as_completed, wait
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any, TextIO
+from typing import Any
 
 from rls_screen.assessment import assess
 from rls_screen.batch.jobs import Job, JobStore, result_text
@@ -39,6 +39,9 @@ from rls_screen.fhir_client import FhirClient
 from rls_screen.fhir_reader import read_patient_data
 from rls_screen.knowledge import Knowledge
 from rls_screen.model import Assessment
+from rls_screen.observability import tracing
+from rls_screen.observability.metrics import batch_patient_finished
+from rls_screen.observability.progress import Progress
 from rls_screen.patient_data import PatientData
 from rls_screen.screening import ScreenResult, write_back
 
@@ -84,34 +87,6 @@ def patient_summary(assessment: Assessment, result: ScreenResult) -> dict[str, A
         "values": latest,
         "changes": list(result.plan.created) if result.plan else [],
     }
-
-
-class Progress:
-    """A one-line progress bar on a terminal; silent when stderr is not a TTY."""
-
-    def __init__(self, total: int, stream: TextIO = sys.stderr) -> None:
-        self.total, self.done, self.failed = total, 0, 0
-        self._stream = stream
-        self._enabled = stream.isatty()
-        self._started = time.monotonic()
-        self._last = 0.0
-
-    def step(self, failed: bool = False) -> None:
-        self.done += 1
-        self.failed += int(failed)
-        now = time.monotonic()
-        if self._enabled and (now - self._last > 0.1 or self.done == self.total):
-            self._last = now
-            width = 30
-            filled = int(width * self.done / max(self.total, 1))
-            rate = self.done / max(now - self._started, 1e-6)
-            self._stream.write(
-                f"\r[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} "
-                f"({self.failed} failed, {rate:.1f}/s)"
-            )
-            if self.done == self.total:
-                self._stream.write("\n")
-            self._stream.flush()
 
 
 # Retry rounds: with the defaults the pauses are 4, 8, 16, 30, 30 and 30 s, about 2 minutes in all
@@ -202,6 +177,11 @@ def wait_before_retry(client: FhirClient | None, pause_s: float, probe_every_s: 
 
 
 def _screen_one(client: FhirClient | None, job: Job, patient_id: str, options: BatchOptions) -> dict[str, Any]:
+    with tracing.span("batch.screen_patient", {"batch.job_id": job.id}):  # one trace per patient's reads and writes
+        return _screen_one_traced(client, job, patient_id, options)
+
+
+def _screen_one_traced(client: FhirClient | None, job: Job, patient_id: str, options: BatchOptions) -> dict[str, Any]:
     if options.loader is not None:
         data = options.loader(patient_id)
     elif client is not None:
@@ -353,7 +333,8 @@ def _record_offline(store: JobStore, job: Job, outcomes: list[Outcome], progress
     done = [(patient_id, text, False) for patient_id, text, _ in outcomes if text is not None]
     failed = [(patient_id, reason or "internal error") for patient_id, text, reason in outcomes if text is None]
     store.mark_many(job.id, done, failed)
-    for _, text, _ in outcomes:
+    for _, text, reason in outcomes:
+        batch_patient_finished(None if text is not None else reason or "internal error")
         progress.step(failed=text is None)
 
 
@@ -395,9 +376,13 @@ def run_job(store: JobStore, job: Job, client: FhirClient | None, options: Batch
                 error = future.exception()
                 if error is None:
                     store.mark_done(job.id, patient_id, future.result(), bool(future.result().get("written")))
+                    batch_patient_finished(None)
                 else:
-                    store.mark_failed(job.id, patient_id, _classify_failure(error))
+                    reason = _classify_failure(error)
+                    store.mark_failed(job.id, patient_id, reason)
+                    batch_patient_finished(reason)
                 progress.step(failed=error is not None)
+    progress.close()
     final = store.counts(job.id)
     store.set_job_status(job.id, "complete" if final["pending"] == 0 else "incomplete")
     return final

@@ -8,6 +8,7 @@ import. Routes:
 - ``POST /cds-services/{id}/feedback``: feedback, stored in SQLite
 - ``GET /health`` (liveness) and ``GET /ready`` (knowledge loaded, database answers); no JWT
 - ``GET /rules/...``: the rule documentation cards link to (``rule_pages``); no JWT
+- ``GET /metrics``: Prometheus text (``rls_screen.observability``); no JWT, keep it off the public route
 
 Every other path, known or not, needs a JWT, verified by ``AuthenticationMiddleware`` before the
 body is read: without a valid token the answer is a bare 401 whatever the body holds.
@@ -77,6 +78,9 @@ from rls_screen.cds.settings import CdsSettings, get_cds_settings
 from rls_screen.errors import ConfigurationError
 from rls_screen.fhir_client import Allowlist
 from rls_screen.knowledge import Knowledge, load_knowledge
+from rls_screen.observability import cds_calls
+from rls_screen.observability.metrics import exposition
+from rls_screen.observability.tracing import TracingMiddleware, configure_tracing
 from rls_screen.ruledocs import RuleDocs
 from rls_screen.settings import Settings, get_settings
 
@@ -174,7 +178,7 @@ class BodySizeLimitMiddleware:
         await self.app(scope, counting_receive, send)
 
 
-OPEN_PATHS = frozenset({"/health", "/ready", "/openapi.json", RULES_PREFIX})
+OPEN_PATHS = frozenset({"/health", "/ready", "/metrics", "/openapi.json", RULES_PREFIX})
 """The only paths answered without a JWT; every other path, known or not, needs one (fail closed)."""
 OPEN_PREFIXES = (f"{RULES_PREFIX}/",)
 """Path prefixes answered without a JWT: the rule documentation a card links to (read-only, no patient data)."""
@@ -201,6 +205,7 @@ class AuthenticationMiddleware:
             scope[CLIENT_SCOPE_KEY] = await self._client(scope, path)
         except AuthenticationError as error:
             log.info("cds: 401 on %s: %s", path, error.reason)
+            cds_calls.jwt_rejected(error.reason)
             await unauthorized()(scope, receive, send)
             return
         await self.app(scope, receive, send)
@@ -320,6 +325,9 @@ def create_app(
         description="CDS Hooks 2.0 services screening RLS patients for treatable secondary causes.",
         docs_url=None,
         redoc_url=None,
+        # FastAPI's own OpenTelemetry spans would record url.query and validation errors' input values;
+        # rls_screen.observability.tracing makes the server span instead, with route and status only.
+        telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
     app.state.runtime = runtime
     app.state.verifier = verifier
@@ -358,6 +366,7 @@ def create_app(
     async def on_auth_error(request: Request, error: Exception) -> Response:
         reason = error.reason if isinstance(error, AuthenticationError) else "rejected"
         log.info("cds: 401 on %s: %s", _route_path(request), reason)
+        cds_calls.jwt_rejected(reason)
         return unauthorized()
 
     app.add_exception_handler(RequestValidationError, on_validation_error)
@@ -366,7 +375,7 @@ def create_app(
     app.add_exception_handler(AuthenticationError, on_auth_error)
 
     async def run_call(service_id: str, body: HookRequest, client: VerifiedClient) -> Response:
-        started = time.perf_counter()
+        started = cds_calls.call_started(service_id, body.hook, str(body.hook_instance))
         deadline_at = time.monotonic() + deadline
         try:
             outcome = await asyncio.wait_for(
@@ -377,7 +386,9 @@ def create_app(
             # there (a read cut short by the deadline, a 412 it would have given): the EHR asked for
             # an answer in time, and a late error is worth no more than a late card.
             if not isinstance(error, TimeoutError) and time.monotonic() < deadline_at:
+                cds_calls.call_refused(service_id, started, error.status if isinstance(error, CdsError) else 500)
                 raise
+            cds_calls.call_past_deadline(service_id, started)
             log.warning(
                 "cds: %s hook_instance=%s passed the %d ms deadline: answered no cards",
                 service_id,
@@ -386,6 +397,7 @@ def create_app(
             )
             return json_response({"cards": []})
         elapsed_ms = (time.perf_counter() - started) * 1000
+        cds_calls.call_answered(service_id, started, outcome.response.cards, outcome.suppressed)
         log.info(
             "cds: %s %s hook_instance=%s cards=%d suppressed=%d data=%s fhir_requests=%d in %.0f ms",
             service_id,
@@ -468,6 +480,11 @@ def create_app(
     async def health() -> Response:
         return json_response({"status": "ok"})
 
+    @app.get("/metrics", tags=["Operations"], include_in_schema=False)
+    async def metrics() -> Response:
+        body, media_type = exposition()  # every worker's figures, in multiprocess mode
+        return Response(body, media_type=media_type)
+
     @app.get("/ready", tags=["Operations"])
     async def ready() -> Response:
         database = await run_in_threadpool(runtime.store.ping)
@@ -485,6 +502,11 @@ def create_app(
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.cds_max_body_bytes)
     app.add_middleware(AuthenticationMiddleware, verifier=verifier)
     app.add_middleware(CatchAllMiddleware)
+    if configure_tracing():  # RLS_SCREEN_OTLP_ENDPOINT set: the server span wraps everything but CORS
+        known = frozenset(getattr(route, "path", "") for route in app.routes)
+        app.add_middleware(
+            TracingMiddleware, route_of=lambda scope: p if (p := route_path(scope)) in known else "other"
+        )
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

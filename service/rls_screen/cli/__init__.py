@@ -13,6 +13,8 @@ from collections.abc import Sequence
 
 from rls_screen import __version__
 from rls_screen.errors import RlsScreenError
+from rls_screen.observability.logs import configure_logging
+from rls_screen.observability.tracing import configure_tracing
 
 from . import batch, demo, evaluate, screen, serve, synth
 
@@ -33,12 +35,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    # JSON lines when stderr is not a terminal, text on one (RLS_SCREEN_LOG_FORMAT overrides)
+    configure_logging(logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr)
     try:
+        configure_tracing()  # only when RLS_SCREEN_OTLP_ENDPOINT is set
         code: int = args.run(args)
     except RlsScreenError as error:
         print(f"rls-screen {args.command}: {error}", file=sys.stderr)

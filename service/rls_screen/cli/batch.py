@@ -29,6 +29,8 @@ from rls_screen.cli.evaluate import parse_as_of
 from rls_screen.errors import InputError
 from rls_screen.fhir_client import FhirClient
 from rls_screen.knowledge import Knowledge, load_knowledge
+from rls_screen.observability.logs import bind_job_id
+from rls_screen.observability.metrics import push_batch_metrics
 from rls_screen.scopes import scopes_for
 from rls_screen.settings import Settings, get_settings
 
@@ -148,6 +150,7 @@ def execute_job(
     """Run a registered job to the end, print the summary and report paths; returns the exit code."""
     link_template = check_link_template(get_settings().patient_link_template)  # before the run, not after it
     print(f"Job {job.id}: {store.patient_count(job.id)} patients (resume with: rls-screen batch --resume {job.id})")
+    bind_job_id(job.id)  # every log event of this process carries the job id
     options = BatchOptions(
         knowledge=knowledge,
         recorded=datetime.now(UTC).replace(microsecond=0),
@@ -159,6 +162,7 @@ def execute_job(
     )
     offline = job.dry_run and index is not None
     counts = run_job(store, job, None if offline else client, options)
+    push_batch_metrics()
     summary, html_path, csv_path = write_report(store, store.job(job.id), report_dir, knowledge, link_template)
     print(summary.text())
     print(f"Report: {html_path}\nPer-patient CSV: {csv_path}")

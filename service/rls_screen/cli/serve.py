@@ -11,7 +11,12 @@ every other. The configuration is checked once in the parent before any worker s
 
 The access log (on by default) names the path only: uvicorn's own lines carry the query string, and
 a query may carry a secret (a client that sends its JWT as ``?access_token=``), so ``log_config()``
-installs ``PathOnlyAccessLog`` on uvicorn's access logger, in the parent and in every worker.
+installs ``PathOnlyAccessLog`` on uvicorn's access logger, in the parent and in every worker. Its
+lines, like every other, are JSON when stderr is not a terminal (``rls_screen.observability.logs``).
+
+With several workers, GET /metrics answers the sum over all of them: prometheus-client's multiprocess
+mode, through PROMETHEUS_MULTIPROC_DIR (if unset, ``<state dir>/metrics-<port>``), emptied before
+the workers start (also with one worker when it is set, as the chart does).
 """
 
 from __future__ import annotations
@@ -19,11 +24,16 @@ from __future__ import annotations
 import argparse
 import copy
 import logging
+import os
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rls_screen.errors import ConfigurationError
 from rls_screen.fhir_client import is_loopback
+from rls_screen.observability.logs import configure_logging, wants_json
+from rls_screen.observability.metrics import MULTIPROC_ENV, use_multiprocess
+from rls_screen.settings import get_settings
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -54,6 +64,13 @@ def log_config() -> dict[str, Any]:
     config = copy.deepcopy(LOGGING_CONFIG)
     config.setdefault("filters", {})["path_only"] = {"()": f"{__name__}.PathOnlyAccessLog"}
     config["loggers"]["uvicorn.access"]["filters"] = ["path_only"]
+    config["filters"]["correlation"] = {"()": "rls_screen.observability.logs.CorrelationFilter"}
+    for handler in config["handlers"].values():
+        handler["filters"] = ["correlation"]
+    if wants_json(sys.stderr):
+        for formatter in config["formatters"].values():
+            formatter.clear()
+            formatter["()"] = "rls_screen.observability.logs.JsonFormatter"
     return config
 
 
@@ -61,7 +78,7 @@ def worker_app() -> FastAPI:
     """The app factory each worker process calls (uvicorn --factory): logging first, then the app."""
     from rls_screen.cds import create_app
 
-    logging.basicConfig(level=logging.WARNING, format=WORKER_LOG_FORMAT, stream=sys.stderr)
+    configure_logging(logging.WARNING, stream=sys.stderr, text_format=WORKER_LOG_FORMAT)
     logging.getLogger("rls_screen").setLevel(logging.INFO)
     return create_app()
 
@@ -78,6 +95,12 @@ def run(args: argparse.Namespace) -> int:
             f"refusing to serve on {args.host} with RLS_SCREEN_CDS_DEV_MODE=true (JWT verification off); "
             "use a loopback address or turn dev mode off"
         )
+    # Before the first metric is made: several workers sum their figures through files, in a directory
+    # emptied now (a container restarted in the same pod keeps its emptyDir, and old counts with it).
+    default_dir = get_settings().state_dir / f"metrics-{args.port}" if args.workers > 1 else None
+    metrics_dir = os.environ.get(MULTIPROC_ENV) or default_dir
+    if metrics_dir:
+        use_multiprocess(Path(metrics_dir))
     app = create_app(settings)  # in the parent too: a bad configuration fails here, before any worker starts
     logging.getLogger("rls_screen").setLevel(logging.INFO)
     uvicorn.run(
