@@ -9,7 +9,7 @@ export FHIR_PORT FHIR_BASE_URL
 DEMO_PATIENTS ?= 200
 DEMO_SEED ?= 1
 
-.PHONY: setup demo serve test test-unit lint fmt fhir-up fhir-down bench bench-cds clean
+.PHONY: setup demo serve test test-unit lint fmt fhir-up fhir-down auth-up auth-down bench bench-cds clean
 
 $(BIN)/rls-screen: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,12 @@ fhir-up: ## build (cached) and start the local HAPI FHIR server on 127.0.0.1:$(F
 
 fhir-down: ## stop the local HAPI FHIR server
 	deploy/fhir-down.sh
+
+auth-up: ## start the local SMART authorization server (oidc-provider from npm) on 127.0.0.1:8095
+	deploy/auth-up.sh
+
+auth-down: ## stop the local SMART authorization server
+	deploy/auth-down.sh
 
 bench: setup ## benchmarks; results go to docs/benchmarks.md
 	$(BIN)/python bench/run.py --write docs/benchmarks.md
