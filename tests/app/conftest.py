@@ -136,13 +136,31 @@ def seed_patient(smart_stack: SmartStack, unique_prefix: str) -> Callable[..., s
 
     def seed(*, iron_studies: bool = True) -> str:
         pid = f"{unique_prefix}-smart"
-        resources = [patient(pid), *_labs(pid, iron_studies)]
+        person = {**patient(pid), "name": [{"family": "Morgan", "given": ["Carys"]}]}
+        resources = [person, *_labs(pid, iron_studies), _sertraline(pid)]
         put_all(smart_stack.fhir_base_url, resources)
         client = FhirClient(smart_stack.fhir_base_url, allowlist=Allowlist((smart_stack.fhir_base_url,)), max_retries=0)
         screen_patient(client, pid, knowledge=smart_stack.knowledge, as_of=AS_OF, recorded=datetime.now(UTC))
         return pid
 
     return seed
+
+
+def _sertraline(pid: str) -> dict[str, object]:
+    """An active prescription of a medicine that may aggravate RLS (ValueSet aggravating-ssri-snri)."""
+    return {
+        "resourceType": "MedicationRequest",
+        "id": f"{pid}-mr1",
+        "status": "active",
+        "intent": "order",
+        "subject": {"reference": f"Patient/{pid}"},
+        "authoredOn": _day(60),
+        "medicationCodeableConcept": {
+            "coding": [
+                {"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "36437", "display": "sertraline"}
+            ]
+        },
+    }
 
 
 def _labs(pid: str, iron_studies: bool) -> list[dict[str, object]]:

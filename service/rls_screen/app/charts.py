@@ -31,43 +31,45 @@ class Line:
     label: str
     path: str
     """Dotted path into the rule set's JSON (``iron.band.tsatBelow``); a number."""
+    comparator: str
+    """How the rule compares a value with the line ('<', '<=', '>=', '>'), as the rule-set key says."""
     side: str
-    """'below' or 'above': the side of the line that is hatched as outside the threshold."""
+    """'below', 'above' or 'none': the side of the line hatched as outside the threshold."""
 
 
 CHARTS: Sequence[tuple[str, Sequence[Line]]] = (
     (
         "ferritin",
         (
-            Line("iron deficiency", "iron.deficiency.ferritinBelow", "below"),
-            Line("RLS: oral or IV iron", "iron.band.oralOrIvFerritinAtMost", "below"),
-            Line("RLS: IV iron only", "iron.band.ivOnlyFerritinAtMost", "none"),
+            Line("iron deficiency", "iron.deficiency.ferritinBelow", "<", "below"),
+            Line("RLS: oral or IV iron", "iron.band.oralOrIvFerritinAtMost", "<=", "below"),
+            Line("RLS: IV iron only", "iron.band.ivOnlyFerritinAtMost", "<=", "none"),
         ),
     ),
     (
         "tsat",
         (
-            Line("RLS: iron therapy", "iron.band.tsatBelow", "below"),
-            Line("iron overload risk", "iron.overloadRisk.tsatAtLeast", "above"),
+            Line("RLS: iron therapy", "iron.band.tsatBelow", "<", "below"),
+            Line("iron overload risk", "iron.overloadRisk.tsatAtLeast", ">=", "above"),
         ),
     ),
     (
         "hemoglobin",
         (
-            Line("anaemia (women)", "anemia.adult.female.below", "none"),
-            Line("anaemia (men)", "anemia.adult.male.below", "none"),
+            Line("anaemia (women)", "anemia.adult.female.below", "<", "none"),
+            Line("anaemia (men)", "anemia.adult.male.below", "<", "none"),
         ),
     ),
-    ("egfr", (Line("reduced (G3a)", "kidney.gfrCategories.3.below", "below"),)),
+    ("egfr", (Line("reduced (G3a)", "kidney.gfrCategories.3.below", "<", "below"),)),
     (
         "potassium",
         (
-            Line("hypokalaemia", "electrolytes.hypokalemia.below", "below"),
-            Line("hyperkalaemia", "electrolytes.hyperkalemia.above", "above"),
+            Line("hypokalaemia", "electrolytes.hypokalemia.below", "<", "below"),
+            Line("hyperkalaemia", "electrolytes.hyperkalemia.above", ">", "above"),
         ),
     ),
-    ("magnesium", (Line("hypomagnesaemia", "electrolytes.hypomagnesemia.below", "below"),)),
-    ("calcium-ionized", (Line("hypocalcaemia", "electrolytes.hypocalcemia.ionizedBelow", "below"),)),
+    ("magnesium", (Line("hypomagnesaemia", "electrolytes.hypomagnesemia.below", "<", "below"),)),
+    ("calcium-ionized", (Line("hypocalcaemia", "electrolytes.hypocalcemia.ionizedBelow", "<", "below"),)),
     ("calcium-total", ()),
 )
 
@@ -144,7 +146,15 @@ def _svg(analyte: str, results: Sequence[LabResult], lines: Sequence[tuple[Line,
             f'<line x1="{LEFT}" x2="{LEFT + plot_w}" y1="{ly:.1f}" y2="{ly:.1f}" '
             'stroke="#1b1b1b" stroke-dasharray="6 4"/>'
         )
-        parts.append(_text(LEFT + plot_w + 6, ly + 4, f"{line.label} {format_number(level)}", size=12, anchor="start"))
+        parts.append(
+            _text(
+                LEFT + plot_w + 6,
+                ly + 4,
+                f"{line.label}: {line.comparator} {format_number(level)}",
+                size=12,
+                anchor="start",
+            )
+        )
     for tick in (low, (low + high) / 2, high):
         parts.append(_text(LEFT - 6, y(tick) + 4, format_number(round(tick, 2)), anchor="end"))
     for year_back in (3, 2, 1, 0):

@@ -16,6 +16,7 @@ DEFAULT_SCOPE = " ".join(
     (
         "openid",
         "fhirUser",
+        "profile",  # the user's name, shown in the banner
         *(f"patient/{kind}.rs" for kind in READ_TYPES),
         "patient/Flag.u",
         "patient/ServiceRequest.rsu",
