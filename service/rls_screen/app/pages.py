@@ -85,7 +85,9 @@ def banner(summary: Summary, user: UserSession) -> str:
     return (
         f'<header><p class="muted">RLS workup summary · signed in as {escape(signed_in)}</p>'
         f"<h1>{escape(_name(patient))}</h1><p>{escape(', '.join(facts))} · record {escape(user.patient)}</p>"
-        '<form class="inline" method="post" action="logout"><button type="submit">Sign out</button></form></header>'
+        '<form class="inline" method="post" action="logout">'
+        f'<input type="hidden" name="csrf" value="{escape(user.csrf_token)}"><button type="submit">Sign out</button>'
+        "</form></header>"
     )
 
 

@@ -255,6 +255,9 @@ def create_router(ctx: AppContext) -> APIRouter:
 
     @router.post("/logout")
     async def logout(request: Request) -> Response:
+        user, _ = await form_user(request)
+        if user is None:  # no signing out a user from another site's form
+            return page(403, pages.problem("The form has expired; open the summary again."))
         ctx.store.end_session(request.cookies.get(SESSION_COOKIE))
         response = page(200, pages.problem("You are signed out of the RLS workup summary."), title="Signed out")
         response.delete_cookie(SESSION_COOKIE, path="/app")
