@@ -151,10 +151,13 @@ def create_router(ctx: AppContext) -> APIRouter:
         except LaunchError as error:
             return problem(error)
 
-    def finish(request: Request, code: str, state: str) -> Response:
+    def finish(request: Request, code: str, state: str, iss: str | None) -> Response:
         pending = ctx.store.take_launch(state)
         if pending is None:
             raise LaunchError("this sign-in is unknown, used or expired; launch the app again")
+        if iss is not None and pending.config.issuer is not None and iss != pending.config.issuer:
+            # RFC 9207: the answer came from another authorization server than the one asked (mix-up)
+            raise LaunchError("the sign-in answer came from another authorization server")
         browser_key = request.cookies.get(LAUNCH_COOKIE, "")
         if not secrets.compare_digest(browser_key.encode(), pending.browser_key.encode()):
             raise LaunchError("this sign-in was started in another browser; launch the app again")
@@ -186,7 +189,11 @@ def create_router(ctx: AppContext) -> APIRouter:
 
     @router.get("/callback")
     async def callback(
-        request: Request, code: str | None = None, state: str | None = None, error: str | None = None
+        request: Request,
+        code: str | None = None,
+        state: str | None = None,
+        error: str | None = None,
+        iss: str | None = None,
     ) -> Response:
         if error is not None:
             safe = error if error.isascii() and error.replace("_", "").isalnum() else "error"
@@ -194,7 +201,7 @@ def create_router(ctx: AppContext) -> APIRouter:
         if not code or not state:
             return problem(LaunchError("the callback has no code or state"))
         try:
-            return await run_in_threadpool(finish, request, code, state)
+            return await run_in_threadpool(finish, request, code, state, iss)
         except LaunchError as failure:
             return problem(failure)
 
