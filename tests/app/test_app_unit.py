@@ -198,12 +198,30 @@ def test_every_chart_line_is_a_number_of_the_shipped_rule_set() -> None:
 
 
 def test_csp_allows_no_script_and_no_other_origin() -> None:
-    csp = pages.SECURITY_HEADERS["Content-Security-Policy"]
+    headers = pages.security_headers("'self' https://ehr.example.org")
+    csp = headers["Content-Security-Policy"]
     assert "default-src 'none'" in csp
     assert "script-src" not in csp
     assert "unsafe-inline" not in csp
-    assert "http" not in csp
-    assert pages.SECURITY_HEADERS["Cache-Control"] == "no-store"
+    assert csp.split("; ")[:-1] == [
+        "default-src 'none'",
+        "style-src 'self'",
+        "img-src 'self' data:",
+        "form-action 'self'",
+        "base-uri 'none'",
+    ]
+    assert csp.endswith("frame-ancestors 'self' https://ehr.example.org")
+    assert headers["Cache-Control"] == "no-store"
+
+
+@pytest.mark.parametrize("value", ["'self'; script-src *", "'self'\r\nSet-Cookie: x", ""])
+def test_frame_ancestors_cannot_add_a_directive(value: str) -> None:
+    from pydantic import ValidationError
+
+    from rls_screen.app.settings import AppSettings
+
+    with pytest.raises(ValidationError):
+        AppSettings(frame_ancestors=value)
 
 
 def test_page_text_from_fhir_is_escaped() -> None:

@@ -29,16 +29,18 @@ from rls_screen.wording import (
     value_text,
 )
 
-CSP = (
-    "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
-    "base-uri 'none'; frame-ancestors 'self'"
-)
-SECURITY_HEADERS = {
-    "Content-Security-Policy": CSP,
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",  # the callback URL holds the code and state
-    "Cache-Control": "no-store",
-}
+
+def security_headers(frame_ancestors: str = "'self'") -> dict[str, str]:
+    """The headers of every /app answer: a CSP with no script and no other origin but the embedding EHR's."""
+    return {
+        "Content-Security-Policy": "default-src 'none'; style-src 'self'; img-src 'self' data:; "
+        f"form-action 'self'; base-uri 'none'; frame-ancestors {frame_ancestors}",
+        "X-Content-Type-Options": "nosniff",
+        "Referrer-Policy": "no-referrer",  # the callback URL holds the code and state
+        "Cache-Control": "no-store",
+    }
+
+
 STYLESHEET = """
 body { font-family: system-ui, sans-serif; margin: 0; color: #1b1b1b; background: #fff; line-height: 1.45; }
 header, main { padding: 0.75rem 1.25rem; max-width: 72rem; }

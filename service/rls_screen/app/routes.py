@@ -7,7 +7,7 @@
 - ``GET /app/summary``: the patient in context; ``POST /app/flags/{id}``, ``POST /app/proposal/{id}``:
   the user's actions (CSRF token checked); ``POST /app/logout``.
 
-Every answer carries the security headers of ``pages.SECURITY_HEADERS`` (CSP without script). Log
+Every answer carries the security headers of ``pages.security_headers`` (CSP without script). Log
 lines name the route and the outcome only: never a token, a code, a state or a patient id.
 """
 
@@ -80,9 +80,10 @@ class AppContext:
 
 def create_router(ctx: AppContext) -> APIRouter:
     router = APIRouter(prefix="/app", tags=["SMART app"])
+    headers = pages.security_headers(ctx.settings.frame_ancestors)
 
     def page(status: int, body: str, *, title: str = "RLS workup summary") -> HTMLResponse:
-        return HTMLResponse(pages.layout(title, body), status_code=status, headers=pages.SECURITY_HEADERS)
+        return HTMLResponse(pages.layout(title, body), status_code=status, headers=headers)
 
     def problem(error: LaunchError) -> HTMLResponse:
         log.info("app: launch refused (%d): %s", error.status, error.message)
@@ -130,7 +131,7 @@ def create_router(ctx: AppContext) -> APIRouter:
             nonce=nonce,
             launch=launch,
         )
-        response = RedirectResponse(url, status_code=302, headers=pages.SECURITY_HEADERS)
+        response = RedirectResponse(url, status_code=302, headers=headers)
         set_cookie(response, LAUNCH_COOKIE, browser_key, ctx.settings.launch_ttl_s)
         log.info("app: %s launch sent to the authorization server", "standalone" if launch is None else "EHR")
         return response
@@ -181,7 +182,7 @@ def create_router(ctx: AppContext) -> APIRouter:
             expires_at=ctx.clock() + min(answer.expires_in or ctx.settings.session_ttl_s, ctx.settings.session_ttl_s),
         )
         key = ctx.store.add_session(user)
-        response = RedirectResponse(f"{ctx.public_url}/app/summary", status_code=303, headers=pages.SECURITY_HEADERS)
+        response = RedirectResponse(f"{ctx.public_url}/app/summary", status_code=303, headers=headers)
         response.delete_cookie(LAUNCH_COOKIE, path="/app")
         set_cookie(response, SESSION_COOKIE, key, ctx.settings.session_ttl_s)
         log.info("app: signed in (%s launch)", "standalone" if pending.standalone else "EHR")
@@ -243,7 +244,7 @@ def create_router(ctx: AppContext) -> APIRouter:
             log.info("app: flag action failed: %s", type(failure).__name__)
             return page(502, pages.problem("The FHIR server did not accept the change."))
         log.info("app: flag %s by the user", action)
-        return RedirectResponse(f"{ctx.public_url}/app/summary", status_code=303, headers=pages.SECURITY_HEADERS)
+        return RedirectResponse(f"{ctx.public_url}/app/summary", status_code=303, headers=headers)
 
     @router.post("/proposal/{request_id}")
     async def accept_proposal(request: Request, request_id: str) -> Response:
@@ -258,7 +259,7 @@ def create_router(ctx: AppContext) -> APIRouter:
             log.info("app: proposal action failed: %s", type(failure).__name__)
             return page(502, pages.problem("The FHIR server did not accept the change."))
         log.info("app: iron-studies proposal accepted by the user")
-        return RedirectResponse(f"{ctx.public_url}/app/summary", status_code=303, headers=pages.SECURITY_HEADERS)
+        return RedirectResponse(f"{ctx.public_url}/app/summary", status_code=303, headers=headers)
 
     @router.post("/logout")
     async def logout(request: Request) -> Response:
@@ -272,6 +273,6 @@ def create_router(ctx: AppContext) -> APIRouter:
 
     @router.get("/app.css")
     async def stylesheet() -> Response:
-        return Response(pages.STYLESHEET, media_type="text/css", headers=pages.SECURITY_HEADERS)
+        return Response(pages.STYLESHEET, media_type="text/css", headers=headers)
 
     return router

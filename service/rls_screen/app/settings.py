@@ -6,9 +6,10 @@ RLS_SCREEN_FHIR_ALLOWLIST); the authorization servers it may send users to and c
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 READ_TYPES = ("Patient", "Observation", "Condition", "Procedure", "MedicationRequest", "RiskAssessment", "Flag")
@@ -54,6 +55,14 @@ class AppSettings(BaseSettings):
         default="'self'",
         description="CSP frame-ancestors: the EHR origins that may embed the app (space-separated sources).",
     )
+
+    @field_validator("frame_ancestors")
+    @classmethod
+    def _one_csp_directive(cls, value: str) -> str:
+        # the value goes into a header: no second directive, no line break
+        if not value.strip() or not re.fullmatch(r"[A-Za-z0-9 :/.*'_-]+", value):
+            raise ValueError("must be CSP sources separated by spaces (e.g. 'self' https://ehr.example.org)")
+        return value.strip()
 
 
 @lru_cache(maxsize=1)
