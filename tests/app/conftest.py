@@ -175,5 +175,6 @@ def _labs(pid: str, iron_studies: bool) -> list[dict[str, object]]:
             observation(pid, 5, "2276-4", 40, "ug/L", _day(20)),  # ferritin
             observation(pid, 6, "2276-4", 90, "ug/L", _day(500)),
             observation(pid, 7, "2502-3", 15, "%", _day(20)),  # TSAT
+            observation(pid, 8, "2276-4", 3, "mmol/L", _day(30)),  # ferritin in a unit it cannot be in: not used
         ]
     return labs

@@ -94,6 +94,7 @@ def test_ehr_launch_in_the_browser_then_resolve_a_flag(
     assert page.get_by_role("heading", name="Findings").is_visible()
     assert page.locator("svg[role=img]").count() >= 2  # ferritin and TSAT at least
     assert page.get_by_text("signed in as Dr Alys Rees").is_visible()
+    assert page.get_by_text("Results not used for this finding").first.is_visible()
     assert serious_violations(page) == []
     screenshot(page, "smart-app-summary.png")
 
@@ -134,3 +135,7 @@ def test_standalone_launch_in_the_browser_and_accept_the_proposal(
     assert order["status"] == "draft"
     assert order["basedOn"] == [{"reference": f"ServiceRequest/{proposal_id}"}]
     assert order["requester"]["reference"] == f"Practitioner/{PRACTITIONER}"
+    # the page says so, and offers no second acceptance
+    assert page.get_by_text("accepted as a draft order").is_visible()
+    assert page.get_by_role("button", name="Accept as a draft order").count() == 0
+    screenshot(page, "smart-app-proposal-accepted.png")

@@ -22,6 +22,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from rls_screen.app.sessions import UserSession
+from rls_screen.app.summary import orders_based_on
 from rls_screen.errors import RlsScreenError
 from rls_screen.fhir_client import FhirClient, validation_errors
 from rls_screen.urls import is_under
@@ -166,6 +167,8 @@ def accept_proposal(client: FhirClient, user: UserSession, request_id: str, toda
         raise ActionError("That is not this patient's iron-studies proposal.")
     if proposal.get("status") != "active":
         raise ActionError("That proposal is no longer active; open the summary again.")
+    if orders_based_on(client, request_id):
+        raise ActionError("That proposal has already been accepted; open the summary again.")
     order = draft_order(proposal, user, today)
     record = provenance(f"ServiceRequest/{request_id}", user, "CREATE", "proposal accepted", datetime.now(UTC))
     _check_valid(client, order)

@@ -7,7 +7,7 @@ nothing but this origin's stylesheet, forms posting to this origin and inline SV
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from html import escape
 from typing import Any
 
@@ -107,7 +107,22 @@ def _values_table(finding: Finding) -> str:
     )
 
 
-def finding_block(finding: Finding, rules: RuleSet) -> str:
+def _not_used_for(finding: Finding, items: Sequence[NotEvaluable]) -> str:
+    """The results of this finding's analytes that were not used, and why (the whole list is further down)."""
+    analytes = {v.analyte for v in finding.values}
+    mine = [n for n in items if n.analyte in analytes and n.reason != "missing"]
+    if not mine:
+        return ""
+    lines = "".join(
+        f"<li>{escape(analyte_text(n.analyte or 'result'))}"
+        f"{' on ' + escape(n.effective.isoformat()) if n.effective else ''}: {escape(n.reason)}: "
+        f"{escape(display_units(n.detail))}</li>"
+        for n in mine
+    )
+    return f"<p>Results not used for this finding:</p><ul>{lines}</ul>"
+
+
+def finding_block(finding: Finding, rules: RuleSet, not_evaluable: Sequence[NotEvaluable] = ()) -> str:
     parts = [f"<h3>{escape(finding_head(finding))}</h3>", _values_table(finding)]
     if finding.thresholds:
         parts.append(f"<p>Threshold: {escape(thresholds_text(finding.thresholds))}</p>")
@@ -120,6 +135,7 @@ def finding_block(finding: Finding, rules: RuleSet) -> str:
     advice = advice_for(finding, rules.advice)
     if advice:
         parts.append(f"<p><strong>To consider:</strong> {escape(advice)}</p>")
+    parts.append(_not_used_for(finding, not_evaluable))
     return f'<section class="finding">{"".join(parts)}</section>'
 
 
@@ -205,7 +221,14 @@ def proposals(summary: Summary, user: UserSession) -> str:
     for sr in summary.proposals:
         sid = escape(str(sr.get("id", "")))
         form = ""
-        if sr.get("status") == "active" and sr.get("intent") == "proposal":
+        accepted = summary.orders.get(str(sr.get("id")), ())
+        if accepted:
+            form = "".join(
+                f"; accepted as a {escape(str(o.get('status', '')))} order on {escape(str(o.get('authoredOn', '')))}"
+                f" by {escape(str((o.get('requester') or {}).get('display', 'a clinician')))}"
+                for o in accepted
+            )
+        elif sr.get("status") == "active" and sr.get("intent") == "proposal":
             form = (
                 f' <form class="inline" method="post" action="proposal/{sid}">'
                 f'<input type="hidden" name="csrf" value="{escape(user.csrf_token)}">'
@@ -228,7 +251,8 @@ def summary(data: Summary, user: UserSession, knowledge: Knowledge) -> str:
         f"<p>As of {escape(assessment.as_of.isoformat())}; rule set {escape(assessment.rule_set_id)} "
         f"version {escape(assessment.rule_set_version)}.</p>",
         "<h2>Findings</h2>",
-        "".join(finding_block(f, rules) for f in findings) or "<p>No findings on the usable results.</p>",
+        "".join(finding_block(f, rules, assessment.not_evaluable) for f in findings)
+        or "<p>No findings on the usable results.</p>",
         f"<p>Iron therapy band: {escape(iron_band_text(assessment, rules.advice))}</p>",
         "<h2>Medicines that may aggravate RLS</h2>",
         "".join(finding_block(f, rules) for f in medicines) or "<p>None found in the medication list.</p>",

@@ -123,7 +123,7 @@ def create_router(ctx: AppContext) -> APIRouter:
         )
         url = ctx.smart.authorize_url(
             config,
-            iss=base,
+            iss=iss,  # aud is the iss exactly as the EHR sent it (checked above); requests go to its normal form
             redirect_uri=ctx.redirect_uri,
             scope=" ".join(dict.fromkeys(scopes)),
             state=state,

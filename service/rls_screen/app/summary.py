@@ -31,6 +31,8 @@ class Summary:
     risk_assessments: tuple[dict[str, Any], ...]
     """Newest first."""
     proposals: tuple[dict[str, Any], ...]
+    orders: dict[str, tuple[dict[str, Any], ...]]
+    """Proposal id -> the orders based on it (a clinician accepted it in the app)."""
 
 
 def written(client: FhirClient, resource_type: str, patient_id: str, system: str) -> list[dict[str, Any]]:
@@ -38,6 +40,17 @@ def written(client: FhirClient, resource_type: str, patient_id: str, system: str
     params = {"subject": f"Patient/{patient_id}", "identifier": f"{system}|", "_count": "100"}
     bundle = client.request_json("GET", resource_type, params=params, headers=FRESH_READ_HEADERS, idempotent=True)
     return [r for r in bundles.resources(bundle) if r.get("resourceType") == resource_type]
+
+
+def orders_based_on(client: FhirClient, proposal_id: str) -> list[dict[str, Any]]:
+    """The ServiceRequests based on the proposal that are still live (not revoked or entered in error)."""
+    params = {"based-on": f"ServiceRequest/{proposal_id}", "_count": "20"}
+    bundle = client.request_json("GET", "ServiceRequest", params=params, headers=FRESH_READ_HEADERS, idempotent=True)
+    return [
+        r
+        for r in bundles.resources(bundle)
+        if r.get("resourceType") == "ServiceRequest" and r.get("status") not in ("revoked", "entered-in-error")
+    ]
 
 
 def _last_updated(resource: Mapping[str, Any]) -> str:
@@ -48,11 +61,13 @@ def _last_updated(resource: Mapping[str, Any]) -> str:
 def read_summary(client: FhirClient, patient_id: str, knowledge: Knowledge, as_of: date) -> Summary:
     data = read_patient_data(client, patient_id, knowledge, as_of)
     risk = written(client, "RiskAssessment", patient_id, RISK_ASSESSMENT_ID_SYSTEM)
+    proposals = written(client, "ServiceRequest", patient_id, SERVICE_REQUEST_ID_SYSTEM)
     return Summary(
         patient=data.patient,
         data=data,
         assessment=assess(data, knowledge=knowledge, as_of=as_of),
         flags=tuple(sorted(written(client, "Flag", patient_id, FLAG_ID_SYSTEM), key=lambda r: str(r.get("id")))),
         risk_assessments=tuple(sorted(risk, key=_last_updated, reverse=True)),
-        proposals=tuple(written(client, "ServiceRequest", patient_id, SERVICE_REQUEST_ID_SYSTEM)),
+        proposals=tuple(proposals),
+        orders={str(p.get("id")): tuple(orders_based_on(client, str(p.get("id")))) for p in proposals},
     )
