@@ -192,7 +192,8 @@ class AuthenticationMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = route_path(scope)
         # open_prefixes: the SMART app's pages (when it is on), signed in by their own session cookie
-        if scope["type"] != "http" or path in OPEN_PATHS or path.startswith(self.open_prefixes or ("\0",)):
+        open_prefix = bool(self.open_prefixes) and path.startswith(self.open_prefixes)
+        if scope["type"] != "http" or path in OPEN_PATHS or open_prefix:
             await self.app(scope, receive, send)
             return
         try:
