@@ -9,7 +9,7 @@ export FHIR_PORT FHIR_BASE_URL
 DEMO_PATIENTS ?= 200
 DEMO_SEED ?= 1
 
-.PHONY: setup browser-deps demo serve test test-unit lint fmt fhir-up fhir-down bench bench-cds deploy-check clean
+.PHONY: setup browser-deps demo serve test test-unit lint fmt fhir-up fhir-down auth-up auth-down serve-app bench bench-cds deploy-check clean
 
 $(BIN)/rls-screen: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,20 @@ fhir-up: ## build (cached) and start the local HAPI FHIR server on 127.0.0.1:$(F
 
 fhir-down: ## stop the local HAPI FHIR server
 	deploy/fhir-down.sh
+
+auth-up: ## start the local SMART authorization server (oidc-provider from npm) on 127.0.0.1:8095
+	deploy/auth-up.sh
+
+auth-down: ## stop the local SMART authorization server
+	deploy/auth-down.sh
+
+# The SMART app against the local HAPI and auth server (docs/smart-app.md); dev mode: loopback only.
+APP_AUTH_URL ?= http://127.0.0.1:8095
+serve-app: setup auth-up ## the CDS service with the SMART app on, 127.0.0.1:8090 (EHR launch: /app/launch)
+	RLS_SCREEN_CDS_DEV_MODE=true RLS_SCREEN_PUBLIC_URL=http://127.0.0.1:8090 \
+	RLS_SCREEN_APP_CLIENT_ID=rls-workup-summary RLS_SCREEN_APP_AUTH_SERVERS=$(APP_AUTH_URL) \
+	RLS_SCREEN_APP_SMART_CONFIGURATION_URL=$(APP_AUTH_URL)/.well-known/smart-configuration \
+	$(BIN)/rls-screen serve
 
 bench: setup ## benchmarks; results go to docs/benchmarks.md
 	$(BIN)/python bench/run.py --write docs/benchmarks.md

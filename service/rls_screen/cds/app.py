@@ -43,6 +43,8 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from rls_screen import __version__
+from rls_screen.app.mount import APP_PATH_PREFIX, app_router
+from rls_screen.app.settings import AppSettings, get_app_settings
 from rls_screen.cds.auth import (
     DEV_MODE_CLIENT,
     JwksCache,
@@ -193,12 +195,16 @@ class AuthenticationMiddleware:
     The verified client travels in the ASGI scope to the ``Client`` dependency of the routes.
     """
 
-    def __init__(self, app: ASGIApp, verifier: JwtVerifier | None) -> None:
-        self.app, self.verifier = app, verifier
+    def __init__(self, app: ASGIApp, verifier: JwtVerifier | None, open_prefixes: tuple[str, ...] = ()) -> None:
+        self.app, self.verifier, self.open_prefixes = app, verifier, open_prefixes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = route_path(scope)
-        if scope["type"] != "http" or path in OPEN_PATHS or path.startswith(OPEN_PREFIXES):
+        # open_prefixes: the SMART app's pages (when it is on), signed in by their own session cookie
+        open_prefix = path.startswith(OPEN_PREFIXES) or (
+            bool(self.open_prefixes) and path.startswith(self.open_prefixes)
+        )
+        if scope["type"] != "http" or path in OPEN_PATHS or open_prefix:
             await self.app(scope, receive, send)
             return
         try:
@@ -289,6 +295,7 @@ def create_app(
     *,
     knowledge: Knowledge | None = None,
     clock: Callable[[], datetime] | None = None,
+    app_settings: AppSettings | None = None,
 ) -> FastAPI:
     """Build the service; every dependency may be injected (tests pass their own settings and clock)."""
     settings = settings or get_cds_settings()
@@ -331,6 +338,11 @@ def create_app(
     )
     app.state.runtime = runtime
     app.state.verifier = verifier
+    smart_app = app_router(
+        app_settings or get_app_settings(), base_settings, public_url=settings.public_url, knowledge=knowledge
+    )
+    if smart_app is not None:
+        app.include_router(smart_app)
 
     # --- errors ---------------------------------------------------------------------------------
 
@@ -500,7 +512,9 @@ def create_app(
     # Outermost last: CORS answers preflights before anything else; the catch-all wraps the rest;
     # the JWT is verified before the body size is counted or the body parsed.
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.cds_max_body_bytes)
-    app.add_middleware(AuthenticationMiddleware, verifier=verifier)
+    app.add_middleware(
+        AuthenticationMiddleware, verifier=verifier, open_prefixes=(APP_PATH_PREFIX,) if smart_app else ()
+    )
     app.add_middleware(CatchAllMiddleware)
     if configure_tracing():  # RLS_SCREEN_OTLP_ENDPOINT set: the server span wraps everything but CORS
         known = frozenset(getattr(route, "path", "") for route in app.routes)
