@@ -20,10 +20,20 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, ThreadPoolExecutor, as_completed, wait
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any, TextIO
+from typing import Any, TypeVar
 
 from rls_screen.assessment import assess
 from rls_screen.batch.jobs import Job, JobStore, result_text
+from rls_screen.batch.rounds import (
+    DEFAULT_PROBE_EVERY_S,
+    DEFAULT_RETRY_PAUSE_MAX_S,
+    DEFAULT_RETRY_PAUSE_S,
+    DEFAULT_RETRY_ROUNDS,
+    Progress,
+    retry_pauses,
+    server_answers,
+    wait_before_retry,
+)
 from rls_screen.errors import (
     FhirError,
     FhirNotFoundError,
@@ -35,11 +45,26 @@ from rls_screen.errors import (
     ServerNotAllowedError,
 )
 from rls_screen.fhir_client import FhirClient
-from rls_screen.fhir_reader import read_patient_data
+from rls_screen.fhir_reader import read_group_data, read_patient_data
 from rls_screen.knowledge import Knowledge
 from rls_screen.model import Assessment
 from rls_screen.patient_data import PatientData
-from rls_screen.screening import ScreenResult, write_back
+from rls_screen.screening import ScreenResult, write_back, write_back_group
+
+__all__ = [
+    "DEFAULT_GROUP_SIZE",
+    "DEFAULT_PROBE_EVERY_S",
+    "DEFAULT_RETRY_PAUSE_MAX_S",
+    "DEFAULT_RETRY_PAUSE_S",
+    "DEFAULT_RETRY_ROUNDS",
+    "BatchOptions",
+    "Progress",
+    "patient_summary",
+    "retry_pauses",
+    "run_job",
+    "server_answers",
+    "wait_before_retry",
+]
 
 log = logging.getLogger(__name__)
 SUMMARY_ANALYTES = (
@@ -84,41 +109,9 @@ def patient_summary(assessment: Assessment, result: ScreenResult) -> dict[str, A
     }
 
 
-class Progress:
-    """A one-line progress bar on a terminal; silent when stderr is not a TTY."""
-
-    def __init__(self, total: int, stream: TextIO = sys.stderr) -> None:
-        self.total, self.done, self.failed = total, 0, 0
-        self._stream = stream
-        self._enabled = stream.isatty()
-        self._started = time.monotonic()
-        self._last = 0.0
-
-    def step(self, failed: bool = False) -> None:
-        self.done += 1
-        self.failed += int(failed)
-        now = time.monotonic()
-        if self._enabled and (now - self._last > 0.1 or self.done == self.total):
-            self._last = now
-            width = 30
-            filled = int(width * self.done / max(self.total, 1))
-            rate = self.done / max(now - self._started, 1e-6)
-            self._stream.write(
-                f"\r[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} "
-                f"({self.failed} failed, {rate:.1f}/s)"
-            )
-            if self.done == self.total:
-                self._stream.write("\n")
-            self._stream.flush()
-
-
-# Retry rounds: with the defaults the pauses are 4, 8, 16, 30, 30 and 30 s, about 2 minutes in all
-# (plus the rounds themselves), which covers a restart of the local HAPI server (80 to 100 s here,
-# docs/resilience.md); the probe starts a round within about a second of the server answering again.
-DEFAULT_RETRY_ROUNDS = 6
-DEFAULT_RETRY_PAUSE_S = 4.0
-DEFAULT_RETRY_PAUSE_MAX_S = 30.0
-DEFAULT_PROBE_EVERY_S = 1.0
+DEFAULT_GROUP_SIZE = 25
+"""Patients per group read and transaction: about 25 x 6 entries per transaction, and a group's Observations
+(about 25 each in the synthetic panels) in one page of the server's 1000 (bench/writeback_bench.py)."""
 
 
 @dataclass
@@ -138,8 +131,12 @@ class BatchOptions:
     """Where patient data comes from; None reads it from the FHIR server (search path)."""
     chunk_loader: ChunkLoader | None = None
     """Optional, offline: a loader for a batch of patients that gives what ``loader`` gives, looked up together."""
+    group_size: int = DEFAULT_GROUP_SIZE
+    """Patients read and written together against the server (one batch read, one transaction); 1: one by one."""
 
     def __post_init__(self) -> None:
+        if self.group_size < 1:
+            raise InputError(f"group size must be 1 or more, not {self.group_size}")
         if self.retry_rounds < 0:
             raise InputError(f"retry rounds must be 0 or more, not {self.retry_rounds}")
         for name in ("retry_pause_s", "retry_pause_max_s", "probe_every_s"):
@@ -150,53 +147,6 @@ class BatchOptions:
     def retry_pauses(self) -> tuple[float, ...]:
         """The pause before each retry round, in seconds."""
         return retry_pauses(self.retry_pause_s, self.retry_rounds, self.retry_pause_max_s)
-
-
-def retry_pauses(first_s: float, rounds: int, max_s: float) -> tuple[float, ...]:
-    """Pauses before ``rounds`` retry rounds: ``first_s``, doubling each round, never above ``max(max_s, first_s)``."""
-    cap = max(max_s, first_s)
-    pauses: list[float] = []
-    pause = first_s
-    for _ in range(rounds):
-        pauses.append(pause)
-        pause = min(pause * 2, cap)
-    return tuple(pauses)
-
-
-def server_answers(client: FhirClient) -> bool:
-    """A cheap probe, through the client (allowlist, auth, its own retries): does ``GET [base]/metadata`` answer?
-
-    Any answer but a transient failure counts: a 401 or 404 on metadata still means the server is up,
-    and the retry round will say what is wrong with the patients.
-    """
-    try:
-        client.request("GET", "metadata", params={"_summary": "true"})
-    except FhirUnavailableError:
-        return False
-    except FhirError:
-        return True
-    except Exception as error:  # a probe must never end the batch; the round will meet the same error
-        log.warning("FHIR server probe failed: %s", type(error).__name__)
-        return False
-    return True
-
-
-def wait_before_retry(client: FhirClient | None, pause_s: float, probe_every_s: float) -> bool:
-    """Sleep ``pause_s``, probing the server every ``probe_every_s`` when there is one; True when it
-    answered before the pause was over (the caller starts its round at once).
-
-    Bounded: no probe starts after the pause; one started before it may outlast it by the client's
-    own timeouts and retries.
-    """
-    deadline = time.monotonic() + pause_s
-    while (left := deadline - time.monotonic()) > 0:
-        if client is None or probe_every_s <= 0:  # offline, or no probing: sleep the whole pause
-            time.sleep(left)
-            return False
-        time.sleep(min(left, probe_every_s))
-        if time.monotonic() < deadline and server_answers(client):
-            return True
-    return False
 
 
 def _screen_one(client: FhirClient | None, job: Job, patient_id: str, options: BatchOptions) -> dict[str, Any]:
@@ -237,23 +187,106 @@ def _classify_failure(error: BaseException) -> str:
     return f"internal error ({type(error).__name__})"
 
 
+Item = TypeVar("Item")
+Result = TypeVar("Result")
+
+
 def _bounded(
-    executor: ThreadPoolExecutor, ids: list[str], work: Callable[[str], dict[str, Any]], limit: int
-) -> Iterator[tuple[str, Future[dict[str, Any]]]]:
+    executor: ThreadPoolExecutor, items: list[Item], work: Callable[[Item], Result], limit: int
+) -> Iterator[tuple[Item, Future[Result]]]:
     """Submit at most ``limit`` tasks at a time, yielding each as it completes (memory stays flat)."""
-    pending: dict[Future[dict[str, Any]], str] = {}
-    queue = iter(ids)
+    pending: dict[Future[Result], Item] = {}
+    queue = iter(items)
     while True:
         while len(pending) < limit:
-            patient_id = next(queue, None)
-            if patient_id is None:
+            item = next(queue, None)
+            if item is None:
                 break
-            pending[executor.submit(work, patient_id)] = patient_id
+            pending[executor.submit(work, item)] = item
         if not pending:
             return
         done, _ = wait(pending, return_when=FIRST_COMPLETED)
         for future in done:
             yield pending.pop(future), future
+
+
+# --- groups of patients against the server ----------------------------------------------------------
+
+Screened = tuple[str, dict[str, Any] | None, BaseException | None]
+"""(patient id, its summary when screened, the error when not)."""
+
+
+def _one_outcome(client: FhirClient | None, job: Job, patient_id: str, options: BatchOptions) -> Screened:
+    try:
+        return patient_id, _screen_one(client, job, patient_id, options), None
+    except Exception as error:
+        return patient_id, None, error
+
+
+def _group_data(
+    client: FhirClient, job: Job, ids: list[str], options: BatchOptions
+) -> dict[str, PatientData | BaseException]:
+    if options.loader is None:
+        return dict(read_group_data(client, ids, options.knowledge, job.as_of))
+    data: dict[str, PatientData | BaseException] = {}
+    for patient_id in ids:
+        try:
+            data[patient_id] = options.loader(patient_id)
+        except Exception as error:
+            data[patient_id] = error
+    return data
+
+
+def _screen_group(client: FhirClient | None, job: Job, ids: list[str], options: BatchOptions) -> list[Screened]:
+    """Screen a group of patients with one read and one transaction for all (``write_back_group``).
+
+    A transient failure of the group's reads is each patient's transient failure (retried in a later
+    round); any other failure of the group as a whole (e.g. a resource that cannot be given to one
+    patient) sends the group through the one-by-one path, where each patient gets its own reason.
+    """
+    if client is None or len(ids) == 1:
+        return [_one_outcome(client, job, patient_id, options) for patient_id in ids]
+    outcomes: dict[str, Screened] = {}
+    try:
+        assessments: list[Assessment] = []
+        for patient_id, data in _group_data(client, job, ids, options).items():
+            if isinstance(data, BaseException):
+                outcomes[patient_id] = (patient_id, None, data)
+                continue
+            try:
+                assessments.append(assess(data, knowledge=options.knowledge, as_of=job.as_of))
+            except Exception as error:
+                outcomes[patient_id] = (patient_id, None, error)
+        if job.dry_run and options.loader is not None:
+            results: dict[str, ScreenResult | FhirError] = {
+                a.patient.removeprefix("Patient/"): ScreenResult(a, None, False, None) for a in assessments
+            }
+        elif assessments:
+            results = dict(
+                write_back_group(
+                    client, assessments, knowledge=options.knowledge, recorded=options.recorded, dry_run=job.dry_run
+                )
+            )
+        else:
+            results = {}
+    except FhirUnavailableError as error:
+        return [(patient_id, None, error) for patient_id in ids]
+    except Exception:
+        return [_one_outcome(client, job, patient_id, options) for patient_id in ids]
+    for patient_id, result in results.items():
+        if isinstance(result, FhirError):
+            outcomes[patient_id] = (patient_id, None, result)
+        else:
+            summary = patient_summary(result.assessment, result)
+            summary["written"] = result.written
+            outcomes[patient_id] = (patient_id, summary, None)
+    return [outcomes[patient_id] for patient_id in ids]
+
+
+def _groups(ids: list[str], options: BatchOptions) -> list[list[str]]:
+    """Groups of at most ``group_size``, and small enough that every worker thread has one."""
+    size = max(1, min(options.group_size, -(-len(ids) // options.concurrency)))
+    return [ids[i : i + size] for i in range(0, len(ids), size)]
 
 
 # --- offline evaluation in worker processes ---------------------------------------------------------
@@ -388,14 +421,18 @@ def run_job(store: JobStore, job: Job, client: FhirClient | None, options: Batch
                 _record_offline(store, job, outcomes, progress)
             continue
         with ThreadPoolExecutor(max_workers=options.concurrency, thread_name_prefix="screen") as executor:
-            work = lambda pid: _screen_one(client, job, pid, options)  # noqa: E731
-            for patient_id, future in _bounded(executor, ids, work, options.concurrency * 2):
-                error = future.exception()
-                if error is None:
-                    store.mark_done(job.id, patient_id, future.result(), bool(future.result().get("written")))
-                else:
-                    store.mark_failed(job.id, patient_id, _classify_failure(error))
-                progress.step(failed=error is not None)
+            work = lambda group: _screen_group(client, job, group, options)  # noqa: E731
+            for _, future in _bounded(executor, _groups(ids, options), work, options.concurrency * 2):
+                screened = future.result()  # _screen_group gives each patient's error, it does not raise
+                done = [
+                    (pid, result_text(summary), bool(summary.get("written"))) for pid, summary, _ in screened if summary
+                ]
+                failed = [
+                    (pid, _classify_failure(error)) for pid, summary, error in screened if summary is None and error
+                ]
+                store.mark_many(job.id, done, failed)
+                for _, summary, _ in screened:
+                    progress.step(failed=summary is None)
     final = store.counts(job.id)
     store.set_job_status(job.id, "complete" if final["pending"] == 0 else "incomplete")
     return final
