@@ -18,9 +18,9 @@ from rls_screen.batch.bulk_manifest import ExportProblem
 from rls_screen.batch.jobs import Job, JobProblem, JobStore
 from rls_screen.batch.report import write_report
 from rls_screen.batch.runner import (
+    DEFAULT_GROUP_SIZE,
     DEFAULT_RETRY_PAUSE_MAX_S,
     DEFAULT_RETRY_PAUSE_S,
-    DEFAULT_GROUP_SIZE,
     DEFAULT_RETRY_ROUNDS,
     BatchOptions,
     run_job,
