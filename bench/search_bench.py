@@ -32,7 +32,7 @@ from typing import Any
 import requests
 from requests.adapters import HTTPAdapter
 
-from rls_screen.batch import runner
+from rls_screen.batch import groups, runner
 from rls_screen.batch.jobs import JobStore
 from rls_screen.fhir_client import Allowlist, FhirClient
 from rls_screen.knowledge import Knowledge, load_knowledge
@@ -70,7 +70,7 @@ class _RecordingSession(requests.Session):
         return super().send(request, **kwargs)
 
 
-_screen_one = runner._screen_one
+_screen_one = groups.screen_one
 
 
 def _tagged_screen_one(client: Any, job: Any, patient_id: str, options: Any) -> dict[str, Any]:
@@ -81,7 +81,7 @@ def _tagged_screen_one(client: Any, job: Any, patient_id: str, options: Any) -> 
         _current.patient = None
 
 
-runner._screen_one = _tagged_screen_one
+groups.screen_one = _tagged_screen_one
 
 
 def load_panel(base_url: str, prefix: str, n: int) -> list[str]:

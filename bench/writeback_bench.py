@@ -69,7 +69,7 @@ def _mount(session: requests.Session) -> requests.Session:
     return session
 
 
-_screen_group = runner._screen_group
+_screen_group = runner.screen_group
 
 
 def _tagged_screen_group(client: Any, job: Any, ids: list[str], options: Any) -> Any:
@@ -80,7 +80,7 @@ def _tagged_screen_group(client: Any, job: Any, ids: list[str], options: Any) ->
         _current.group = None
 
 
-runner._screen_group = _tagged_screen_group
+runner.screen_group = _tagged_screen_group
 
 
 def load_panel(base_url: str, prefix: str, n: int) -> list[str]:
