@@ -104,8 +104,12 @@ def module_run(
         store = JobStore(Path(tmp) / "jobs.sqlite")
         job = store.create_job(created="bench", source="bench", as_of=AS_OF, dry_run=dry_run, fhir_base_url=base_url)
         store.add_patients(job.id, ids)
+        # one by one (group_size=1): the requests are recorded per patient; bench/writeback_bench.py measures groups
         options = runner.BatchOptions(
-            knowledge=knowledge, recorded=datetime(2026, 11, 25, 12, tzinfo=UTC), concurrency=concurrency
+            knowledge=knowledge,
+            recorded=datetime(2026, 11, 25, 12, tzinfo=UTC),
+            concurrency=concurrency,
+            group_size=1,
         )
         started = time.perf_counter()
         counts = runner.run_job(store, job, client, options)
