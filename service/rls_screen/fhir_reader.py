@@ -5,12 +5,12 @@ One patient (``screen``, and the batch's fallback):
 2. one search per contract type (``contract.DataContract.searches``): Observations by code and window,
    Conditions and Procedures by code, MedicationRequests by status (paged; plain JSON)
 
-A group of patients (the batch): the same searches with the patients as an OR-list (``_id=a,b``,
-``subject=Patient/a,Patient/b``), all in one ``batch`` Bundle; each resource is given to the patient its
-subject reference names, and then checked again by the one resolver (``group_resources``, D1). A
-resource whose subject names none of the group cannot be given to anyone: the whole group read is
-refused (``UnattributableError``) and the caller reads those patients one by one, where such a
-resource is reported as not linked.
+A group of patients (the batch): one search per contract type with the patients as an OR-list
+(``_id=a,b``, ``subject=Patient/a,Patient/b``; the codes applied in memory, see below), all in one
+``batch`` Bundle. Each resource is given to the patient its subject reference names, and then checked
+again by the one resolver (``group_resources``, D1). A resource whose subject names none of the group
+cannot be given to anyone: the whole group read is refused (``UnattributableError``) and the caller
+reads those patients one by one, where such a resource is reported as not linked.
 
 And, for write-back, one batch request for what already exists (Flags, ServiceRequests, the
 RiskAssessments with these evaluations' identifiers), sent with ``Cache-Control: no-cache``.
@@ -50,6 +50,13 @@ GROUP_PAGE_SIZE = "1000"
 """Page size of a group's searches: the local HAPI's maximum (deploy/fhir-server RestServerConfig), so a
 group of 25 patients is usually answered in one page; more pages are followed."""
 MAX_GROUP_PAGES = 100
+# GROUP_SEARCHES_BY_SUBJECT_ONLY: a group's searches name the patients and nothing else, and the
+# contract's codes and statuses are applied in memory (``DataContract.in_scope``, the filter the Bulk and
+# NDJSON paths apply too), which gives what the per-patient searches give. Measured on the local HAPI
+# (H2): ``Observation?subject=<8 patients>&combo-code=<the contract's codes>`` took 17-27 s, the same
+# search by subject only 0.5 s, one patient's coded search 1.1 s (docs/benchmarks.md, issue 18): the
+# server plans an OR-list of subjects joined with an OR-list of codes badly. The cost is reading a
+# patient's other Observations too (paged, bounded by MAX_GROUP_PAGES).
 
 
 class UnattributableError(FhirResponseError):
@@ -147,12 +154,14 @@ def read_group_data(
     Raises ``UnattributableError`` when a resource's subject names none of the group (see above).
     """
     wanted = list(dict.fromkeys(patient_ids))
+    if not wanted:
+        return {}
     contract = knowledge.contract
     subjects = ",".join(f"Patient/{patient_id}" for patient_id in wanted)
     urls = [f"Patient?{urlencode({'_id': ','.join(wanted), '_count': GROUP_PAGE_SIZE})}"]
     for search in contract.searches:
-        params = {**contract.rest_params(search, wanted[0], as_of), "subject": subjects, "_count": GROUP_PAGE_SIZE}
-        urls.append(f"{search.resource_type}?{urlencode(params)}")
+        # By subject only (see GROUP_SEARCHES_BY_SUBJECT_ONLY); the contract's filters apply in memory below.
+        urls.append(f"{search.resource_type}?{urlencode({'subject': subjects, '_count': GROUP_PAGE_SIZE})}")
     answers = _batch(client, urls, "reading the patients' data")
     patients: dict[str, Mapping[str, Any]] = {}
     for patient in _all_resources(client, answers[0]):
@@ -170,7 +179,8 @@ def read_group_data(
             owner = patient_id_of(_subject_reference(resource), client.base_url)
             if owner is None or owner not in held:
                 raise UnattributableError(f"{search.what}: a resource whose subject is none of the patients asked for")
-            held[owner].append(resource)
+            if contract.in_scope(resource):  # what the contract's own search would have returned
+                held[owner].append(resource)
     result: dict[str, PatientData | FhirNotFoundError] = {}
     for patient_id in wanted:
         if patient_id not in patients:
