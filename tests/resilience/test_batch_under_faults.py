@@ -91,12 +91,15 @@ def test_batch_completes_with_every_fault_and_writes_each_patient_once(
     state = server_state(fhir_base_url, expected)
     assert_written_exactly_once(state, expected)
     # The dropped transactions really were applied (the server answered 200), and their patients
-    # were screened again in a later round that found everything in place.
+    # were screened again in a later round that found everything in place (written exactly once,
+    # above). A group meets more of the scheduled faults than one patient did (its reads and its
+    # transaction carry several patients), so a dropped group may also have failed a round before
+    # the drop: at least one attempt more than the one whose answer was lost.
     dropped = proxy.fired("drop_response")
     assert [event.upstream_status for event in dropped] == [200, 200]
     for event in dropped:
         for patient_id in patients_of(event):
-            assert rows[patient_id].attempts == 2
+            assert rows[patient_id].attempts >= 2
 
     # A re-run on unchanged data, without faults, writes nothing (same ids, same Flag versions).
     proxy.clear()
