@@ -32,7 +32,7 @@ from typing import Any
 import requests
 from requests.adapters import HTTPAdapter
 
-from rls_screen.batch import runner
+from rls_screen.batch import groups, runner
 from rls_screen.batch.jobs import JobStore
 from rls_screen.fhir_client import Allowlist, FhirClient
 from rls_screen.knowledge import Knowledge, load_knowledge
@@ -70,7 +70,7 @@ class _RecordingSession(requests.Session):
         return super().send(request, **kwargs)
 
 
-_screen_one = runner._screen_one
+_screen_one = groups.screen_one
 
 
 def _tagged_screen_one(client: Any, job: Any, patient_id: str, options: Any) -> dict[str, Any]:
@@ -81,7 +81,7 @@ def _tagged_screen_one(client: Any, job: Any, patient_id: str, options: Any) -> 
         _current.patient = None
 
 
-runner._screen_one = _tagged_screen_one
+groups.screen_one = _tagged_screen_one
 
 
 def load_panel(base_url: str, prefix: str, n: int) -> list[str]:
@@ -104,8 +104,12 @@ def module_run(
         store = JobStore(Path(tmp) / "jobs.sqlite")
         job = store.create_job(created="bench", source="bench", as_of=AS_OF, dry_run=dry_run, fhir_base_url=base_url)
         store.add_patients(job.id, ids)
+        # one by one (group_size=1): the requests are recorded per patient; bench/writeback_bench.py measures groups
         options = runner.BatchOptions(
-            knowledge=knowledge, recorded=datetime(2026, 11, 25, 12, tzinfo=UTC), concurrency=concurrency
+            knowledge=knowledge,
+            recorded=datetime(2026, 11, 25, 12, tzinfo=UTC),
+            concurrency=concurrency,
+            group_size=1,
         )
         started = time.perf_counter()
         counts = runner.run_job(store, job, client, options)

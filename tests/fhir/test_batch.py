@@ -125,6 +125,8 @@ def test_a_job_killed_midway_resumes_with_each_patient_screened_once(
         str(db),
         "--concurrency",
         "1",
+        "--group-size",  # groups of 5: the job store fills in steps of 5, so the kill lands midway
+        "5",
     ]
     log = (tmp_path / "killed.log").open("wb")
     process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)

@@ -88,8 +88,14 @@ def _run(url: str, tmp_path: Path, **options: Any) -> tuple[dict[str, int], JobS
     store = JobStore(tmp_path / "jobs.sqlite")
     job = store.create_job(created="c", source="patients:test", as_of=AS_OF, dry_run=True, fhir_base_url=url)
     store.add_patients(job.id, PATIENTS)
+    # One by one (group_size=1): these tests count each patient's own reads per round; the rounds are
+    # the same for groups (tests/net/test_batch_groups.py, tests/resilience).
     batch_options = BatchOptions(
-        knowledge=load_knowledge(), recorded=datetime(2026, 11, 25, tzinfo=UTC), concurrency=2, **options
+        knowledge=load_knowledge(),
+        recorded=datetime(2026, 11, 25, tzinfo=UTC),
+        concurrency=2,
+        group_size=1,
+        **options,
     )
     try:
         counts = run_job(store, job, client, batch_options)

@@ -56,6 +56,8 @@ def test_batch_rides_out_a_short_outage_and_completes_in_the_same_run(
         "4",
         "--retry-pause",
         "1",
+        "--group-size",  # small groups: the job store fills in steps, so the outage starts midway
+        "2",
     )
 
     with (tmp_path / "batch.out").open("w") as out, (tmp_path / "batch.err").open("w") as err:

@@ -34,17 +34,15 @@ TRANSACTION = {"method": "POST", "bundle_type": "transaction"}
 READ_TIMEOUT_S = "2"  # so that a stalled answer costs seconds, not the default 30
 
 
-def patient_of(event: Event) -> str:
-    """The patient a recorded write-back transaction was for (from its RiskAssessment entry)."""
+def patients_of(event: Event) -> set[str]:
+    """The patients a recorded write-back transaction was for (a group's transaction holds several)."""
     assert event.body is not None
     bundle = json.loads(event.body)
-    subjects = {
+    return {
         e["resource"]["subject"]["reference"].removeprefix("Patient/")
         for e in bundle["entry"]
         if "subject" in e["resource"]
     }
-    (patient_id,) = subjects
-    return patient_id
 
 
 def assert_all_fired(faults: list[Fault]) -> None:
@@ -66,11 +64,12 @@ def test_batch_completes_with_every_fault_and_writes_each_patient_once(
     faults = proxy.set_faults(
         Fault.latency(0.02, rate=0.5),  # seeded jitter on about half the requests
         Fault.reset(stage="connect", skip=2, times=2),  # new connections reset as soon as accepted
-        Fault.reset(method="GET", path=r"/fhir/Patient/", skip=3, times=3),
-        Fault.too_many_requests("1", method="GET", path=r"/fhir/Observation\?", skip=2, times=3),
-        Fault.too_many_requests("soon", method="GET", path=r"/fhir/Condition\?", skip=1, times=1),  # malformed
-        Fault.truncate(method="GET", path=r"/fhir/Observation\?", skip=8, times=2),  # body cut mid-way
-        Fault.stall(6, method="GET", path=r"/fhir/Condition\?", skip=6, times=1),  # past the read timeout
+        # the reads: each group's data and its pre-write state are one batch request each
+        Fault.reset(method="POST", bundle_type="batch", skip=3, times=3),
+        Fault.too_many_requests("1", method="POST", bundle_type="batch", skip=2, times=3),
+        Fault.too_many_requests("soon", method="POST", bundle_type="batch", skip=1, times=1),  # malformed
+        Fault.truncate(method="POST", bundle_type="batch", skip=8, times=2),  # body cut mid-way
+        Fault.stall(6, method="POST", bundle_type="batch", skip=6, times=1),  # past the read timeout
         Fault.unavailable(retry_after="1", method="POST", bundle_type="batch", skip=4, times=2),
         Fault.unavailable(skip=1, times=2, **TRANSACTION),  # 503: the server did not process it
         Fault.reset(skip=4, times=1, **TRANSACTION),  # never reached the server
@@ -80,7 +79,8 @@ def test_batch_completes_with_every_fault_and_writes_each_patient_once(
     job_db, reports = tmp_path / "jobs.sqlite", tmp_path / "reports"
     group = f"Group/{unique_prefix}-panel"
 
-    run = run_cli(batch_args(group, job_db, reports, "--concurrency", "4"), env)
+    # groups of 2: 15 group reads and transactions, enough for every scheduled fault to fire
+    run = run_cli(batch_args(group, job_db, reports, "--concurrency", "4", "--group-size", "2"), env)
 
     assert run.returncode == 0, run.stdout + run.stderr
     assert "30 screened, 0 failed, 0 pending" in run.stdout
@@ -91,11 +91,15 @@ def test_batch_completes_with_every_fault_and_writes_each_patient_once(
     state = server_state(fhir_base_url, expected)
     assert_written_exactly_once(state, expected)
     # The dropped transactions really were applied (the server answered 200), and their patients
-    # were screened again in a later round that found everything in place.
+    # were screened again in a later round that found everything in place (written exactly once,
+    # above). A group meets more of the scheduled faults than one patient did (its reads and its
+    # transaction carry several patients), so a dropped group may also have failed a round before
+    # the drop: at least one attempt more than the one whose answer was lost.
     dropped = proxy.fired("drop_response")
     assert [event.upstream_status for event in dropped] == [200, 200]
     for event in dropped:
-        assert rows[patient_of(event)].attempts == 2
+        for patient_id in patients_of(event):
+            assert rows[patient_id].attempts >= 2
 
     # A re-run on unchanged data, without faults, writes nothing (same ids, same Flag versions).
     proxy.clear()
@@ -112,23 +116,25 @@ def test_dropped_transaction_answers_duplicate_nothing(
     fhir_base_url: str, proxy: FaultProxy, unique_prefix: str, tmp_path: Path
 ) -> None:
     """Every patient's first write-back is applied by the server and its answer lost (a reset after
-    the server processed it). The retry round must find it all in place and send nothing."""
+    the server processed it). The retry round must find it all in place and send nothing. Two
+    groups of three patients: two transactions, both answers lost."""
     panel = make_panel(unique_prefix, 6, seed=3)
     load_panel(fhir_base_url, panel)
     expected = expected_findings(panel)
-    (drop,) = proxy.set_faults(Fault.drop_response(times=6, **TRANSACTION))
+    (drop,) = proxy.set_faults(Fault.drop_response(times=2, **TRANSACTION))
     env = cli_env(tmp_path / "state", proxy.base_url)
     job_db = tmp_path / "jobs.sqlite"
+    args = ("--concurrency", "2", "--group-size", "3")
 
-    run = run_cli(batch_args(f"Group/{unique_prefix}-panel", job_db, tmp_path / "reports", "--concurrency", "2"), env)
+    run = run_cli(batch_args(f"Group/{unique_prefix}-panel", job_db, tmp_path / "reports", *args), env)
 
     assert run.returncode == 0, run.stdout + run.stderr
-    assert drop.fired == 6
+    assert drop.fired == 2
     dropped = proxy.fired("drop_response")
-    assert sorted(patient_of(e) for e in dropped) == sorted(expected)
+    assert sorted(p for e in dropped for p in patients_of(e)) == sorted(expected)
     assert {e.upstream_status for e in dropped} == {200}
     transactions = [e for e in proxy.events if e.method == "POST" and b'"transaction"' in (e.body or b"")]
-    assert len(transactions) == 6, "the retry round must not send a second transaction"
+    assert len(transactions) == 2, "the retry round must not send a second transaction"
     rows = job_rows(job_db)
     assert {row.status for row in rows.values()} == {"done"}
     assert {row.attempts for row in rows.values()} == {2}

@@ -59,8 +59,17 @@ def test_server_killed_mid_batch_then_restarted_and_the_job_resumes_to_completio
                 "-v",
                 # Two short retry rounds (the defaults wait about two minutes for the server to come
                 # back): this test is about a server that stays down until the job ends, then --resume.
+                # Groups of 2: the job store fills in small steps, so the kill lands midway.
                 *batch_args(
-                    f"Group/{unique_prefix}-panel", job_db, reports, "--retry-rounds", "2", "--retry-pause", "2"
+                    f"Group/{unique_prefix}-panel",
+                    job_db,
+                    reports,
+                    "--retry-rounds",
+                    "2",
+                    "--retry-pause",
+                    "2",
+                    "--group-size",
+                    "2",
                 ),
             ],
             env=env,

@@ -20,11 +20,20 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, ThreadPoolExecutor, as_completed, wait
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any
+from typing import TypeVar
 
 from rls_screen.assessment import assess
+from rls_screen.batch.groups import Screened, groups_of, patient_summary, screen_group
 from rls_screen.batch.jobs import Job, JobStore, result_text
-from rls_screen.batch.worklist import finding_details
+from rls_screen.batch.rounds import (
+    DEFAULT_PROBE_EVERY_S,
+    DEFAULT_RETRY_PAUSE_MAX_S,
+    DEFAULT_RETRY_PAUSE_S,
+    DEFAULT_RETRY_ROUNDS,
+    retry_pauses,
+    server_answers,
+    wait_before_retry,
+)
 from rls_screen.errors import (
     FhirError,
     FhirNotFoundError,
@@ -36,66 +45,37 @@ from rls_screen.errors import (
     ServerNotAllowedError,
 )
 from rls_screen.fhir_client import FhirClient
-from rls_screen.fhir_reader import read_patient_data
 from rls_screen.knowledge import Knowledge
-from rls_screen.model import Assessment
 from rls_screen.observability import tracing
 from rls_screen.observability.metrics import batch_patient_finished
 from rls_screen.observability.progress import Progress
 from rls_screen.patient_data import PatientData
-from rls_screen.screening import ScreenResult, write_back
+from rls_screen.screening import ScreenResult
+
+__all__ = [
+    "DEFAULT_GROUP_SIZE",
+    "DEFAULT_PROBE_EVERY_S",
+    "DEFAULT_RETRY_PAUSE_MAX_S",
+    "DEFAULT_RETRY_PAUSE_S",
+    "DEFAULT_RETRY_ROUNDS",
+    "BatchOptions",
+    "Progress",
+    "patient_summary",
+    "retry_pauses",
+    "run_job",
+    "server_answers",
+    "wait_before_retry",
+]
 
 log = logging.getLogger(__name__)
-SUMMARY_ANALYTES = (
-    "ferritin",
-    "tsat",
-    "hemoglobin",
-    "egfr",
-    "magnesium",
-    "potassium",
-    "calcium-total",
-    "calcium-ionized",
-)
-
 PatientLoader = Callable[[str], PatientData]
 ChunkLoader = Callable[[list[str]], PatientLoader]
 """Patient ids -> a loader for those patients (e.g. ``NdjsonIndex.loader_for``: one query for the batch)."""
 
 
-def patient_summary(assessment: Assessment, result: ScreenResult) -> dict[str, Any]:
-    """What the report needs from one patient: codes and key values, no names."""
-    latest: dict[str, float] = {}
-    for finding in (*assessment.findings, *assessment.advisories):
-        for value in finding.values:
-            if (
-                value.analyte in SUMMARY_ANALYTES
-                and not value.value.comparator
-                and value.value.value == value.value.value
-            ):
-                latest.setdefault(value.analyte, round(value.value.value, 3))
-    for used in assessment.used_observations:
-        if used.analyte in SUMMARY_ANALYTES and used.value is not None and not used.value.comparator:
-            latest.setdefault(used.analyte, round(used.value.value, 3))
-    return {
-        "ruleSet": f"{assessment.rule_set_id} {assessment.rule_set_version}",
-        "findings": {f.code: f.severity for f in assessment.findings},
-        "details": finding_details(assessment),
-        "advisories": sorted({a.code for a in assessment.advisories}),
-        "gfrCategory": assessment.gfr_category,
-        "ironBand": assessment.iron_band,
-        "notEvaluable": len(assessment.not_evaluable),
-        "values": latest,
-        "changes": list(result.plan.created) if result.plan else [],
-    }
-
-
-# Retry rounds: with the defaults the pauses are 4, 8, 16, 30, 30 and 30 s, about 2 minutes in all
-# (plus the rounds themselves), which covers a restart of the local HAPI server (80 to 100 s here,
-# docs/resilience.md); the probe starts a round within about a second of the server answering again.
-DEFAULT_RETRY_ROUNDS = 6
-DEFAULT_RETRY_PAUSE_S = 4.0
-DEFAULT_RETRY_PAUSE_MAX_S = 30.0
-DEFAULT_PROBE_EVERY_S = 1.0
+DEFAULT_GROUP_SIZE = 25
+"""Patients per group read and transaction: about 25 x 6 entries per transaction, and a group's Observations
+(about 25 each in the synthetic panels) in one page of the server's 1000 (bench/writeback_bench.py)."""
 
 
 @dataclass
@@ -115,8 +95,12 @@ class BatchOptions:
     """Where patient data comes from; None reads it from the FHIR server (search path)."""
     chunk_loader: ChunkLoader | None = None
     """Optional, offline: a loader for a batch of patients that gives what ``loader`` gives, looked up together."""
+    group_size: int = DEFAULT_GROUP_SIZE
+    """Patients read and written together against the server (one batch read, one transaction); 1: one by one."""
 
     def __post_init__(self) -> None:
+        if self.group_size < 1:
+            raise InputError(f"group size must be 1 or more, not {self.group_size}")
         if self.retry_rounds < 0:
             raise InputError(f"retry rounds must be 0 or more, not {self.retry_rounds}")
         for name in ("retry_pause_s", "retry_pause_max_s", "probe_every_s"):
@@ -129,75 +113,9 @@ class BatchOptions:
         return retry_pauses(self.retry_pause_s, self.retry_rounds, self.retry_pause_max_s)
 
 
-def retry_pauses(first_s: float, rounds: int, max_s: float) -> tuple[float, ...]:
-    """Pauses before ``rounds`` retry rounds: ``first_s``, doubling each round, never above ``max(max_s, first_s)``."""
-    cap = max(max_s, first_s)
-    pauses: list[float] = []
-    pause = first_s
-    for _ in range(rounds):
-        pauses.append(pause)
-        pause = min(pause * 2, cap)
-    return tuple(pauses)
-
-
-def server_answers(client: FhirClient) -> bool:
-    """A cheap probe, through the client (allowlist, auth, its own retries): does ``GET [base]/metadata`` answer?
-
-    Any answer but a transient failure counts: a 401 or 404 on metadata still means the server is up,
-    and the retry round will say what is wrong with the patients.
-    """
-    try:
-        client.request("GET", "metadata", params={"_summary": "true"})
-    except FhirUnavailableError:
-        return False
-    except FhirError:
-        return True
-    except Exception as error:  # a probe must never end the batch; the round will meet the same error
-        log.warning("FHIR server probe failed: %s", type(error).__name__)
-        return False
-    return True
-
-
-def wait_before_retry(client: FhirClient | None, pause_s: float, probe_every_s: float) -> bool:
-    """Sleep ``pause_s``, probing the server every ``probe_every_s`` when there is one; True when it
-    answered before the pause was over (the caller starts its round at once).
-
-    Bounded: no probe starts after the pause; one started before it may outlast it by the client's
-    own timeouts and retries.
-    """
-    deadline = time.monotonic() + pause_s
-    while (left := deadline - time.monotonic()) > 0:
-        if client is None or probe_every_s <= 0:  # offline, or no probing: sleep the whole pause
-            time.sleep(left)
-            return False
-        time.sleep(min(left, probe_every_s))
-        if time.monotonic() < deadline and server_answers(client):
-            return True
-    return False
-
-
-def _screen_one(client: FhirClient | None, job: Job, patient_id: str, options: BatchOptions) -> dict[str, Any]:
-    with tracing.span("batch.screen_patient", {"batch.job_id": job.id}):  # one trace per patient's reads and writes
-        return _screen_one_traced(client, job, patient_id, options)
-
-
-def _screen_one_traced(client: FhirClient | None, job: Job, patient_id: str, options: BatchOptions) -> dict[str, Any]:
-    if options.loader is not None:
-        data = options.loader(patient_id)
-    elif client is not None:
-        data = read_patient_data(client, patient_id, options.knowledge, job.as_of)
-    else:  # pragma: no cover - guarded by the CLI
-        raise RlsScreenError("no patient source")
-    assessment = assess(data, knowledge=options.knowledge, as_of=job.as_of)
-    if client is None or (job.dry_run and options.loader is not None):
-        result = ScreenResult(assessment, None, False, None)
-    else:
-        result = write_back(
-            client, assessment, knowledge=options.knowledge, recorded=options.recorded, dry_run=job.dry_run
-        )
-    summary = patient_summary(assessment, result)
-    summary["written"] = result.written
-    return summary
+def _screen_group_traced(client: FhirClient | None, job: Job, ids: list[str], options: BatchOptions) -> list[Screened]:
+    with tracing.span("batch.screen_group", {"batch.job_id": job.id, "batch.group_size": len(ids)}):
+        return screen_group(client, job, ids, options)
 
 
 def _classify_failure(error: BaseException) -> str:
@@ -219,18 +137,22 @@ def _classify_failure(error: BaseException) -> str:
     return f"internal error ({type(error).__name__})"
 
 
+Item = TypeVar("Item")
+Result = TypeVar("Result")
+
+
 def _bounded(
-    executor: ThreadPoolExecutor, ids: list[str], work: Callable[[str], dict[str, Any]], limit: int
-) -> Iterator[tuple[str, Future[dict[str, Any]]]]:
+    executor: ThreadPoolExecutor, items: list[Item], work: Callable[[Item], Result], limit: int
+) -> Iterator[tuple[Item, Future[Result]]]:
     """Submit at most ``limit`` tasks at a time, yielding each as it completes (memory stays flat)."""
-    pending: dict[Future[dict[str, Any]], str] = {}
-    queue = iter(ids)
+    pending: dict[Future[Result], Item] = {}
+    queue = iter(items)
     while True:
         while len(pending) < limit:
-            patient_id = next(queue, None)
-            if patient_id is None:
+            item = next(queue, None)
+            if item is None:
                 break
-            pending[executor.submit(work, patient_id)] = patient_id
+            pending[executor.submit(work, item)] = item
         if not pending:
             return
         done, _ = wait(pending, return_when=FIRST_COMPLETED)
@@ -371,17 +293,19 @@ def run_job(store: JobStore, job: Job, client: FhirClient | None, options: Batch
                 _record_offline(store, job, outcomes, progress)
             continue
         with ThreadPoolExecutor(max_workers=options.concurrency, thread_name_prefix="screen") as executor:
-            work = lambda pid: _screen_one(client, job, pid, options)  # noqa: E731
-            for patient_id, future in _bounded(executor, ids, work, options.concurrency * 2):
-                error = future.exception()
-                if error is None:
-                    store.mark_done(job.id, patient_id, future.result(), bool(future.result().get("written")))
-                    batch_patient_finished(None)
-                else:
-                    reason = _classify_failure(error)
-                    store.mark_failed(job.id, patient_id, reason)
-                    batch_patient_finished(reason)
-                progress.step(failed=error is not None)
+            work = lambda group: _screen_group_traced(client, job, group, options)  # noqa: E731
+            for _, future in _bounded(executor, groups_of(ids, options), work, options.concurrency * 2):
+                screened = future.result()  # screen_group gives each patient's error, it does not raise
+                done = [
+                    (pid, result_text(summary), bool(summary.get("written"))) for pid, summary, _ in screened if summary
+                ]
+                failed = [
+                    (pid, _classify_failure(error)) for pid, summary, error in screened if summary is None and error
+                ]
+                store.mark_many(job.id, done, failed)
+                for _, summary, error in screened:
+                    batch_patient_finished(None if summary is not None else _classify_failure(error or Exception()))
+                    progress.step(failed=summary is None)
     progress.close()
     final = store.counts(job.id)
     store.set_job_status(job.id, "complete" if final["pending"] == 0 else "incomplete")

@@ -18,6 +18,7 @@ from rls_screen.batch.bulk_manifest import ExportProblem
 from rls_screen.batch.jobs import Job, JobProblem, JobStore
 from rls_screen.batch.report import write_report
 from rls_screen.batch.runner import (
+    DEFAULT_GROUP_SIZE,
     DEFAULT_RETRY_PAUSE_MAX_S,
     DEFAULT_RETRY_PAUSE_S,
     DEFAULT_RETRY_ROUNDS,
@@ -146,6 +147,7 @@ def execute_job(
     report_dir: Path,
     retry_rounds: int = DEFAULT_RETRY_ROUNDS,
     retry_pause_s: float = DEFAULT_RETRY_PAUSE_S,
+    group_size: int = DEFAULT_GROUP_SIZE,
 ) -> int:
     """Run a registered job to the end, print the summary and report paths; returns the exit code."""
     link_template = check_link_template(get_settings().patient_link_template)  # before the run, not after it
@@ -157,6 +159,7 @@ def execute_job(
         concurrency=concurrency,
         retry_rounds=retry_rounds,
         retry_pause_s=retry_pause_s,
+        group_size=group_size,
         loader=index.patient_data if index is not None else None,
         chunk_loader=index.loader_for if index is not None else None,
     )
@@ -202,6 +205,7 @@ def run(args: argparse.Namespace) -> int:
             report_dir=args.report_dir or settings.state_dir / "reports",
             retry_rounds=args.retry_rounds,
             retry_pause_s=args.retry_pause,
+            group_size=args.group_size,
         )
         client.close()
         if index is not None:
@@ -268,7 +272,17 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--fhir-url", help="FHIR base URL (default: FHIR_BASE_URL)")
     parser.add_argument("--as-of", type=parse_as_of, help="evaluation date YYYY-MM-DD (default: today)")
     parser.add_argument("--dry-run", action="store_true", help="write nothing to the server")
-    parser.add_argument("--concurrency", type=positive_int, default=4, help="patients screened at once (default 4)")
+    parser.add_argument(
+        "--concurrency", type=positive_int, default=4, help="groups of patients screened at once (default 4)"
+    )
+    parser.add_argument(
+        "--group-size",
+        type=positive_int,
+        default=DEFAULT_GROUP_SIZE,
+        metavar="N",
+        help="patients read with one request and written with one transaction against the server "
+        f"(default {DEFAULT_GROUP_SIZE}; 1: one by one)",
+    )
     parser.add_argument(
         "--retry-rounds",
         type=retry_rounds,

@@ -1,0 +1,357 @@
+"""CDS patient-view: service CPU per call against a bare FastAPI app on the same stack (issue 18, "CDS per call").
+
+    python bench/cds_per_call.py [--calls 200] [--rounds 3] [--profile 300] > fragment.md
+
+Side by side, as the issue measures it:
+- The service: ``rls-screen serve --workers 1`` in dev mode (no JWT, so the figure is the hook's own work).
+- The floor: a bare FastAPI app on the same stack (uvicorn, one worker, the same interpreter and
+  packages) whose one route reads and parses the same JSON body and answers ``{"cards": []}``.
+- The same 54-Observation patient-view body (Patient, RLS Condition, 9 draws of 6 analytes), in three
+  variants: no findings, two findings (iron below target, anaemia), four findings (iron below target,
+  anaemia, kidney failure, potassium 6.3 mmol/L).
+- A sequential client (one call at a time, keep-alive); interleaved rounds (the app that goes first
+  alternates); CPU of each server process from /proc (user + system) over the round's calls.
+Then an in-process profile of the service's handler for each body (cProfile through Starlette's
+TestClient), grouped by module, so the per-finding cost can be located.
+Output: a markdown fragment on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import io
+import os
+import pstats
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from run import machine  # one description of the machine for every benchmark
+
+SERVICE = "/cds-services/rls-secondary-causes"
+LOINC = "http://loinc.org"
+DRAWS = 9
+# (LOINC, unit, latest value) per variant; 6 analytes x 9 draws = 54 Observations each
+VARIANTS: dict[str, tuple[tuple[str, str, float], ...]] = {
+    "no findings": (
+        ("2276-4", "ug/L", 180.0),
+        ("2502-3", "%", 32.0),
+        ("718-7", "g/L", 138.0),
+        ("62238-1", "mL/min/{1.73_m2}", 92.0),
+        ("2823-3", "mmol/L", 4.1),
+        ("2601-3", "mmol/L", 0.85),
+    ),
+    "two findings": (
+        ("2276-4", "ug/L", 28.0),
+        ("2502-3", "%", 24.0),
+        ("718-7", "g/L", 112.0),
+        ("62238-1", "mL/min/{1.73_m2}", 72.0),
+        ("2823-3", "mmol/L", 4.1),
+        ("2601-3", "mmol/L", 0.82),
+    ),
+    "four findings": (
+        ("2276-4", "ug/L", 28.0),
+        ("2502-3", "%", 24.0),
+        ("718-7", "g/L", 112.0),
+        ("62238-1", "mL/min/{1.73_m2}", 12.0),
+        ("2823-3", "mmol/L", 6.3),
+        ("2601-3", "mmol/L", 0.82),
+    ),
+}
+BARE_APP = textwrap.dedent(
+    """
+    import json
+    from fastapi import FastAPI, Request
+    from fastapi.responses import Response
+
+    app = FastAPI()
+
+    @app.post("/cds-services/{service_id}")
+    async def hook(service_id: str, request: Request) -> Response:
+        json.loads(await request.body())
+        return Response(b'{"cards":[]}', media_type="application/json")
+    """
+)
+
+
+def body(variant: str) -> dict[str, Any]:
+    patient_id = f"pc-{variant.replace(' ', '-')}"
+    today = datetime.now(UTC).date()
+    observations = []
+    for draw in range(DRAWS):
+        day = (today - timedelta(days=20 + 30 * draw)).isoformat()
+        for n, (loinc, unit, latest) in enumerate(VARIANTS[variant]):
+            observations.append(
+                {
+                    "resourceType": "Observation",
+                    "id": f"{patient_id}-o{draw}-{n}",
+                    "status": "final",
+                    "code": {"coding": [{"system": LOINC, "code": loinc}]},
+                    "subject": {"reference": f"Patient/{patient_id}"},
+                    "effectiveDateTime": day,
+                    "valueQuantity": {
+                        "value": round(latest * (1 + 0.02 * draw), 2),
+                        "unit": unit,
+                        "system": "http://unitsofmeasure.org",
+                        "code": unit,
+                    },
+                }
+            )
+    rls = {
+        "resourceType": "Condition",
+        "id": f"{patient_id}-rls",
+        "clinicalStatus": {
+            "coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}]
+        },
+        "code": {"coding": [{"system": "http://snomed.info/sct", "code": "32914008"}]},
+        "subject": {"reference": f"Patient/{patient_id}"},
+    }
+
+    def searchset(resources: list[dict[str, Any]]) -> dict[str, Any]:
+        return {"resourceType": "Bundle", "type": "searchset", "entry": [{"resource": r} for r in resources]}
+
+    return {
+        "hook": "patient-view",
+        "hookInstance": str(uuid.uuid4()),
+        "context": {"userId": "Practitioner/bench", "patientId": patient_id},
+        "prefetch": {
+            "patient": {"resourceType": "Patient", "id": patient_id, "gender": "female", "birthDate": "1968-04-12"},
+            "conditions": searchset([rls]),
+            "observations": searchset(observations),
+            "procedures": searchset([]),
+            "medications": searchset([]),
+        },
+    }
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of the process and its threads (/proc/<pid>/stat fields 14 and 15)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@contextmanager
+def server(command: list[str], env: dict[str, str], port: int) -> Iterator[tuple[str, int]]:
+    with tempfile.TemporaryFile() as log:
+        process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=log)
+        base = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                try:
+                    requests.get(base + "/", timeout=2)
+                    break
+                except requests.ConnectionError:
+                    time.sleep(0.2)
+            else:
+                log.seek(0)
+                raise RuntimeError(f"server did not start: {log.read()[-2000:]!r}")
+            yield base, process.pid
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+
+
+def measure(session: requests.Session, url: str, pid: int, payload: bytes, calls: int) -> tuple[float, list[float]]:
+    """CPU seconds per call of the server process, and each call's wall time."""
+    times = []
+    before = cpu_seconds(pid)
+    for _ in range(calls):
+        started = time.perf_counter()
+        response = session.post(url, data=payload, headers={"Content-Type": "application/json"}, timeout=30)
+        response.content  # noqa: B018
+        times.append(time.perf_counter() - started)
+        if response.status_code != 200:
+            raise RuntimeError(f"HTTP {response.status_code}: {response.text[:200]}")
+    return (cpu_seconds(pid) - before) / calls, times
+
+
+async def _inline(function: Any, *args: Any, **kwargs: Any) -> Any:
+    return function(*args, **kwargs)
+
+
+async def _asgi_posts(app: Any, path: str, payload: bytes, calls: int) -> None:
+    """POSTs through the ASGI app, one after the other in this thread (so cProfile sees them)."""
+    for _ in range(calls):
+        await _asgi_post(app, path, payload)
+
+
+async def _asgi_post(app: Any, path: str, payload: bytes) -> None:
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"content-type", b"application/json"), (b"host", b"127.0.0.1")],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 80),
+    }
+    messages = [{"type": "http.request", "body": payload, "more_body": False}]
+    statuses: list[int] = []
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            statuses.append(message["status"])
+
+    await app(scope, receive, send)
+    if statuses != [200]:
+        raise RuntimeError(f"profiled call answered {statuses}")
+
+
+def profile(variant: str, calls: int) -> list[str]:
+    """The service's handler in this thread (thread pools made inline), profiled; own time by module."""
+    import fastapi.dependencies.utils
+    import fastapi.routing
+
+    from rls_screen.cds import app as app_module
+    from rls_screen.cds import create_app
+
+    for module in (app_module, fastapi.routing, fastapi.dependencies.utils):
+        module.run_in_threadpool = _inline  # type: ignore[attr-defined]
+    app = create_app()
+    payload = orjson_dumps(body(variant))
+    asyncio.run(_asgi_posts(app, SERVICE, payload, 20))
+    profiler = cProfile.Profile()
+    profiler.enable()
+    asyncio.run(_asgi_posts(app, SERVICE, payload, calls))
+    profiler.disable()
+    stats = pstats.Stats(profiler, stream=io.StringIO())
+    own: dict[str, float] = {}
+    for (filename, _, _), (_, _, tottime, _, _) in stats.stats.items():  # type: ignore[attr-defined]
+        if "rls_screen" in filename:
+            key = "rls_screen/" + filename.split("rls_screen/", 1)[1]
+        elif "site-packages/" in filename:
+            key = filename.split("site-packages/", 1)[1].split("/", 1)[0]
+        elif filename.startswith("~"):
+            key = "builtins (C code: json, pydantic-core, re, ...)"
+        elif "asyncio" in filename:
+            key = "asyncio (the driver's event loop)"
+        else:
+            key = "python stdlib"
+        own[key] = own.get(key, 0.0) + tottime
+    total = sum(own.values())
+    top = sorted(own.items(), key=lambda item: -item[1])[:12]
+    return [f"| {variant} | {name} | {1000 * t / calls:.2f} | {100 * t / total:.0f} % |" for name, t in top]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--calls", type=int, default=200)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--profile", type=int, default=300, help="calls per profiled variant (0: no profile)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {
+            **os.environ,
+            "RLS_SCREEN_CDS_DEV_MODE": "true",
+            "RLS_SCREEN_STATE_DIR": tmp,
+            "RLS_SCREEN_FHIR_ALLOWLIST": "",
+        }
+        os.environ.update({k: env[k] for k in ("RLS_SCREEN_CDS_DEV_MODE", "RLS_SCREEN_STATE_DIR")})
+        (Path(tmp) / "bare_app.py").write_text(BARE_APP, encoding="utf-8")
+        service_port, bare_port = free_port(), free_port()
+        env["RLS_SCREEN_PUBLIC_URL"] = f"http://127.0.0.1:{service_port}"
+        service_cmd = [sys.executable, "-m", "rls_screen.cli", "serve", "--port", str(service_port), "--workers", "1"]
+        service_cmd += ["--no-access-log"] if "--no-access-log" in _serve_help() else []
+        bare_cmd = [sys.executable, "-m", "uvicorn", "bare_app:app", "--port", str(bare_port), "--workers", "1"]
+        bare_cmd += ["--no-access-log", "--app-dir", tmp, "--log-level", "warning"]
+        payloads = {v: orjson_dumps(body(v)) for v in VARIANTS}
+        cpu: dict[tuple[str, str], list[float]] = {}
+        wall: dict[tuple[str, str], list[float]] = {}
+        with (
+            server(service_cmd, env, service_port) as (service_base, service_pid),
+            server(bare_cmd, env, bare_port) as (bare_base, bare_pid),
+        ):
+            session = requests.Session()
+            sides = {"service": (service_base + SERVICE, service_pid), "bare": (bare_base + SERVICE, bare_pid)}
+            for payload in payloads.values():  # warm-up, discarded
+                for url, pid in sides.values():
+                    measure(session, url, pid, payload, 50)
+            for round_number in range(args.rounds):
+                order = ["service", "bare"] if round_number % 2 == 0 else ["bare", "service"]
+                for variant, payload in payloads.items():
+                    for side in order:
+                        url, pid = sides[side]
+                        per_call, times = measure(session, url, pid, payload, args.calls)
+                        cpu.setdefault((side, variant), []).append(per_call)
+                        wall.setdefault((side, variant), []).extend(times)
+    rows = []
+    for variant in VARIANTS:
+        service_cpu = statistics.median(cpu[("service", variant)]) * 1000
+        bare_cpu = statistics.median(cpu[("bare", variant)]) * 1000
+        times = sorted(wall[("service", variant)])
+        p50, p99 = times[len(times) // 2] * 1000, times[int(len(times) * 0.99)] * 1000
+        rows.append(
+            f"| {variant} | {service_cpu:.2f} | {bare_cpu:.2f} | {service_cpu / max(bare_cpu, 1e-9):.1f} "
+            f"| {p50:.1f} | {p99:.1f} |"
+        )
+    lines = [
+        f"## CDS patient-view: service CPU per call vs a bare FastAPI app ({args.rounds} interleaved rounds of "
+        f"{args.calls} calls per body and side, sequential client, one worker, dev mode)",
+        "",
+        "| body (54 Observations) | service CPU ms/call | bare FastAPI CPU ms/call | ratio | service p50 ms "
+        "| service p99 ms |",
+        "|---|---|---|---|---|---|",
+        *rows,
+        "",
+        f"Measured {datetime.now(UTC).date().isoformat()} on {machine()}.",
+        f"Command: `python bench/cds_per_call.py --calls {args.calls} --rounds {args.rounds} --profile {args.profile}`",
+        "",
+    ]
+    if args.profile:
+        lines += [
+            f"In-process profile of the handler ({args.profile} calls per body, cProfile own time by module; "
+            "cProfile inflates Python-heavy code, read shares, not absolute figures):",
+            "",
+            "| body | module | own ms/call | share |",
+            "|---|---|---|---|",
+        ]
+        for variant in VARIANTS:
+            lines += profile(variant, args.profile)
+        lines.append("")
+    print("\n".join(lines))
+    return 0
+
+
+def orjson_dumps(value: Any) -> bytes:
+    import orjson
+
+    return orjson.dumps(value)
+
+
+def _serve_help() -> str:
+    return subprocess.run(
+        [sys.executable, "-m", "rls_screen.cli", "serve", "--help"], capture_output=True, text=True, check=False
+    ).stdout
+
+
+if __name__ == "__main__":
+    sys.exit(main())
