@@ -75,6 +75,9 @@ from rls_screen.cds.settings import CdsSettings, get_cds_settings
 from rls_screen.errors import ConfigurationError
 from rls_screen.fhir_client import Allowlist
 from rls_screen.knowledge import Knowledge, load_knowledge
+from rls_screen.rescreen.endpoint import PREFIX as RESCREEN_PREFIX
+from rls_screen.rescreen.endpoint import mount_rescreen
+from rls_screen.rescreen.settings import RescreenSettings
 from rls_screen.settings import Settings, get_settings
 
 FHIR_JSON = "application/fhir+json"
@@ -184,12 +187,14 @@ class AuthenticationMiddleware:
     The verified client travels in the ASGI scope to the ``Client`` dependency of the routes.
     """
 
-    def __init__(self, app: ASGIApp, verifier: JwtVerifier | None) -> None:
+    def __init__(self, app: ASGIApp, verifier: JwtVerifier | None, own_auth_prefixes: tuple[str, ...] = ()) -> None:
         self.app, self.verifier = app, verifier
+        # Paths whose routes authenticate the caller themselves (the FHIR server's notifications).
+        self.own_auth_prefixes = own_auth_prefixes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = route_path(scope)
-        if scope["type"] != "http" or path in OPEN_PATHS:
+        if scope["type"] != "http" or path in OPEN_PATHS or self._own_auth(path):
             await self.app(scope, receive, send)
             return
         try:
@@ -199,6 +204,9 @@ class AuthenticationMiddleware:
             await unauthorized()(scope, receive, send)
             return
         await self.app(scope, receive, send)
+
+    def _own_auth(self, path: str) -> bool:
+        return bool(self.own_auth_prefixes) and path.startswith(self.own_auth_prefixes)
 
     async def _client(self, scope: Scope, path: str) -> VerifiedClient:
         if self.verifier is None:
@@ -279,6 +287,7 @@ def create_app(
     *,
     knowledge: Knowledge | None = None,
     clock: Callable[[], datetime] | None = None,
+    rescreen_settings: RescreenSettings | None = None,
 ) -> FastAPI:
     """Build the service; every dependency may be injected (tests pass their own settings and clock)."""
     settings = settings or get_cds_settings()
@@ -476,7 +485,11 @@ def create_app(
     # Outermost last: CORS answers preflights before anything else; the catch-all wraps the rest;
     # the JWT is verified before the body size is counted or the body parsed.
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.cds_max_body_bytes)
-    app.add_middleware(AuthenticationMiddleware, verifier=verifier)
+    # Re-screen on FHIR Subscription notifications (docs/subscriptions.md): routes with their own secret.
+    rescreen = mount_rescreen(app, base_settings=base_settings, knowledge=knowledge, settings=rescreen_settings)
+    app.state.rescreen = rescreen
+    own_auth = (RESCREEN_PREFIX,) if rescreen is not None else ()
+    app.add_middleware(AuthenticationMiddleware, verifier=verifier, own_auth_prefixes=own_auth)
     app.add_middleware(CatchAllMiddleware)
     if settings.cors_origins:
         app.add_middleware(

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from rls_screen import __version__
 from rls_screen.errors import RlsScreenError
 
-from . import batch, demo, evaluate, screen, serve, synth
+from . import batch, demo, evaluate, screen, serve, subscribe, synth
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,7 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"rls-screen {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level on stderr")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (evaluate, screen, batch, demo, synth, serve):
+    for module in (evaluate, screen, batch, demo, synth, serve, subscribe):
         module.register(subparsers)
     return parser
 
