@@ -115,6 +115,7 @@ def mount_rescreen(
             yield
         finally:
             await run_in_threadpool(workers.stop)
+            client.close()
 
     router = APIRouter(prefix=NOTIFICATION_PATH.rsplit("/", 1)[0], tags=["Re-screen"], lifespan=lifespan)
 
