@@ -83,6 +83,9 @@ from rls_screen.knowledge import Knowledge, load_knowledge
 from rls_screen.observability import cds_calls
 from rls_screen.observability.metrics import exposition
 from rls_screen.observability.tracing import TracingMiddleware, configure_tracing
+from rls_screen.rescreen.endpoint import PREFIX as RESCREEN_PREFIX
+from rls_screen.rescreen.endpoint import mount_rescreen
+from rls_screen.rescreen.settings import RescreenSettings
 from rls_screen.ruledocs import RuleDocs
 from rls_screen.settings import Settings, get_settings
 
@@ -195,16 +198,16 @@ class AuthenticationMiddleware:
     The verified client travels in the ASGI scope to the ``Client`` dependency of the routes.
     """
 
-    def __init__(self, app: ASGIApp, verifier: JwtVerifier | None, open_prefixes: tuple[str, ...] = ()) -> None:
-        self.app, self.verifier, self.open_prefixes = app, verifier, open_prefixes
+    def __init__(self, app: ASGIApp, verifier: JwtVerifier | None, own_auth_prefixes: tuple[str, ...] = ()) -> None:
+        self.app, self.verifier = app, verifier
+        # Paths whose routes authenticate the caller themselves: the SMART app's pages (its session
+        # cookie, when the app is on) and the FHIR server's notifications (their secret header).
+        self.own_auth_prefixes = own_auth_prefixes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = route_path(scope)
-        # open_prefixes: the SMART app's pages (when it is on), signed in by their own session cookie
-        open_prefix = path.startswith(OPEN_PREFIXES) or (
-            bool(self.open_prefixes) and path.startswith(self.open_prefixes)
-        )
-        if scope["type"] != "http" or path in OPEN_PATHS or open_prefix:
+        open_path = path in OPEN_PATHS or path.startswith(OPEN_PREFIXES)
+        if scope["type"] != "http" or open_path or self._own_auth(path):
             await self.app(scope, receive, send)
             return
         try:
@@ -215,6 +218,9 @@ class AuthenticationMiddleware:
             await unauthorized()(scope, receive, send)
             return
         await self.app(scope, receive, send)
+
+    def _own_auth(self, path: str) -> bool:
+        return bool(self.own_auth_prefixes) and path.startswith(self.own_auth_prefixes)
 
     async def _client(self, scope: Scope, path: str) -> VerifiedClient:
         if self.verifier is None:
@@ -296,6 +302,7 @@ def create_app(
     knowledge: Knowledge | None = None,
     clock: Callable[[], datetime] | None = None,
     app_settings: AppSettings | None = None,
+    rescreen_settings: RescreenSettings | None = None,
 ) -> FastAPI:
     """Build the service; every dependency may be injected (tests pass their own settings and clock)."""
     settings = settings or get_cds_settings()
@@ -512,9 +519,11 @@ def create_app(
     # Outermost last: CORS answers preflights before anything else; the catch-all wraps the rest;
     # the JWT is verified before the body size is counted or the body parsed.
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.cds_max_body_bytes)
-    app.add_middleware(
-        AuthenticationMiddleware, verifier=verifier, open_prefixes=(APP_PATH_PREFIX,) if smart_app else ()
-    )
+    # Re-screen on FHIR Subscription notifications (docs/subscriptions.md): routes with their own secret.
+    rescreen = mount_rescreen(app, base_settings=base_settings, knowledge=knowledge, settings=rescreen_settings)
+    app.state.rescreen = rescreen
+    own_auth = ((APP_PATH_PREFIX,) if smart_app else ()) + ((RESCREEN_PREFIX,) if rescreen is not None else ())
+    app.add_middleware(AuthenticationMiddleware, verifier=verifier, own_auth_prefixes=own_auth)
     app.add_middleware(CatchAllMiddleware)
     if configure_tracing():  # RLS_SCREEN_OTLP_ENDPOINT set: the server span wraps everything but CORS
         known = frozenset(getattr(route, "path", "") for route in app.routes)

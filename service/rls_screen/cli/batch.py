@@ -32,6 +32,8 @@ from rls_screen.fhir_client import FhirClient
 from rls_screen.knowledge import Knowledge, load_knowledge
 from rls_screen.observability.logs import bind_job_id
 from rls_screen.observability.metrics import push_batch_metrics
+from rls_screen.rescreen.settings import get_rescreen_settings
+from rls_screen.rescreen.since import SinceMarks, changed_patients, parse_since
 from rls_screen.scopes import scopes_for
 from rls_screen.settings import Settings, get_settings
 
@@ -173,11 +175,42 @@ def execute_job(
     return 0 if counts["failed"] == 0 and counts["pending"] == 0 and not incomplete else 1
 
 
+def _register_since(
+    args: argparse.Namespace, store: JobStore, client: FhirClient, knowledge: Knowledge, marks: SinceMarks
+) -> tuple[Job, list[JobProblem]]:
+    """A job of the patients changed since ``--since`` (of the panel, when one is given); its mark proposed."""
+    panel = sources.from_group(client, args.group) if args.group else None
+    panel = sources.from_file(args.patients) if args.patients else panel
+    restriction = f"group:{args.group}" if args.group else f"patients:{args.patients}" if args.patients else "all"
+    scope = f"{client.base_url} {restriction}"
+    since = marks.resolve(args.since, scope)
+    changed = changed_patients(client, knowledge.contract, since, clock=lambda: datetime.now(UTC))
+    ids = [p for p in changed.patient_ids if panel is None or p in set(panel.ids)]
+    job = store.create_job(
+        created=datetime.now(UTC).replace(microsecond=0).isoformat(),
+        source=f"since:{since.isoformat()}",
+        as_of=args.as_of or date.today(),
+        dry_run=args.dry_run,
+        fhir_base_url=client.base_url,
+    )
+    store.add_patients(job.id, ids)
+    problems = [JobProblem("warning", text) for text in (panel.problems if panel else [])]
+    if changed.unlinked:
+        problems.append(JobProblem("warning", f"{changed.unlinked} changed resource(s) name no patient: not screened"))
+    store.add_problems(job.id, problems)
+    if not args.dry_run:
+        marks.propose(scope, changed.mark, job.id)
+    print(f"Changed since {since.isoformat()}: {len(ids)} patient(s)")
+    return job, problems
+
+
 def run(args: argparse.Namespace) -> int:
     settings = get_settings()
     knowledge = load_knowledge(settings.conceptmap_dir)
     store = JobStore(args.job_db or settings.state_dir / "jobs.sqlite")
+    marks = SinceMarks(get_rescreen_settings().db_path(settings.state_dir))
     try:
+        _check_sources(args)
         if args.resume:
             job = store.job(args.resume)
             scopes = scopes_for(write=not job.dry_run, group=job.source.startswith(("group:", "bulk:")))
@@ -187,6 +220,11 @@ def run(args: argparse.Namespace) -> int:
                 directory = Path(job.source.split(":", 1)[1]) if job.source.startswith("ndjson:") else None
                 index = _ndjson_loader(_job_dir(settings, job.id) / "index.sqlite", directory)
             problems: list[JobProblem] = []
+        elif args.since is not None:
+            scopes = scopes_for(write=not args.dry_run, group=bool(args.group))
+            client = FhirClient.from_settings(settings, args.fhir_url, scopes=scopes)
+            index = None
+            job, problems = _register_since(args, store, client, knowledge, marks)
         else:
             scopes = scopes_for(write=not args.dry_run, group=bool(args.group or args.bulk))
             client = FhirClient.from_settings(settings, args.fhir_url, scopes=scopes)
@@ -210,9 +248,28 @@ def run(args: argparse.Namespace) -> int:
         client.close()
         if index is not None:
             index.close()
+        if code == 0 and (mark := marks.job_finished(job.id)) is not None:
+            print(f"Next 'batch --since last' starts at {mark.isoformat()}")
         return code
     finally:
         store.close()
+        marks.close()
+
+
+def _check_sources(args: argparse.Namespace) -> None:
+    """One source; ``--since`` alone (the whole server) or with --group or --patients (that panel)."""
+    given = [name for name in ("group", "patients", "condition", "bulk", "ndjson", "resume") if getattr(args, name)]
+    if args.since is not None and set(given) - {"group", "patients"}:
+        raise InputError("--since goes alone or with --group or --patients")
+    if args.since is None and not given:
+        raise InputError("give one of --group, --patients, --condition, --bulk, --ndjson, --resume or --since")
+
+
+def since_arg(text: str) -> datetime | str:
+    try:
+        return parse_since(text)
+    except InputError as error:
+        raise argparse.ArgumentTypeError(str(error)) from error
 
 
 def positive_int(text: str) -> int:
@@ -258,7 +315,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description="Screen every patient of a panel, write back per patient, and report. "
         "Exit 0 when every patient was screened, 1 when some failed (see the report).",
     )
-    source = parser.add_mutually_exclusive_group(required=True)
+    source = parser.add_mutually_exclusive_group()
     source.add_argument("--group", metavar="Group/ID", help="the members of a FHIR Group")
     source.add_argument("--patients", type=Path, metavar="FILE", help="a file with one patient id per line")
     source.add_argument("--condition", action="store_true", help="every patient with an active RLS Condition")
@@ -269,6 +326,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     source.add_argument("--ndjson", type=Path, metavar="DIR", help="already-exported NDJSON files")
     source.add_argument("--resume", metavar="JOB_ID", help="continue a job that was stopped")
+    parser.add_argument(
+        "--since",
+        type=since_arg,
+        metavar="TIME|last",
+        help="only the patients with a result (or Condition, Procedure) written since TIME (ISO 8601, e.g. "
+        "2026-12-01T08:00:00Z), or since the last --since run ('last'); alone: every such patient on the server, "
+        "with --group or --patients: those of the panel (docs/subscriptions.md)",
+    )
     parser.add_argument("--fhir-url", help="FHIR base URL (default: FHIR_BASE_URL)")
     parser.add_argument("--as-of", type=parse_as_of, help="evaluation date YYYY-MM-DD (default: today)")
     parser.add_argument("--dry-run", action="store_true", help="write nothing to the server")

@@ -13,6 +13,7 @@ import javax.sql.DataSource;
 import org.hl7.fhir.dstu2.model.Subscription.SubscriptionChannelType;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
+import org.springframework.beans.factory.annotation.Value;
 import org.springframework.beans.factory.config.ConfigurableListableBeanFactory;
 import org.springframework.context.annotation.Bean;
 import org.springframework.context.annotation.Configuration;
@@ -52,10 +53,28 @@ public class PersistenceConfig {
 		return new PartitionSettings(); // partitioning off
 	}
 
+	/**
+	 * R4 rest-hook Subscriptions (rls-screen's re-screen on new results, docs/subscriptions.md). Our launcher does
+	 * not read the jpaserver-starter's {@code hapi.fhir.subscription.*} properties; these {@code fhir.subscription.*}
+	 * properties are its own. HAPI only calls endpoints that match the regex (an allowlist: loopback by default),
+	 * and only accepts criteria it can match in memory, so a Subscription never adds a database search to every
+	 * write.
+	 */
 	@Bean
-	public SubscriptionSettings subscriptionSettings() {
+	public SubscriptionSettings subscriptionSettings(
+			@Value("${fhir.subscription.resthook-enabled:true}") boolean restHookEnabled,
+			@Value("${fhir.subscription.resthook-endpoint-regex:}") String endpointRegex,
+			@Value("${fhir.subscription.only-in-memory:true}") boolean onlyInMemory) {
 		SubscriptionSettings settings = new SubscriptionSettings();
-		settings.addSupportedSubscriptionType(SubscriptionChannelType.RESTHOOK);
+		if (restHookEnabled) {
+			settings.addSupportedSubscriptionType(SubscriptionChannelType.RESTHOOK);
+		}
+		if (!endpointRegex.isBlank()) {
+			settings.setRestHookEndpointUrlValidationRegex(endpointRegex);
+		}
+		settings.setOnlyAllowInMemorySubscriptions(onlyInMemory);
+		LOG.info("Subscriptions: rest-hook {}, endpoints matching {}, in-memory matching only: {}",
+				restHookEnabled ? "on" : "off", settings.getRestHookEndpointUrlValidationRegex(), onlyInMemory);
 		return settings;
 	}
 
