@@ -183,9 +183,12 @@ def reference_range_text(observation: Mapping[str, Any], unit: str) -> str | Non
     high_value = high.get("value") if type(high) is dict or isinstance(high, Mapping) else None
     if low_value is None and high_value is None:
         return None
-    low_text = "" if low_value is None else str(low_value)
-    high_text = "" if high_value is None else str(high_value)
-    return f"{low_text}-{high_text} {unit}".strip()
+    # FHIR's low and high are inclusive; a range open at one end reads as a bound, not as "-5.0" or "3.5-"
+    if low_value is None:
+        return f"<= {high_value} {unit}".strip()
+    if high_value is None:
+        return f">= {low_value} {unit}".strip()
+    return f"{low_value}-{high_value} {unit}".strip()
 
 
 def interpretation_text(observation: Mapping[str, Any]) -> str | None:
