@@ -17,6 +17,8 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
+pytest_plugins = ["tests.support.browser"]  # browser, new_page, page, axe: one Chromium per test session
+
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_BASE_URL = "http://127.0.0.1:8080/fhir"
 

@@ -32,7 +32,6 @@ from rls_screen.screening import screen_patient
 from rls_screen.settings import Settings
 from rls_screen.urls import Allowlist
 from tests.api.helpers import LiveServer
-from tests.browser.conftest import axe, axe_source, browser, new_page  # noqa: F401  (the shared Chromium fixtures)
 from tests.support.fhir_data import observation, patient, put_all
 
 REPO = Path(__file__).resolve().parents[2]

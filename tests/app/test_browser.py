@@ -23,7 +23,7 @@ DOCS_IMG = Path(__file__).resolve().parents[2] / "docs" / "img"
 
 @pytest.fixture
 def page(new_page: Callable[..., Any]) -> Any:
-    """The shared system-Chromium page (tests/browser/conftest.py), allowed to reach the loopback servers;
+    """The shared system-Chromium page (tests/support/browser.py), allowed to reach the loopback servers;
     it fails the test on any script error or Content-Security-Policy violation in the app's pages."""
     return new_page(allow_network=True)
 

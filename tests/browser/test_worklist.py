@@ -26,7 +26,7 @@ from rls_screen.batch.worklist_page import patient_link
 from rls_screen.knowledge import Knowledge, load_knowledge
 from rls_screen.priority import ROLE_ORDER
 from rls_screen.wording import ROLE_NAMES
-from tests.browser.conftest import screenshot_dir
+from tests.support.browser import screenshot_dir
 from tests.support.worklist_panels import panel_records, screen_run
 
 pytestmark = pytest.mark.browser

@@ -1,4 +1,5 @@
-"""Browser fixtures: the system headless Chromium (Debian's /usr/bin/chromium) driven by Playwright.
+"""Browser fixtures (a pytest plugin, registered once in tests/conftest.py so one Chromium serves every
+test folder): the system headless Chromium (Debian's /usr/bin/chromium) driven by Playwright.
 
 Nothing here downloads a browser: Playwright launches ``/usr/bin/chromium`` through
 ``executable_path``. When Chromium or axe-core is missing, ``deploy/browser/install.sh`` installs it
