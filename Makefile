@@ -9,7 +9,7 @@ export FHIR_PORT FHIR_BASE_URL
 DEMO_PATIENTS ?= 200
 DEMO_SEED ?= 1
 
-.PHONY: setup browser-deps demo serve test test-unit lint fmt fhir-up fhir-down auth-up auth-down serve-app bench bench-cds deploy-check clean
+.PHONY: setup browser-deps demo serve test test-unit lint fmt fhir-up fhir-down db-up db-down auth-up auth-down serve-app bench bench-cds deploy-check clean
 
 $(BIN)/rls-screen: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,12 @@ fhir-up: ## build (cached) and start the local HAPI FHIR server on 127.0.0.1:$(F
 
 fhir-down: ## stop the local HAPI FHIR server
 	deploy/fhir-down.sh
+
+db-up: ## start the local PostgreSQL (Debian package; installed when missing) for the shared state store, 127.0.0.1:55432
+	deploy/db-up.sh
+
+db-down: ## stop the local PostgreSQL (keeps its data; DB_DROP=1 deletes it)
+	deploy/db-down.sh
 
 auth-up: ## start the local SMART authorization server (oidc-provider from npm) on 127.0.0.1:8095
 	deploy/auth-up.sh

@@ -17,7 +17,8 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
-pytest_plugins = ["tests.support.browser"]  # browser, new_page, page, axe: one Chromium per test session
+# browser, new_page, page, axe: one Chromium per test session; postgres_server, postgres_url, state_url
+pytest_plugins = ["tests.support.browser", "tests.support.postgres"]
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_BASE_URL = "http://127.0.0.1:8080/fhir"
@@ -32,6 +33,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.net)
         elif "fhir" in parts or "e2e" in parts:
             item.add_marker(pytest.mark.fhir)
+        callspec = getattr(item, "callspec", None)
+        if "postgres_server" in getattr(item, "fixturenames", ()) or (
+            callspec is not None and callspec.params.get("state_url") == "postgresql"
+        ):
+            item.add_marker(pytest.mark.postgres)
 
 
 def _answers(base_url: str) -> bool:

@@ -62,6 +62,15 @@ class Settings(BaseSettings):
         "e.g. the EHR's chart or the clinician app (https://ehr.example.org/chart/{patient_id}); none without it.",
     )
     state_dir: Path = Field(default=Path("var"), description="Where job databases and reports are written.")
+    state_url: SecretStr | None = Field(
+        default=None,
+        description="The shared state store for every part (CDS feedback and issued cards, JWT replay cache, batch "
+        "jobs, re-screen queue, --since marks): postgresql://user@host/db for replicas and runners that share it, or "
+        "an SQLite file path. Unset: each part keeps its own SQLite file under state_dir (one host). rls_screen.state.",
+    )
+
+    def state_url_text(self) -> str | None:
+        return self.state_url.get_secret_value() if self.state_url is not None else None
 
 
 @lru_cache(maxsize=1)
