@@ -81,9 +81,9 @@ def test_a_well_formed_token_built_this_way_passes(ehr: Ehr, es_key: SigningKey)
         ({"kid": 7}, "JWT header unreadable"),
         ({"kid": ""}, "kid is missing or not a string"),
         ({"kid": "k" * 300}, "kid is missing or not a string"),
-        ({"typ": 5}, "typ is not JWT"),
-        ({"typ": ["JWT"]}, "typ is not JWT"),
-        ({"typ": "JOSE+JSON"}, "typ is not JWT"),
+        ({"typ": 5}, "typ is missing or not JWT"),
+        ({"typ": ["JWT"]}, "typ is missing or not JWT"),
+        ({"typ": "JOSE+JSON"}, "typ is missing or not JWT"),
         ({"jku": ["https://ehr.example.test/jwks"]}, "jku is not a URL string"),
         ({"jku": {"url": "https://ehr.example.test/jwks"}}, "jku is not a URL string"),
         ({"crit": ["exp"], "exp": 1}, "JWT header unreadable"),
@@ -144,3 +144,8 @@ def test_payloads_that_are_not_a_claims_object(
     ehr: Ehr, es_key: SigningKey, caplog: pytest.LogCaptureFixture, payload: str, reason: str
 ) -> None:
     _refused(ehr, compact_jws(_header(), payload, es_key), caplog, reason)
+
+
+def test_a_header_without_typ_is_refused(ehr: Ehr, es_key: SigningKey, caplog: pytest.LogCaptureFixture) -> None:
+    header = json.dumps({"alg": "ES384", "kid": ES_KID})  # CDS Hooks 2.0: typ is required, fixed value JWT
+    _refused(ehr, compact_jws(header, _claims(ehr), es_key), caplog, "typ is missing or not JWT")

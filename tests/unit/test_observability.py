@@ -57,7 +57,7 @@ def test_resource_labels_are_types_or_operations_never_ids(kind: str, label: str
         ("no Authorization header", "missing"),
         ("bearer token is not a compact JWS", "malformed"),
         ("alg 'none' not allowed (ES384, RS384 only)", "alg-not-allowed"),
-        ("JWT header typ is not JWT", "header-invalid"),
+        ("JWT header typ is missing or not JWT", "header-invalid"),
         ("JWT lacks required claims: jti", "claims-missing"),
         ("claim exp is missing or not a number", "claims-invalid"),
         ("issuer is not on the trusted-issuers list", "issuer-untrusted"),

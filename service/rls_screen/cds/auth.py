@@ -4,7 +4,7 @@ Order of checks (cheap and local first, so a malformed or untrusted token costs 
 
 1. ``Authorization: Bearer <jwt>`` is present and the JWT has three parts.
 2. Header, each field of its one accepted type: ``alg`` the string ES384 or RS384 (never ``none``,
-   never HMAC), ``kid`` a string, ``typ`` "JWT" when given, ``jku`` (if any) a string, checked in
+   never HMAC), ``kid`` a string, ``typ`` "JWT" (CDS Hooks requires it), ``jku`` (if any) a string, checked in
    step 4; no ``crit`` or ``b64`` (JWS extensions we do not implement).
 3. Claims, read once unverified, each of its one accepted type: ``iss`` a string naming a trusted
    issuer; ``aud`` a string or an array of strings; ``exp``, ``iat`` and ``nbf`` (if sent) finite
@@ -275,9 +275,9 @@ def _header(token: str) -> dict[str, Any]:
     kid = header.get("kid")
     if not isinstance(kid, str) or not kid or len(kid) > MAX_ID_CHARS:
         raise AuthenticationError("JWT header kid is missing or not a string")
-    typ = header.get("typ", "JWT")
-    if not isinstance(typ, str) or typ.upper() != "JWT":
-        raise AuthenticationError("JWT header typ is not JWT")
+    typ = header.get("typ")
+    if not isinstance(typ, str) or typ.upper() != "JWT":  # required by CDS Hooks 2.0 ("Fixed value: JWT")
+        raise AuthenticationError("JWT header typ is missing or not JWT")
     if "jku" in header and not (isinstance(header["jku"], str) and len(header["jku"]) <= MAX_CLAIM_CHARS):
         raise AuthenticationError("JWT header jku is not a URL string")
     if "crit" in header or "b64" in header:
