@@ -26,8 +26,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-RULES_MD = Path(__file__).resolve().parents[2] / "docs" / "rules.md"
-"""docs/rules.md of a source checkout (the installed package does not carry docs/; the pages then say so)."""
+_INSTALLED_RULES_MD = Path(__file__).resolve().parent / "spec" / "rules.md"  # pyproject ships it as rls_screen.spec
+_CHECKOUT_RULES_MD = Path(__file__).resolve().parents[2] / "docs" / "rules.md"
+RULES_MD = _INSTALLED_RULES_MD if _INSTALLED_RULES_MD.is_file() else _CHECKOUT_RULES_MD
+"""docs/rules.md: in an installed package (wheel, image) beside the code; in a source checkout under docs/."""
 DOI_BASE = "https://doi.org/"
 _VERSION_IN_TITLE = re.compile(r"^# .*?(\d{4}\.\d+)", re.MULTILINE)
 _BACKTICK_RULE_ID = re.compile(r"`([A-Z][A-Z0-9]*(?:-[A-Z0-9]+)+)`")

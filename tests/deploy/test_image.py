@@ -74,12 +74,17 @@ def test_relocated_data_is_read_through_the_data_root(tmp_path: Path) -> None:
         "import rls_screen, sys\n"
         "from rls_screen.knowledge import load_knowledge\n"
         "k = load_knowledge()\n"
-        "print(rls_screen.__file__, k.ruleset.version, len(k.terminology.value_sets), sep='|')\n"
+        "from rls_screen.ruledocs import RULES_MD, RuleDocs\n"
+        "print(rls_screen.__file__, k.ruleset.version, len(k.terminology.value_sets), RULES_MD,"
+        " RuleDocs.load().spec_version, sep='|')\n"
     )
     env = {**os.environ, "PYTHONPATH": str(site)}
     out = subprocess.run([sys.executable, "-c", probe], env=env, check=True, capture_output=True, text=True).stdout
-    module_file, version, value_sets = out.strip().split("|")
+    module_file, version, value_sets, rules_md, spec_version = out.strip().split("|")
     assert module_file.startswith(str(site))
+    # docs/rules.md ships in the package: the installed service's rule pages carry the full statement
+    assert rules_md.startswith(str(site))
+    assert spec_version.startswith("20")
     assert version == "2026.2-site"
     assert int(value_sets) > 20
 

@@ -24,3 +24,6 @@ def test_every_code_subpackage_and_data_folder_is_packaged() -> None:
     assert "*.json" in data["rls_screen.terminology"]
     assert "conceptmaps/*.json" in data["rls_screen.mappings"]
     assert "*.json" in data["rls_screen.ruleset"]
+    # docs/rules.md, the rules' complete statement, ships beside the code (ruledocs reads it there when installed)
+    assert config["package-dir"]["rls_screen.spec"] == "docs"
+    assert data["rls_screen.spec"] == ["rules.md"]
