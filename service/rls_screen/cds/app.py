@@ -5,8 +5,8 @@ import. Routes:
 
 - ``GET /cds-services``: discovery (JWT required, like every CDS call)
 - ``POST /cds-services/{id}``: one route per service, each with its hook's request model
-- ``POST /cds-services/{id}/feedback``: feedback, stored in SQLite
-- ``GET /health`` (liveness) and ``GET /ready`` (knowledge loaded, database answers); no JWT
+- ``POST /cds-services/{id}/feedback``: feedback, kept in the state store (``rls_screen.state``)
+- ``GET /health`` (liveness) and ``GET /ready`` (knowledge loaded, state store answers); no JWT
 - ``GET /rules/...``: the rule documentation cards link to (``rule_pages``); no JWT
 - ``GET /metrics``: Prometheus text (``rls_screen.observability``); no JWT, keep it off the public route
 
@@ -28,7 +28,6 @@ import traceback
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from http.cookiejar import DefaultCookiePolicy
-from pathlib import Path
 from typing import Annotated, Any
 
 import orjson
@@ -49,7 +48,7 @@ from rls_screen.cds.auth import (
     DEV_MODE_CLIENT,
     JwksCache,
     JwtVerifier,
-    SqliteReplayCache,
+    StoredReplayCache,
     VerifiedClient,
     load_trusted_issuers,
 )
@@ -88,6 +87,7 @@ from rls_screen.rescreen.endpoint import mount_rescreen
 from rls_screen.rescreen.settings import RescreenSettings
 from rls_screen.ruledocs import RuleDocs
 from rls_screen.settings import Settings, get_settings
+from rls_screen.state import StateDatabase, open_database, state_target
 
 FHIR_JSON = "application/fhir+json"
 log = logging.getLogger("rls_screen.cds")
@@ -236,7 +236,7 @@ class AuthenticationMiddleware:
 # --- the app ---------------------------------------------------------------------------------------
 
 
-def _verifier(settings: CdsSettings, session: requests.Session, state_db: Path) -> JwtVerifier | None:
+def _verifier(settings: CdsSettings, session: requests.Session, state_db: StateDatabase) -> JwtVerifier | None:
     if settings.cds_jku_allowlist.strip():
         raise ConfigurationError(
             "RLS_SCREEN_CDS_JKU_ALLOWLIST is no longer supported: it let one issuer's token name another's keys. "
@@ -259,7 +259,7 @@ def _verifier(settings: CdsSettings, session: requests.Session, state_db: Path) 
         jwks_cache=JwksCache(session, settings.cds_jwks_cache_s),
         leeway_s=settings.cds_jwt_leeway_s,
         max_lifetime_s=settings.cds_jwt_max_lifetime_s,
-        replay=SqliteReplayCache(state_db),  # shared by every uvicorn worker using this state file
+        replay=StoredReplayCache(state_db),  # shared by every worker and replica using this state store
     )
 
 
@@ -309,7 +309,12 @@ def create_app(
     base_settings = base_settings or get_settings()
     knowledge = knowledge or load_knowledge(base_settings.conceptmap_dir)
     session = _session()
-    verifier = _verifier(settings, session, settings.feedback_db_path(base_settings.state_dir))
+    # RLS_SCREEN_STATE_URL (PostgreSQL for replicas), else the one-host file: one pool per worker process.
+    default_file = settings.feedback_db_path(base_settings.state_dir)
+    state_db = open_database(
+        state_target(base_settings.state_url_text(), default_file), pool_size=settings.cds_state_pool_size
+    )
+    verifier = _verifier(settings, session, state_db)
     salt = settings.cds_subject_salt.get_secret_value() if settings.cds_subject_salt else "rls-screen"
     if settings.cds_subject_salt is None and not settings.cds_dev_mode:
         log.warning(
@@ -319,7 +324,7 @@ def create_app(
     runtime = CdsRuntime(
         knowledge=knowledge,
         settings=settings,
-        store=FeedbackStore(settings.feedback_db_path(base_settings.state_dir), salt=salt),
+        store=FeedbackStore(state_db, salt=salt),
         access_config=FhirAccessConfig(
             allowlist=Allowlist.from_settings(base_settings),
             session=session,
@@ -506,10 +511,10 @@ def create_app(
 
     @app.get("/ready", tags=["Operations"])
     async def ready() -> Response:
-        database = await run_in_threadpool(runtime.store.ping)
+        database = await run_in_threadpool(state_db.ping)
         checks = {
             "knowledge": f"rule set {knowledge.ruleset.version}",
-            "feedback-db": "ok" if database else "unavailable",
+            "state-store": f"ok ({state_db.dialect})" if database else "unavailable",
             "jwt": "dev mode (verification off)" if verifier is None else "verifying",
         }
         return json_response(
@@ -522,6 +527,7 @@ def create_app(
     # Re-screen on FHIR Subscription notifications (docs/subscriptions.md): routes with their own secret.
     rescreen = mount_rescreen(app, base_settings=base_settings, knowledge=knowledge, settings=rescreen_settings)
     app.state.rescreen = rescreen
+    app.state.state_db = state_db  # closed on shutdown by whoever owns the lifespan (one pool per worker)
     own_auth = ((APP_PATH_PREFIX,) if smart_app else ()) + ((RESCREEN_PREFIX,) if rescreen is not None else ())
     app.add_middleware(AuthenticationMiddleware, verifier=verifier, own_auth_prefixes=own_auth)
     app.add_middleware(CatchAllMiddleware)

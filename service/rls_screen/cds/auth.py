@@ -42,14 +42,14 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from rls_screen.cds.errors import AuthenticationError
 from rls_screen.cds.issuers import TrustedIssuer, load_trusted_issuers, normalised_jwks_url
 from rls_screen.cds.jwks import JwksCache, find_key
-from rls_screen.cds.replay import ReplayCache, SqliteReplayCache
+from rls_screen.cds.replay import ReplayCache, StoredReplayCache
 
 __all__ = [
     "DEV_MODE_CLIENT",
     "JwksCache",
     "JwtVerifier",
     "ReplayCache",
-    "SqliteReplayCache",
+    "StoredReplayCache",
     "TrustedIssuer",
     "VerifiedClient",
     "load_trusted_issuers",
@@ -147,7 +147,7 @@ class JwtVerifier:
         jwks_cache: JwksCache,
         leeway_s: float,
         max_lifetime_s: float,
-        replay: ReplayCache | SqliteReplayCache | None = None,
+        replay: ReplayCache | StoredReplayCache | None = None,
     ) -> None:
         # No injected clock: PyJWT checks exp, iat and nbf against the wall clock, and the lifetime cap
         # and the replay cache must use the same one.

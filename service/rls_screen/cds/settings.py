@@ -68,7 +68,16 @@ class CdsSettings(BaseSettings):
         default="", description="Comma-separated origins allowed by CORS ('*' for any); empty: CORS off."
     )
     cds_feedback_db: Path | None = Field(
-        default=None, description="SQLite file for feedback and issued cards (default: <state_dir>/cds.sqlite3)."
+        default=None,
+        description="SQLite file for feedback, issued cards and the JWT replay cache when RLS_SCREEN_STATE_URL is "
+        "unset (default: <state_dir>/cds.sqlite3).",
+    )
+    cds_state_pool_size: int = Field(
+        default=8,
+        ge=1,
+        le=64,
+        description="PostgreSQL connections per worker process for the state store (RLS_SCREEN_STATE_URL); "
+        "size the server's max_connections for replicas x workers x this. Unused with SQLite.",
     )
     cds_override_suppression_days: int = Field(
         default=30,
