@@ -66,7 +66,7 @@ def knowledge() -> Knowledge:
 @pytest.fixture
 def cds_server(tmp_path: Path, issuers_file: Path, es_key: SigningKey, knowledge: Knowledge) -> Iterator[ServerFactory]:
     """Start a CDS server; keyword arguments override CdsSettings; ``fhir_base_url`` and ``fhir_allowlist``
-    (comma-separated) are the FHIR servers it may call."""
+    (comma-separated) are the FHIR servers it may call; ``state_url`` is RLS_SCREEN_STATE_URL."""
     servers: list[LiveServer] = []
 
     def start(
@@ -74,6 +74,7 @@ def cds_server(tmp_path: Path, issuers_file: Path, es_key: SigningKey, knowledge
         fhir_base_url: str = "http://127.0.0.1:8080/fhir",
         fhir_allowlist: str = "",
         issuers: Path | None = None,
+        state_url: str | None = None,
         **overrides: Any,
     ) -> tuple[LiveServer, Ehr]:
         server = LiveServer()
@@ -86,7 +87,11 @@ def cds_server(tmp_path: Path, issuers_file: Path, es_key: SigningKey, knowledge
             **overrides,
         }
         base_settings = Settings(
-            FHIR_BASE_URL=fhir_base_url, fhir_allowlist=fhir_allowlist, state_dir=tmp_path, fhir_max_retries=0
+            FHIR_BASE_URL=fhir_base_url,
+            fhir_allowlist=fhir_allowlist,
+            state_dir=tmp_path,
+            fhir_max_retries=0,
+            state_url=state_url,
         )
         server.start(create_app(CdsSettings(**values), base_settings, knowledge=knowledge))
         return server, Ehr(server.base_url, es_key)
