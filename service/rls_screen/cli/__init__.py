@@ -16,7 +16,7 @@ from rls_screen.errors import RlsScreenError
 from rls_screen.observability.logs import configure_logging
 from rls_screen.observability.tracing import configure_tracing
 
-from . import batch, demo, evaluate, screen, serve, subscribe, synth
+from . import batch, demo, evaluate, screen, serve, state, subscribe, synth
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"rls-screen {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level on stderr")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (evaluate, screen, batch, demo, synth, serve, subscribe):
+    for module in (evaluate, screen, batch, demo, synth, serve, subscribe, state):
         module.register(subparsers)
     return parser
 
