@@ -1,7 +1,8 @@
 """Two replicas of the service on one PostgreSQL state store (RLS_SCREEN_STATE_URL): what one learns, both know.
 
 Each app below has its own pool, as two pods do: a token used on one is a replay on the other, and an
-override sent to one hides the card on the other. /ready reports the state store it pings.
+override sent to one hides the card on the other. /ready reports the state store it pings; with the store
+gone, a call is refused (the replay check fails closed) and /ready answers 503.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from tests.api.helpers import NORMAL, PATIENT_VIEW, Ehr, ServerFactory, full_pre
 
 from rls_screen.state import open_database, parse_state_url, recorded_versions
 
-pytestmark = [pytest.mark.net, pytest.mark.postgres]
+pytestmark = pytest.mark.net
 PUBLIC = "https://cds.example.test"
 SERVICE = f"/cds-services/{PATIENT_VIEW}"
 IRON = "iron-insufficient-for-rls"
@@ -31,6 +32,7 @@ def _iron(cards: list[Any]) -> Any:
     return next((c for c in cards if c["source"]["topic"]["code"] == IRON), None)
 
 
+@pytest.mark.postgres
 def test_two_replicas_share_tokens_and_overrides(cds_server: ServerFactory, postgres_url: str) -> None:
     first_server, first = cds_server(public_url=PUBLIC, state_url=postgres_url)
     _, second = cds_server(public_url=PUBLIC, state_url=postgres_url)
@@ -56,3 +58,14 @@ def test_two_replicas_share_tokens_and_overrides(cds_server: ServerFactory, post
         assert recorded_versions(db) == {"cds-feedback": 1, "jwt-replay": 1}
     finally:
         db.close()
+
+
+def test_a_state_store_gone_fails_closed_and_not_ready(cds_server: ServerFactory, state_url: str) -> None:
+    server, ehr = cds_server(public_url=PUBLIC, state_url=state_url)
+    assert server.server is not None
+    server.server.config.app.state.state_db.close()  # the database gone, as the service sees it
+    ready = ehr.session.get(server.base_url + "/ready", timeout=10)
+    assert (ready.status_code, ready.json()["checks"]["state-store"]) == (503, "unavailable")
+    body = patient_view_request("ss3", full_prefetch("ss3", labs("ss3", **NORMAL)))
+    refused = ehr.post(SERVICE, body, token=ehr.token(SERVICE, aud=PUBLIC + SERVICE))
+    assert (refused.status_code, refused.content) == (401, b"")  # no replay check, no call
