@@ -185,3 +185,39 @@ def test_the_entrypoint_refuses_to_start_without_the_mounted_secret(tmp_path: Pa
     )
     assert result.returncode == 3
     assert "trusted-issuers.json is not readable (is the Secret mounted?)" in result.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+@pytest.mark.timeout(1200)
+def test_the_migrate_init_container_brings_a_postgresql_state_store_up_to_date(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    """stateStore postgresql: the pod's init container (`state migrate`) run through the entrypoint with the chart's
+    environment migrates every component of an empty database once; `state status` then says up to date (exit 0)."""
+    objects = _rendered(
+        str(REPO / "deploy" / "helm" / "minimal-values.yaml"),
+        "stateStore=postgresql",
+        f"secrets.stateUrl={postgres_url}",
+    )
+    (deployment,) = [o for o in objects if o["kind"] == "Deployment"]
+    (init,) = deployment["spec"]["template"]["spec"]["initContainers"]
+    assert init["args"] == ["state", "migrate"]
+    env, _ = _chart_environment(objects, tmp_path / "root")
+    assert env["RLS_SCREEN_STATE_URL"] == postgres_url
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("RLS_SCREEN_")} | env
+    environment["RLS_SCREEN_BIN"] = str(Path(sys.executable).parent / "rls-screen")
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        command = ["sh", str(IMAGE / "entrypoint.sh"), *args]
+        return subprocess.run(command, env=environment, capture_output=True, text=True, timeout=120)
+
+    before = run("state", "status")
+    assert before.returncode == 1, before.stderr  # an empty database: work for migrate
+    migrated = run(*init["args"])
+    assert migrated.returncode == 0, migrated.stderr
+    after = run("state", "status")
+    assert after.returncode == 0, after.stdout + after.stderr
+    assert "cds-feedback" in after.stdout
+    assert "jwt-replay" in after.stdout
+    assert run(*init["args"]).returncode == 0  # a second pod starting: nothing left to do
