@@ -284,7 +284,7 @@ def _route_path(request: Request) -> str:
     return route_path(request.scope)
 
 
-def authenticated(request: Request) -> VerifiedClient:
+async def authenticated(request: Request) -> VerifiedClient:
     """The caller, verified by ``AuthenticationMiddleware`` before the body was read."""
     client = request.scope.get(CLIENT_SCOPE_KEY)
     if not isinstance(client, VerifiedClient):  # a route the middleware let through unverified: refuse
