@@ -67,6 +67,7 @@ from rls_screen.cds.models import (
 )
 from rls_screen.cds.orders import load_drug_catalog
 from rls_screen.cds.prefetch import FhirAccessConfig
+from rls_screen.cds.request_body import CdsRoute
 from rls_screen.cds.rule_pages import RULES_PREFIX, rule_pages_router
 from rls_screen.cds.runtime import CdsRuntime
 from rls_screen.cds.services import (
@@ -343,6 +344,7 @@ def create_app(
         # rls_screen.observability.tracing makes the server span instead, with route and status only.
         telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
+    app.router.route_class = CdsRoute  # the routes below decode their JSON bodies with msgspec
     app.state.runtime = runtime
     app.state.verifier = verifier
     smart_app = app_router(
