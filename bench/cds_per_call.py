@@ -1,6 +1,6 @@
 """CDS patient-view: service CPU per call against a bare FastAPI app on the same stack (issue 18, "CDS per call").
 
-    python bench/cds_per_call.py [--calls 200] [--rounds 3] [--profile 300] > fragment.md
+    python bench/cds_per_call.py [--calls 200] [--rounds 3] [--profile 300] [--baseline DIR] > fragment.md
 
 Side by side, as the issue measures it:
 - The service: ``rls-screen serve --workers 1`` in dev mode (no JWT, so the figure is the hook's own work).
@@ -9,8 +9,10 @@ Side by side, as the issue measures it:
 - The same 54-Observation patient-view body (Patient, RLS Condition, 9 draws of 6 analytes), in three
   variants: no findings, two findings (iron below target, anaemia), four findings (iron below target,
   anaemia, kidney failure, potassium 6.3 mmol/L).
-- A sequential client (one call at a time, keep-alive); interleaved rounds (the app that goes first
-  alternates); CPU of each server process from /proc (user + system) over the round's calls.
+- With ``--baseline DIR`` (a source tree of another commit, e.g. ``git archive main | tar -x -C DIR``), that
+  commit's service too, run from ``DIR/service`` by the same interpreter: before and after side by side.
+- A sequential client (one call at a time, keep-alive); interleaved rounds (the order of the apps rotates
+  each round); CPU of each server process from /proc (user + system) over the round's calls.
 Then an in-process profile of the service's handler for each body (cProfile through Starlette's
 TestClient), grouped by module, so the per-finding cost can be located.
 Output: a markdown fragment on stdout.
@@ -21,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import functools
 import io
 import os
 import pstats
@@ -33,7 +36,7 @@ import textwrap
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -267,6 +270,7 @@ def main() -> int:
     parser.add_argument("--calls", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--profile", type=int, default=300, help="calls per profiled variant (0: no profile)")
+    parser.add_argument("--baseline", type=Path, help="a source tree whose service/ is measured too (before/after)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         env = {
@@ -277,26 +281,31 @@ def main() -> int:
         }
         os.environ.update({k: env[k] for k in ("RLS_SCREEN_CDS_DEV_MODE", "RLS_SCREEN_STATE_DIR")})
         (Path(tmp) / "bare_app.py").write_text(BARE_APP, encoding="utf-8")
-        service_port, bare_port = free_port(), free_port()
+        service_port, bare_port, baseline_port = free_port(), free_port(), free_port()
         env["RLS_SCREEN_PUBLIC_URL"] = f"http://127.0.0.1:{service_port}"
-        service_cmd = [sys.executable, "-m", "rls_screen.cli", "serve", "--port", str(service_port), "--workers", "1"]
-        service_cmd += ["--no-access-log"] if "--no-access-log" in _serve_help() else []
         bare_cmd = [sys.executable, "-m", "uvicorn", "bare_app:app", "--port", str(bare_port), "--workers", "1"]
         bare_cmd += ["--no-access-log", "--app-dir", tmp, "--log-level", "warning"]
         payloads = {v: orjson_dumps(body(v)) for v in VARIANTS}
         cpu: dict[tuple[str, str], list[float]] = {}
         wall: dict[tuple[str, str], list[float]] = {}
-        with (
-            server(service_cmd, env, service_port) as (service_base, service_pid),
-            server(bare_cmd, env, bare_port) as (bare_base, bare_pid),
-        ):
-            session = requests.Session()
+        with ExitStack() as stack:
+            service_base, service_pid = stack.enter_context(server(_serve(service_port), env, service_port))
+            bare_base, bare_pid = stack.enter_context(server(bare_cmd, env, bare_port))
             sides = {"service": (service_base + SERVICE, service_pid), "bare": (bare_base + SERVICE, bare_pid)}
+            if args.baseline:
+                baseline_env = env | {
+                    "PYTHONPATH": str(args.baseline.resolve() / "service"),
+                    "RLS_SCREEN_PUBLIC_URL": f"http://127.0.0.1:{baseline_port}",
+                }
+                base, pid = stack.enter_context(server(_serve(baseline_port), baseline_env, baseline_port))
+                sides["baseline"] = (base + SERVICE, pid)
+            session = requests.Session()
             for payload in payloads.values():  # warm-up, discarded
                 for url, pid in sides.values():
                     measure(session, url, pid, payload, 50)
             for round_number in range(args.rounds):
-                order = ["service", "bare"] if round_number % 2 == 0 else ["bare", "service"]
+                names = list(sides)
+                order = names[round_number % len(names) :] + names[: round_number % len(names)]
                 for variant, payload in payloads.items():
                     for side in order:
                         url, pid = sides[side]
@@ -309,21 +318,27 @@ def main() -> int:
         bare_cpu = statistics.median(cpu[("bare", variant)]) * 1000
         times = sorted(wall[("service", variant)])
         p50, p99 = times[len(times) // 2] * 1000, times[int(len(times) * 0.99)] * 1000
+        before = ""
+        if args.baseline:
+            baseline_cpu = statistics.median(cpu[("baseline", variant)]) * 1000
+            before = f"{baseline_cpu:.2f} | {baseline_cpu / max(bare_cpu, 1e-9):.1f} | "
         rows.append(
-            f"| {variant} | {service_cpu:.2f} | {bare_cpu:.2f} | {service_cpu / max(bare_cpu, 1e-9):.1f} "
+            f"| {variant} | {before}{service_cpu:.2f} | {bare_cpu:.2f} | {service_cpu / max(bare_cpu, 1e-9):.1f} "
             f"| {p50:.1f} | {p99:.1f} |"
         )
+    before_head = "baseline CPU ms/call | baseline ratio | " if args.baseline else ""
     lines = [
         f"## CDS patient-view: service CPU per call vs a bare FastAPI app ({args.rounds} interleaved rounds of "
         f"{args.calls} calls per body and side, sequential client, one worker, dev mode)",
         "",
-        "| body (54 Observations) | service CPU ms/call | bare FastAPI CPU ms/call | ratio | service p50 ms "
-        "| service p99 ms |",
-        "|---|---|---|---|---|---|",
+        f"| body (54 Observations) | {before_head}service CPU ms/call | bare FastAPI CPU ms/call | ratio "
+        "| service p50 ms | service p99 ms |",
+        "|---|---|---|---|---|---|" + ("---|---|" if args.baseline else ""),
         *rows,
         "",
         f"Measured {datetime.now(UTC).date().isoformat()} on {machine()}.",
-        f"Command: `python bench/cds_per_call.py --calls {args.calls} --rounds {args.rounds} --profile {args.profile}`",
+        f"Command: `python bench/cds_per_call.py --calls {args.calls} --rounds {args.rounds} --profile {args.profile}"
+        + (" --baseline DIR`" if args.baseline else "`"),
         "",
     ]
     if args.profile:
@@ -347,6 +362,12 @@ def orjson_dumps(value: Any) -> bytes:
     return orjson.dumps(value)
 
 
+def _serve(port: int) -> list[str]:
+    command = [sys.executable, "-m", "rls_screen.cli", "serve", "--port", str(port), "--workers", "1"]
+    return command + (["--no-access-log"] if "--no-access-log" in _serve_help() else [])
+
+
+@functools.cache
 def _serve_help() -> str:
     return subprocess.run(
         [sys.executable, "-m", "rls_screen.cli", "serve", "--help"], capture_output=True, text=True, check=False
