@@ -22,10 +22,12 @@ service, hook, hookInstance, counts and timings: never tokens, patient ids or cl
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import time
 import traceback
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from http.cookiejar import DefaultCookiePolicy
 from pathlib import Path
@@ -102,6 +104,8 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     )
 }
 ERROR_RESPONSES[401] = {"description": "JWT missing or not acceptable (bare 401, no body)"}
+CALL_THREADS = 40
+"""Hook calls running at once in a worker process (as many as Starlette's thread pool allows)."""
 
 
 def json_response(content: Any, status: int = 200, media_type: str = "application/json") -> Response:
@@ -317,6 +321,7 @@ def create_app(
             "cds: RLS_SCREEN_CDS_SUBJECT_SALT is not set; patient keys in the feedback database use a default salt"
         )
     deadline = min(settings.cds_deadline_ms / 1000, 60.0)
+    call_threads = ThreadPoolExecutor(max_workers=CALL_THREADS, thread_name_prefix="cds-call")
     runtime = CdsRuntime(
         knowledge=knowledge,
         settings=settings,
@@ -398,10 +403,15 @@ def create_app(
     async def run_call(service_id: str, body: HookRequest, client: VerifiedClient) -> Response:
         started = cds_calls.call_started(service_id, body.hook, str(body.hook_instance))
         deadline_at = time.monotonic() + deadline
+        # In a thread of the call pool, with this call's context (its hookInstance on the logs, its span):
+        # an executor's future costs about half of anyio's thread hop (issue 18), and at the deadline
+        # it is dropped at once while the thread finishes on its own.
+        context = contextvars.copy_context()
+        work = asyncio.get_running_loop().run_in_executor(
+            call_threads, context.run, runtime.call, service_id, body, client, deadline_at
+        )
         try:
-            outcome = await asyncio.wait_for(
-                run_in_threadpool(runtime.call, service_id, body, client, deadline_at), timeout=deadline
-            )
+            outcome = await asyncio.wait_for(work, timeout=deadline)
         except Exception as error:
             # Past the deadline the answer is "no cards", whatever the worker ran into on its way
             # there (a read cut short by the deadline, a 412 it would have given): the EHR asked for
