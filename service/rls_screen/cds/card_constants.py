@@ -1,9 +1,9 @@
 """The parts of a card that depend only on the rule set, the terminology and the configured link targets.
 
-A card's source, override reasons, rule and DOI links, its guideline cells and its disclaimer are the
-same for every call of a process: ``CdsRuntime`` builds one ``CardConstants`` and every call's
-``CardBuilder`` reads from it, so they are worked out once per rule id, topic or citation list instead
-of once per card (issue 18: URL quoting, citation look-ups and the pydantic models of these parts were
+A card's source, override reasons, rule and DOI links, its guideline cells, its list of sources and its
+disclaimer are the same for every call of a process: ``CdsRuntime`` builds one ``CardConstants`` and
+every call's ``CardBuilder`` reads from it, so they are worked out once per rule id, topic or citation
+list instead of once per card (issue 18: URL quoting, citation look-ups and the pydantic models of these parts were
 a fifth of the card's cost). A builder made without one (tests, the golden files) makes its own. The
 parts handed out are shared: a card never modifies its source or its links after it is built.
 """
@@ -41,6 +41,7 @@ class CardConstants:
         self._rule_urls: dict[str, str | None] = {}
         self._links: dict[tuple[str, tuple[str, ...], bool], tuple[Link, ...]] = {}
         self._guideline_cells: dict[tuple[str, ...], str] = {}
+        self._sources_lines: dict[tuple[str, ...], tuple[str, ...]] = {}
 
     def source(self, topic: str) -> Source:
         source = self._sources.get(topic)
@@ -94,3 +95,13 @@ class CardConstants:
                 cells.append(f"[{label}]({doi_url(citation.doi)})" if citation and citation.doi else label)
             cell = self._guideline_cells[key] = "; ".join(dict.fromkeys(cells)) or "-"
         return cell
+
+    def sources(self, citations: Iterable[str]) -> list[str]:
+        """The detail's numbered list of the distinct full citations, in order of first mention."""
+        key = tuple(citations)
+        lines = self._sources_lines.get(key)
+        if lines is None:
+            unique = list(dict.fromkeys(key))
+            listed = [f"{n}. {c}" for n, c in enumerate(unique, 1)]
+            lines = self._sources_lines[key] = ("**Sources**", "", *listed, "") if unique else ()
+        return list(lines)

@@ -199,10 +199,7 @@ class CardParts:
         return [*rows, ""]
 
     def _sources(self, citations: Iterable[str]) -> list[str]:
-        unique = list(dict.fromkeys(citations))
-        if not unique:
-            return []
-        return ["**Sources**", "", *[f"{n}. {c}" for n, c in enumerate(unique, 1)], ""]
+        return self._constants.sources(citations)
 
     @staticmethod
     def _threshold_lines(finding: Finding) -> list[str]:
