@@ -26,7 +26,8 @@ DISCLAIMER = (
 
 class CardConstants:
     """Memoised per-rule-set card parts; the keys (rule ids, finding codes, citation lists) are bounded by
-    the rule set, so the memos stay small."""
+    the rule set, so the memos stay small. The call threads fill them at once: a dict read or write is
+    atomic, so a race only works a part out twice, to the same value."""
 
     def __init__(self, knowledge: Knowledge, links: CardLinks | None = None) -> None:
         self._knowledge, self._rules = knowledge, knowledge.ruleset
