@@ -1,6 +1,6 @@
 """CDS patient-view: service CPU per call against a bare FastAPI app on the same stack (issue 18, "CDS per call").
 
-    python bench/cds_per_call.py [--calls 200] [--rounds 3] [--profile 300] > fragment.md
+    python bench/cds_per_call.py [--calls 200] [--rounds 3] [--profile 300] [--baseline DIR] > fragment.md
 
 Side by side, as the issue measures it:
 - The service: ``rls-screen serve --workers 1`` in dev mode (no JWT, so the figure is the hook's own work).
@@ -9,8 +9,10 @@ Side by side, as the issue measures it:
 - The same 54-Observation patient-view body (Patient, RLS Condition, 9 draws of 6 analytes), in three
   variants: no findings, two findings (iron below target, anaemia), four findings (iron below target,
   anaemia, kidney failure, potassium 6.3 mmol/L).
-- A sequential client (one call at a time, keep-alive); interleaved rounds (the app that goes first
-  alternates); CPU of each server process from /proc (user + system) over the round's calls.
+- With ``--baseline DIR`` (a source tree of another commit, e.g. ``git archive main | tar -x -C DIR``), that
+  commit's service too, run from ``DIR/service`` by the same interpreter: before and after side by side.
+- A sequential client (one call at a time, keep-alive); interleaved rounds (the order of the apps rotates
+  each round); CPU of each server process from /proc (user + system) over the round's calls.
 Then an in-process profile of the service's handler for each body (cProfile through Starlette's
 TestClient), grouped by module, so the per-finding cost can be located.
 Output: a markdown fragment on stdout.
@@ -20,7 +22,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
 import cProfile
+import functools
 import io
 import os
 import pstats
@@ -33,7 +37,7 @@ import textwrap
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -190,6 +194,21 @@ async def _inline(function: Any, *args: Any, **kwargs: Any) -> Any:
     return function(*args, **kwargs)
 
 
+class InlineExecutor(concurrent.futures.Executor):
+    """The app's call pool, made to run each call in the submitting thread (so cProfile sees it)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> concurrent.futures.Future[Any]:
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except Exception as error:
+            future.set_exception(error)
+        return future
+
+
 async def _asgi_posts(app: Any, path: str, payload: bytes, calls: int) -> None:
     """POSTs through the ASGI app, one after the other in this thread (so cProfile sees them)."""
     for _ in range(calls):
@@ -226,7 +245,7 @@ async def _asgi_post(app: Any, path: str, payload: bytes) -> None:
         raise RuntimeError(f"profiled call answered {statuses}")
 
 
-def profile(variant: str, calls: int) -> list[str]:
+def profile(variant: str, calls: int) -> tuple[list[str], list[str]]:
     """The service's handler in this thread (thread pools made inline), profiled; own time by module."""
     import fastapi.dependencies.utils
     import fastapi.routing
@@ -236,6 +255,7 @@ def profile(variant: str, calls: int) -> list[str]:
 
     for module in (app_module, fastapi.routing, fastapi.dependencies.utils):
         module.run_in_threadpool = _inline  # type: ignore[attr-defined]
+    app_module.ThreadPoolExecutor = InlineExecutor  # type: ignore[misc]
     app = create_app()
     payload = orjson_dumps(body(variant))
     asyncio.run(_asgi_posts(app, SERVICE, payload, 20))
@@ -259,7 +279,44 @@ def profile(variant: str, calls: int) -> list[str]:
         own[key] = own.get(key, 0.0) + tottime
     total = sum(own.values())
     top = sorted(own.items(), key=lambda item: -item[1])[:12]
-    return [f"| {variant} | {name} | {1000 * t / calls:.2f} | {100 * t / total:.0f} % |" for name, t in top]
+    by_module = [f"| {variant} | {name} | {1000 * t / calls:.2f} | {100 * t / total:.0f} % |" for name, t in top]
+    return by_module, _parts(variant, stats, total, calls)
+
+
+PARTS = (
+    (
+        "`assess` (the data contract's filter, then the engine: classify per Observation, rules)",
+        "assessment.py",
+        "assess",
+    ),
+    ("prefetch decode (`PatientDataResolver`: Bundles to resources, D1 checks)", "cds/prefetch.py", "_search_key"),
+    ("cards (`CardBuilder.patient_view`: the one card's text, uuid, signature)", "cds/cards.py", "patient_view"),
+    (
+        "suppression (`_apply_suppression`: feedback store look-up, issued cards recorded)",
+        "cds/runtime.py",
+        "_apply_suppression",
+    ),
+)
+
+
+def _parts(variant: str, stats: pstats.Stats, total: float, calls: int) -> list[str]:
+    """Cumulative time of the call's parts; what the service's own code leaves is the framework's share
+    (ASGI middleware, FastAPI, the body's JSON decode and validation, the thread hop, logs, metrics)."""
+    cumulative: dict[tuple[str, str], float] = {}
+    for (filename, _, function), (_, _, _, cumtime, _) in stats.stats.items():  # type: ignore[attr-defined]
+        for _, file_end, name in (*PARTS, ("", "cds/runtime.py", "call")):
+            if filename.endswith(file_end) and function == name:
+                cumulative[(file_end, name)] = cumulative.get((file_end, name), 0.0) + cumtime
+    rows = []
+    for label, file_end, name in PARTS:
+        t = cumulative.get((file_end, name), 0.0)
+        rows.append(f"| {variant} | {label} | {1000 * t / calls:.2f} | {100 * t / total:.0f} % |")
+    framework = total - cumulative.get(("cds/runtime.py", "call"), 0.0)
+    rows.append(
+        f"| {variant} | framework, request decode, response (outside `CdsRuntime.call`) "
+        f"| {1000 * framework / calls:.2f} | {100 * framework / total:.0f} % |"
+    )
+    return rows
 
 
 def main() -> int:
@@ -267,6 +324,7 @@ def main() -> int:
     parser.add_argument("--calls", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--profile", type=int, default=300, help="calls per profiled variant (0: no profile)")
+    parser.add_argument("--baseline", type=Path, help="a source tree whose service/ is measured too (before/after)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         env = {
@@ -277,26 +335,31 @@ def main() -> int:
         }
         os.environ.update({k: env[k] for k in ("RLS_SCREEN_CDS_DEV_MODE", "RLS_SCREEN_STATE_DIR")})
         (Path(tmp) / "bare_app.py").write_text(BARE_APP, encoding="utf-8")
-        service_port, bare_port = free_port(), free_port()
+        service_port, bare_port, baseline_port = free_port(), free_port(), free_port()
         env["RLS_SCREEN_PUBLIC_URL"] = f"http://127.0.0.1:{service_port}"
-        service_cmd = [sys.executable, "-m", "rls_screen.cli", "serve", "--port", str(service_port), "--workers", "1"]
-        service_cmd += ["--no-access-log"] if "--no-access-log" in _serve_help() else []
         bare_cmd = [sys.executable, "-m", "uvicorn", "bare_app:app", "--port", str(bare_port), "--workers", "1"]
         bare_cmd += ["--no-access-log", "--app-dir", tmp, "--log-level", "warning"]
         payloads = {v: orjson_dumps(body(v)) for v in VARIANTS}
         cpu: dict[tuple[str, str], list[float]] = {}
         wall: dict[tuple[str, str], list[float]] = {}
-        with (
-            server(service_cmd, env, service_port) as (service_base, service_pid),
-            server(bare_cmd, env, bare_port) as (bare_base, bare_pid),
-        ):
-            session = requests.Session()
+        with ExitStack() as stack:
+            service_base, service_pid = stack.enter_context(server(_serve(service_port), env, service_port))
+            bare_base, bare_pid = stack.enter_context(server(bare_cmd, env, bare_port))
             sides = {"service": (service_base + SERVICE, service_pid), "bare": (bare_base + SERVICE, bare_pid)}
+            if args.baseline:
+                baseline_env = env | {
+                    "PYTHONPATH": str(args.baseline.resolve() / "service"),
+                    "RLS_SCREEN_PUBLIC_URL": f"http://127.0.0.1:{baseline_port}",
+                }
+                base, pid = stack.enter_context(server(_serve(baseline_port), baseline_env, baseline_port))
+                sides["baseline"] = (base + SERVICE, pid)
+            session = requests.Session()
             for payload in payloads.values():  # warm-up, discarded
                 for url, pid in sides.values():
                     measure(session, url, pid, payload, 50)
             for round_number in range(args.rounds):
-                order = ["service", "bare"] if round_number % 2 == 0 else ["bare", "service"]
+                names = list(sides)
+                order = names[round_number % len(names) :] + names[: round_number % len(names)]
                 for variant, payload in payloads.items():
                     for side in order:
                         url, pid = sides[side]
@@ -305,25 +368,28 @@ def main() -> int:
                         wall.setdefault((side, variant), []).extend(times)
     rows = []
     for variant in VARIANTS:
-        service_cpu = statistics.median(cpu[("service", variant)]) * 1000
-        bare_cpu = statistics.median(cpu[("bare", variant)]) * 1000
+        bare = cpu[("bare", variant)]
         times = sorted(wall[("service", variant)])
         p50, p99 = times[len(times) // 2] * 1000, times[int(len(times) * 0.99)] * 1000
-        rows.append(
-            f"| {variant} | {service_cpu:.2f} | {bare_cpu:.2f} | {service_cpu / max(bare_cpu, 1e-9):.1f} "
-            f"| {p50:.1f} | {p99:.1f} |"
-        )
+        cells = [_cpu_cells(cpu[("baseline", variant)], bare)] if args.baseline else []
+        cells += [_cpu_cells(cpu[("service", variant)], bare), f"{statistics.median(bare) * 1000:.2f}"]
+        rows.append(f"| {variant} | {' | '.join(cells)} | {p50:.1f} | {p99:.1f} |")
+    before_head = "baseline CPU ms/call | baseline ratio | baseline ratio of minima | " if args.baseline else ""
     lines = [
         f"## CDS patient-view: service CPU per call vs a bare FastAPI app ({args.rounds} interleaved rounds of "
         f"{args.calls} calls per body and side, sequential client, one worker, dev mode)",
         "",
-        "| body (54 Observations) | service CPU ms/call | bare FastAPI CPU ms/call | ratio | service p50 ms "
-        "| service p99 ms |",
-        "|---|---|---|---|---|---|",
+        "CPU ms/call: the median over rounds; ratio: the median over rounds of the round's service / bare (both "
+        "measured within the same minute); ratio of minima: each side's least disturbed round.",
+        "",
+        f"| body (54 Observations) | {before_head}service CPU ms/call | ratio | ratio of minima "
+        "| bare FastAPI CPU ms/call | service p50 ms | service p99 ms |",
+        "|---|---|---|---|---|---|---|" + ("---|---|---|" if args.baseline else ""),
         *rows,
         "",
         f"Measured {datetime.now(UTC).date().isoformat()} on {machine()}.",
-        f"Command: `python bench/cds_per_call.py --calls {args.calls} --rounds {args.rounds} --profile {args.profile}`",
+        f"Command: `python bench/cds_per_call.py --calls {args.calls} --rounds {args.rounds} --profile {args.profile}"
+        + (" --baseline DIR`" if args.baseline else "`"),
         "",
     ]
     if args.profile:
@@ -334,8 +400,18 @@ def main() -> int:
             "| body | module | own ms/call | share |",
             "|---|---|---|---|",
         ]
-        for variant in VARIANTS:
-            lines += profile(variant, args.profile)
+        profiles = {variant: profile(variant, args.profile) for variant in VARIANTS}
+        for by_module, _ in profiles.values():
+            lines += by_module
+        lines += [
+            "",
+            "The same profile by part of the call (cumulative time; the parts do not overlap):",
+            "",
+            "| body | part of the call | cumulative ms/call | share |",
+            "|---|---|---|---|",
+        ]
+        for _, by_part in profiles.values():
+            lines += by_part
         lines.append("")
     print("\n".join(lines))
     return 0
@@ -347,6 +423,18 @@ def orjson_dumps(value: Any) -> bytes:
     return orjson.dumps(value)
 
 
+def _cpu_cells(side: list[float], bare: list[float]) -> str:
+    """Median CPU ms/call, the median of the per-round ratios to the bare app, and the ratio of the minima."""
+    paired = statistics.median(s / max(b, 1e-9) for s, b in zip(side, bare, strict=True))
+    return f"{statistics.median(side) * 1000:.2f} | {paired:.1f} | {min(side) / max(min(bare), 1e-9):.1f}"
+
+
+def _serve(port: int) -> list[str]:
+    command = [sys.executable, "-m", "rls_screen.cli", "serve", "--port", str(port), "--workers", "1"]
+    return command + (["--no-access-log"] if "--no-access-log" in _serve_help() else [])
+
+
+@functools.cache
 def _serve_help() -> str:
     return subprocess.run(
         [sys.executable, "-m", "rls_screen.cli", "serve", "--help"], capture_output=True, text=True, check=False

@@ -170,3 +170,26 @@ def test_feedback_validation(ehr: Ehr) -> None:
         "feedback": [{"card": str(uuid.uuid4()), "outcome": "overridden", "outcomeTimestamp": "2026-01-01T00:00:00"}]
     }
     _outcome(ehr.post(path, naive_time), 400)
+
+
+@pytest.mark.parametrize(
+    ("raw", "why"),
+    [
+        (b'{"hook": "patient-view", "n": NaN}', "NaN is not JSON"),
+        (b'{"hook": "patient-view", "n": 1e400}', "a number out of range"),
+        (b'{"hook": "patient-\\ud800"}', "a lone surrogate"),
+        (json.dumps({"hook": "patient-view"}).encode("utf-16"), "UTF-16 (RFC 8259: JSON between systems is UTF-8)"),
+    ],
+)
+def test_json_the_decoder_refuses_is_a_400(ehr: Ehr, raw: bytes, why: str) -> None:
+    outcome = _outcome(ehr.post(SERVICE, None, raw=raw), 400)
+    assert any("not valid JSON" in issue["diagnostics"] for issue in outcome["issue"]), why
+
+
+def test_a_utf8_byte_order_mark_is_ignored(ehr: Ehr) -> None:
+    """RFC 8259 section 8.1 lets a parser ignore a BOM; the standard library's json did, so the service does."""
+    body = patient_view_request("bi-bom", full_prefetch("bi-bom", labs("bi-bom", **(NORMAL | {"ferritin": 20.0}))))
+    response = ehr.post(SERVICE, None, raw=b"\xef\xbb\xbf" + json.dumps(body).encode())
+    assert response.status_code == 200, response.text
+    assert response.json()["cards"], "low ferritin gives a card"
+    assert response.json() == ehr.post(SERVICE, body).json()

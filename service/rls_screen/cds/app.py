@@ -22,10 +22,12 @@ service, hook, hookInstance, counts and timings: never tokens, patient ids or cl
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import time
 import traceback
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from http.cookiejar import DefaultCookiePolicy
 from typing import Annotated, Any
@@ -66,6 +68,7 @@ from rls_screen.cds.models import (
 )
 from rls_screen.cds.orders import load_drug_catalog
 from rls_screen.cds.prefetch import FhirAccessConfig
+from rls_screen.cds.request_body import CdsRoute
 from rls_screen.cds.rule_pages import RULES_PREFIX, rule_pages_router
 from rls_screen.cds.runtime import CdsRuntime
 from rls_screen.cds.services import (
@@ -101,6 +104,8 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     )
 }
 ERROR_RESPONSES[401] = {"description": "JWT missing or not acceptable (bare 401, no body)"}
+CALL_THREADS = 40
+"""Hook calls running at once in a worker process (as many as Starlette's thread pool allows)."""
 
 
 def json_response(content: Any, status: int = 200, media_type: str = "application/json") -> Response:
@@ -284,7 +289,7 @@ def _route_path(request: Request) -> str:
     return route_path(request.scope)
 
 
-def authenticated(request: Request) -> VerifiedClient:
+async def authenticated(request: Request) -> VerifiedClient:
     """The caller, verified by ``AuthenticationMiddleware`` before the body was read."""
     client = request.scope.get(CLIENT_SCOPE_KEY)
     if not isinstance(client, VerifiedClient):  # a route the middleware let through unverified: refuse
@@ -321,6 +326,7 @@ def create_app(
             "cds: RLS_SCREEN_CDS_SUBJECT_SALT is not set; patient keys in the feedback database use a default salt"
         )
     deadline = min(settings.cds_deadline_ms / 1000, 60.0)
+    call_threads = ThreadPoolExecutor(max_workers=CALL_THREADS, thread_name_prefix="cds-call")
     runtime = CdsRuntime(
         knowledge=knowledge,
         settings=settings,
@@ -348,6 +354,7 @@ def create_app(
         # rls_screen.observability.tracing makes the server span instead, with route and status only.
         telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
+    app.router.route_class = CdsRoute  # the routes below decode their JSON bodies with msgspec
     app.state.runtime = runtime
     app.state.verifier = verifier
     smart_app = app_router(
@@ -401,10 +408,15 @@ def create_app(
     async def run_call(service_id: str, body: HookRequest, client: VerifiedClient) -> Response:
         started = cds_calls.call_started(service_id, body.hook, str(body.hook_instance))
         deadline_at = time.monotonic() + deadline
+        # In a thread of the call pool, with this call's context (its hookInstance on the logs, its span):
+        # an executor's future costs about half of anyio's thread hop (issue 18), and at the deadline
+        # it is dropped at once while the thread finishes on its own.
+        context = contextvars.copy_context()
+        work = asyncio.get_running_loop().run_in_executor(
+            call_threads, context.run, runtime.call, service_id, body, client, deadline_at
+        )
         try:
-            outcome = await asyncio.wait_for(
-                run_in_threadpool(runtime.call, service_id, body, client, deadline_at), timeout=deadline
-            )
+            outcome = await asyncio.wait_for(work, timeout=deadline)
         except Exception as error:
             # Past the deadline the answer is "no cards", whatever the worker ran into on its way
             # there (a read cut short by the deadline, a 412 it would have given): the EHR asked for

@@ -9,16 +9,16 @@ The words come from ``rls_screen.wording`` and the rule set; this module only la
 
 from __future__ import annotations
 
-import re
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from rls_screen.cds.card_links import CardLinks, citation_dois
+from rls_screen.cds.card_constants import CardConstants
+from rls_screen.cds.card_links import CardLinks
 from rls_screen.cds.feedback import data_signature
-from rls_screen.cds.models import Card, Coding, Link, Source, Suggestion
-from rls_screen.codesets import FINDING_SYSTEM, OVERRIDE_REASON_SYSTEM
+from rls_screen.cds.markdown import md as md
+from rls_screen.cds.models import Card, Link, Source, Suggestion
 from rls_screen.knowledge import Knowledge
 from rls_screen.model import Assessment, Finding, ValueUsed
 from rls_screen.wording import (
@@ -88,15 +88,6 @@ RELATED_ADVISORIES = {
 IRON_FINDINGS = ("iron-deficiency", "iron-insufficient-for-rls", "missing-iron-studies")
 ELECTROLYTE_FINDINGS = ("hypomagnesemia", "hypokalemia", "hyperkalemia", "hypocalcemia", "hypernatremia")
 IRON_ANALYTES = ("ferritin", "tsat", "iron", "tibc", "crp")
-DISCLAIMER = (
-    "_Decision support from rls-screen (rule set {version}); it supports clinical judgement and makes no diagnosis._"
-)
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|<>~])")
-
-
-def md(text: str) -> str:
-    """Escape data-derived text (lab strings, order names) so it cannot inject markdown or links."""
-    return _MARKDOWN_SPECIAL.sub(r"\\\1", " ".join(text.split()))
 
 
 def fit(*candidates: str) -> str:
@@ -132,7 +123,8 @@ class CardParts:
     """The shared parts of the cards of one call (one service, one hookInstance, one client's patient).
 
     ``subject`` is the feedback store's salted key of (issuer, tenant, patient id): it keeps card
-    uuids apart across patients and clients without putting the patient id into them.
+    uuids apart across patients and clients without putting the patient id into them. ``constants``
+    (the process's per-rule-set parts, ``card_constants``) is made here when the caller has none.
     """
 
     def __init__(
@@ -143,10 +135,11 @@ class CardParts:
         subject: str,
         *,
         links: CardLinks | None = None,
+        constants: CardConstants | None = None,
     ) -> None:
         self._knowledge, self._service_id, self._hook_instance = knowledge, service_id, hook_instance
         self._subject = subject
-        self._link_targets = links or CardLinks()
+        self._constants = constants or CardConstants(knowledge, links)
         self._rules = knowledge.ruleset
         self._advice = knowledge.ruleset.advice
 
@@ -157,34 +150,13 @@ class CardParts:
         return str(uuid.uuid5(CARD_NAMESPACE, name))
 
     def _source(self, code: str) -> Source:
-        return Source(
-            label=f"rls-screen, rule set {self._rules.version}",
-            url=self._link_targets.rule_set_url(self._rules.version),  # omitted when no public URL is configured
-            topic=Coding(system=FINDING_SYSTEM, code=code, display=self._knowledge.terminology.display(code)),
-        )
+        return self._constants.source(code)
 
     def _rule_url(self, rule_id: str) -> str | None:
-        return self._link_targets.rule_url(self._rules.version, rule_id)
+        return self._constants.rule_url(rule_id)
 
     def _links(self, rule_id: str, citations: Iterable[str], *, smart: bool = False) -> list[Link] | None:
-        """The rule's page on this service (when its public URL is configured), each guideline's DOI, and
-        the clinician app (``smart``, patient-view only, when configured); None when there is none."""
-        links: list[Link] = []
-        rule_url = self._rule_url(rule_id)
-        if rule_url:
-            links.append(Link(label=f"Rule {rule_id} (rule set {self._rules.version})", url=rule_url, type="absolute"))
-        links += [
-            Link(label=f"{label} (guideline, doi.org)", url=url, type="absolute")
-            for label, url in citation_dois(self._rules, citations)
-        ]
-        app = self._link_targets.smart_link() if smart else None
-        if app is not None:
-            links.append(app)
-        return links or None  # CDS Hooks: omit, never send empty
-
-    def _override_reasons(self) -> list[Coding]:
-        reasons = self._knowledge.terminology.override_reasons  # CodeSystem-cds-override-reason.json
-        return [Coding(system=OVERRIDE_REASON_SYSTEM, code=code, display=display) for code, display in reasons]
+        return self._constants.links(rule_id, citations, smart=smart)
 
     def _card(
         self,
@@ -208,7 +180,7 @@ class CardParts:
             source=self._source(topic),
             suggestions=suggestions or None,
             selection_behavior="at-most-one" if suggestions else None,
-            override_reasons=self._override_reasons() or None,  # CDS Hooks: omit, never send empty
+            override_reasons=self._constants.override_reasons(),
             links=self._links(rule_id, citations, smart=smart),
         )
         return CardDraft(key=key, signature=signature, card=card)
@@ -227,10 +199,7 @@ class CardParts:
         return [*rows, ""]
 
     def _sources(self, citations: Iterable[str]) -> list[str]:
-        unique = list(dict.fromkeys(citations))
-        if not unique:
-            return []
-        return ["**Sources**", "", *[f"{n}. {c}" for n, c in enumerate(unique, 1)], ""]
+        return self._constants.sources(citations)
 
     @staticmethod
     def _threshold_lines(finding: Finding) -> list[str]:
@@ -261,7 +230,7 @@ class CardParts:
         return [f"**{state[0].upper()}{state[1:]}:** {self._advice.get(advisory.code, advisory.display)}", ""]
 
     def _disclaimer(self) -> str:
-        return DISCLAIMER.format(version=self._rules.version)
+        return self._constants.disclaimer
 
     @staticmethod
     def _signature(assessment: Assessment, references: Iterable[str]) -> str:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+from rls_screen.cds.card_constants import CardConstants
 from rls_screen.cds.card_links import CardLinks
 from rls_screen.cds.card_parts import (
     RELATED_ADVISORIES,
@@ -58,8 +59,9 @@ class CardBuilder(OneCard):
         *,
         links: CardLinks | None = None,
         mode: CardMode = "one-card",
+        constants: CardConstants | None = None,
     ) -> None:
-        super().__init__(knowledge, service_id, hook_instance, subject, links=links)
+        super().__init__(knowledge, service_id, hook_instance, subject, links=links, constants=constants)
         self._mode = mode
 
     def patient_view(self, assessment: Assessment) -> list[CardDraft]:

@@ -183,13 +183,19 @@ class FeedbackRequest(_Lenient):
 # --- responses -----------------------------------------------------------------------------------
 
 
-class Coding(_Strict):
+class _Shared(_Strict):
+    """Outgoing parts that many cards share (``card_constants``): frozen, so no card can change another's."""
+
+    model_config = ConfigDict(frozen=True)
+
+
+class Coding(_Shared):
     system: str
     code: str
     display: str
 
 
-class Source(_Strict):
+class Source(_Shared):
     label: str
     url: str | None = None
     icon: str | None = None
@@ -218,7 +224,7 @@ class Suggestion(_Strict):
     actions: list[Action] | None = None
 
 
-class Link(_Strict):
+class Link(_Shared):
     label: str
     url: str
     type: Literal["absolute", "smart"]

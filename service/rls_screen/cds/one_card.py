@@ -26,7 +26,6 @@ from rls_screen.cds.feedback import data_signature
 from rls_screen.cds.finding_parts import FindingParts
 from rls_screen.model import Assessment, Finding, ValueUsed
 from rls_screen.priority import by_priority
-from rls_screen.ruledocs import doi_url
 from rls_screen.wording import (
     MEDICINE_RESULT,
     ONE_CARD_HEADING,
@@ -147,12 +146,7 @@ class OneCard(FindingParts):
         return f"[{head}]({url})" if url else head
 
     def _guideline_cell(self, item: Finding) -> str:
-        cells = []
-        for text in dict.fromkeys(item.citations):
-            citation = self._rules.citation_of(text)
-            label = citation.short if citation else md(text)
-            cells.append(f"[{label}]({doi_url(citation.doi)})" if citation and citation.doi else label)
-        return "; ".join(dict.fromkeys(cells)) or "-"
+        return self._constants.guideline_cell(item.citations)
 
     @staticmethod
     def _value_cell(value: ValueUsed) -> str:

@@ -29,7 +29,7 @@ import logging
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any, Literal
+from typing import Any, Literal, TypeGuard
 
 from rls_screen import bundles
 from rls_screen.cds.errors import DataUnavailableError, DeadlinePassedError, InvalidRequestError
@@ -319,14 +319,20 @@ class PatientDataResolver:
         return patient
 
 
+def _is_object(value: Any) -> TypeGuard[Mapping[str, Any]]:
+    """A JSON object: decoded JSON gives dicts (and None for an absent field), so the ABC check, slow even
+    for None, is left for anything else."""
+    return type(value) is dict or (value is not None and isinstance(value, Mapping))
+
+
 def _entries(bundle: Mapping[str, Any], resource_type: str) -> Iterator[Mapping[str, Any]]:
     """The matched resources of ``resource_type``; ``FhirResponseError`` when ``entry`` is malformed."""
     for entry in bundles.entries(bundle):
         search = entry.get("search")
-        if isinstance(search, Mapping) and search.get("mode") == "outcome":
+        if _is_object(search) and search.get("mode") == "outcome":
             continue
         resource = entry.get("resource")
-        if isinstance(resource, Mapping) and resource.get("resourceType") == resource_type:
+        if _is_object(resource) and resource.get("resourceType") == resource_type:
             yield resource
 
 
@@ -334,9 +340,9 @@ def _holds_other_resources(bundle: Mapping[str, Any], resource_type: str) -> boo
     """Whether a searchset matches resources of another type (outcome and included entries aside)."""
     for entry in bundles.entries(bundle):
         search = entry.get("search")
-        mode = search.get("mode") if isinstance(search, Mapping) else "match"
+        mode = search.get("mode") if _is_object(search) else "match"
         resource = entry.get("resource")
-        if mode == "match" and isinstance(resource, Mapping) and resource.get("resourceType") != resource_type:
+        if mode == "match" and _is_object(resource) and resource.get("resourceType") != resource_type:
             return True
     return False
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from rls_screen.assessment import assess
 from rls_screen.cds.auth import VerifiedClient
+from rls_screen.cds.card_constants import CardConstants
 from rls_screen.cds.card_links import CardLinks
 from rls_screen.cds.card_parts import CardDraft
 from rls_screen.cds.cards import CardBuilder
@@ -103,6 +104,8 @@ class CdsRuntime:
         self.knowledge, self.settings, self.store = knowledge, settings, store
         self.access_config, self.catalog, self.clock = access_config, catalog, clock
         self._last_prune = 0.0
+        # what every call's cards share (source, links, override reasons): worked out once per process
+        self.card_constants = CardConstants(knowledge, CardLinks(settings.public_url, settings.app_client_id))
 
     # --- entry points -----------------------------------------------------------------------------
 
@@ -128,8 +131,8 @@ class CdsRuntime:
             service_id,
             str(request.hook_instance),
             scope.subject_key,
-            links=CardLinks(self.settings.public_url, self.settings.app_client_id),
             mode=self.settings.cds_card_mode,
+            constants=self.card_constants,
         )
         system_actions: list[Action] = []
         if isinstance(request, PatientViewRequest) and service_id == PATIENT_VIEW_SERVICE:
