@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from tests.api.helpers import NORMAL, PATIENT_VIEW, Ehr, ServerFactory, full_prefetch, labs, patient_view_request
 
+from rls_screen.cds.feedback import FeedbackStore
 from rls_screen.state import open_database, parse_state_url, recorded_versions
 
 pytestmark = pytest.mark.net
@@ -69,3 +70,18 @@ def test_a_state_store_gone_fails_closed_and_not_ready(cds_server: ServerFactory
     body = patient_view_request("ss3", full_prefetch("ss3", labs("ss3", **NORMAL)))
     refused = ehr.post(SERVICE, body, token=ehr.token(SERVICE, aud=PUBLIC + SERVICE))
     assert (refused.status_code, refused.content) == (401, b"")  # no replay check, no call
+
+
+def test_a_state_store_failing_mid_call_still_shows_the_cards(
+    cds_server: ServerFactory, state_url: str, tmp_path: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The replay check passed, then the store fails: suppression fails open, the clinician gets every card."""
+    server, ehr = cds_server(public_url=PUBLIC, state_url=state_url)
+    assert server.server is not None
+    runtime = server.server.config.app.state.runtime
+    broken = open_database(parse_state_url(str(tmp_path / "broken.sqlite3")))
+    runtime.store = FeedbackStore(broken, salt="s")
+    broken.close()  # only the feedback store's database is gone; the replay cache still answers
+    assert _iron(_cards(ehr, "ss4")) is not None
+    assert "cards shown without override suppression" in caplog.text
+    assert "not recorded" in caplog.text

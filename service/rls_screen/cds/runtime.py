@@ -44,6 +44,7 @@ from rls_screen.model import Assessment
 from rls_screen.observations import codings_of
 from rls_screen.patient_data import group_resources
 from rls_screen.references import PatientLink
+from rls_screen.state import StateStoreError
 
 RLS_CONDITION_VALUE_SET = value_set_url("rls-condition")
 IRON_FINDING_PRIORITY = ("iron-deficiency", "iron-insufficient-for-rls", "missing-iron-studies")
@@ -211,22 +212,40 @@ class CdsRuntime:
     def _apply_suppression(
         self, service_id: str, scope: Scope, drafts: list[CardDraft], now: datetime
     ) -> tuple[list[CardDraft], int]:
-        """Drop the cards this client overrode for this patient on this service; record the rest as issued."""
+        """Drop the cards this client overrode for this patient on this service; record the rest as issued.
+
+        A state store that fails here (the JWT replay check passed a moment ago) never costs the clinician the
+        cards: suppression fails open (every card is shown; an override only hides, never decides), and a card
+        not recorded only means its feedback will be counted as ``unknown-card``. Both are logged.
+        """
         if not drafts:
             return [], 0
         suppressed: set[str] = set()
         if self.settings.cds_override_suppression_days > 0:
             since = window_start(now, self.settings.cds_override_suppression_days)
-            suppressed = self.store.suppressed(service_id, scope, [(d.key, d.signature) for d in drafts], since)
+            try:
+                suppressed = self.store.suppressed(service_id, scope, [(d.key, d.signature) for d in drafts], since)
+            except StateStoreError as error:
+                log.warning("cds: state store failed; cards shown without override suppression (%s)", error)
         shown = [d for d in drafts if d.key not in suppressed]
-        self.store.record_cards([_issued(service_id, scope, d) for d in shown], now)
+        try:
+            self.store.record_cards([_issued(service_id, scope, d) for d in shown], now)
+        except StateStoreError as error:
+            log.warning(
+                "cds: state store failed; %d card(s) not recorded, their feedback will be ignored (%s)",
+                len(shown),
+                error,
+            )
         return shown, len(drafts) - len(shown)
 
     def _maybe_prune(self, now: datetime) -> None:
         if time.monotonic() - self._last_prune < 3600:
             return
         self._last_prune = time.monotonic()
-        self.store.prune(window_start(now, self.settings.cds_override_suppression_days + 30))
+        try:
+            self.store.prune(window_start(now, self.settings.cds_override_suppression_days + 30))
+        except StateStoreError as error:  # pruning is housekeeping: retried within the hour
+            log.warning("cds: state store failed while pruning issued cards (%s)", error)
 
 
 def _issued(service_id: str, scope: Scope, draft: CardDraft) -> IssuedCard:
