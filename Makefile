@@ -9,7 +9,7 @@ export FHIR_PORT FHIR_BASE_URL
 DEMO_PATIENTS ?= 200
 DEMO_SEED ?= 1
 
-.PHONY: setup browser-deps demo serve test test-unit lint fmt fhir-up fhir-down db-up db-down auth-up auth-down serve-app bench bench-cds deploy-check clean
+.PHONY: setup browser-deps demo serve test test-unit lint fmt fhir-up fhir-down db-up db-down auth-up auth-down lb-up lb-down serve-app bench bench-cds deploy-check clean
 
 $(BIN)/rls-screen: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -60,6 +60,12 @@ auth-up: ## start the local SMART authorization server (oidc-provider from npm) 
 
 auth-down: ## stop the local SMART authorization server
 	deploy/auth-down.sh
+
+lb-up: ## HAProxy (Debian package, installed when missing) on 127.0.0.1:8190 in front of replicas on 8191, 8192
+	deploy/lb-up.sh
+
+lb-down: ## stop the load balancer
+	deploy/lb-down.sh
 
 # The SMART app against the local HAPI and auth server (docs/smart-app.md); dev mode: loopback only.
 APP_AUTH_URL ?= http://127.0.0.1:8095

@@ -54,6 +54,7 @@ from rls_screen.cds.auth import (
     VerifiedClient,
     load_trusted_issuers,
 )
+from rls_screen.cds.draining import is_draining
 from rls_screen.cds.errors import AuthenticationError, CdsError, operation_outcome, operation_outcome_issues
 from rls_screen.cds.feedback import FeedbackStore
 from rls_screen.cds.models import (
@@ -523,6 +524,8 @@ def create_app(
 
     @app.get("/ready", tags=["Operations"])
     async def ready() -> Response:
+        if is_draining():  # SIGTERM received: out of the load balancer's rotation before the socket closes
+            return json_response({"status": "draining", "checks": {}}, 503)
         database = await run_in_threadpool(state_db.ping)
         checks = {
             "knowledge": f"rule set {knowledge.ruleset.version}",

@@ -40,6 +40,9 @@ if TYPE_CHECKING:
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8090
+DEFAULT_GRACEFUL_TIMEOUT_S = 15.0
+"""Above the longest call (RLS_SCREEN_CDS_DEADLINE_MS, 3 s by default, at most 60 s) in the usual setup, and with a
+drain of a few seconds still inside Kubernetes' default 30 s termination grace period."""
 WORKER_LOG_FORMAT = "%(asctime)s %(levelname)s [pid %(process)d] %(name)s: %(message)s"
 """With several workers, each line says which process wrote it (an on-call engineer follows one call)."""
 
@@ -77,10 +80,11 @@ def log_config() -> dict[str, Any]:
 def worker_app() -> FastAPI:
     """The app factory each worker process calls (uvicorn --factory): logging first, then the app."""
     from rls_screen.cds import create_app
+    from rls_screen.cli.shutdown import drain_on_sigterm, drain_seconds_of_worker
 
     configure_logging(logging.WARNING, stream=sys.stderr, text_format=WORKER_LOG_FORMAT)
     logging.getLogger("rls_screen").setLevel(logging.INFO)
-    return create_app()
+    return drain_on_sigterm(create_app(), drain_seconds_of_worker())
 
 
 def run(args: argparse.Namespace) -> int:
@@ -88,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
 
     from rls_screen.cds import create_app
     from rls_screen.cds.settings import get_cds_settings
+    from rls_screen.cli.shutdown import drain_on_sigterm, serve_until_stopped
 
     settings = get_cds_settings()
     if settings.cds_dev_mode and not is_loopback(args.host):
@@ -103,8 +108,8 @@ def run(args: argparse.Namespace) -> int:
         use_multiprocess(Path(metrics_dir))
     app = create_app(settings)  # in the parent too: a bad configuration fails here, before any worker starts
     logging.getLogger("rls_screen").setLevel(logging.INFO)
-    uvicorn.run(
-        app if args.workers == 1 else f"{__name__}:worker_app",
+    config = uvicorn.Config(
+        drain_on_sigterm(app, args.drain_seconds) if args.workers == 1 else f"{__name__}:worker_app",
         factory=args.workers > 1,
         host=args.host,
         port=args.port,
@@ -115,7 +120,9 @@ def run(args: argparse.Namespace) -> int:
         proxy_headers=args.proxy_headers,
         forwarded_allow_ips=args.forwarded_allow_ips,
         server_header=False,
+        timeout_graceful_shutdown=args.graceful_timeout,
     )
+    serve_until_stopped(config, args.drain_seconds)
     return 0
 
 
@@ -146,6 +153,20 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="trust X-Forwarded-* from --forwarded-allow-ips",
     )
     parser.add_argument("--forwarded-allow-ips", default="127.0.0.1")
+    parser.add_argument(
+        "--graceful-timeout",
+        type=_seconds,
+        default=DEFAULT_GRACEFUL_TIMEOUT_S,
+        help="on SIGTERM, seconds the calls in flight get to finish before they are cancelled "
+        f"(default {DEFAULT_GRACEFUL_TIMEOUT_S:g}; a call is bounded by RLS_SCREEN_CDS_DEADLINE_MS)",
+    )
+    parser.add_argument(
+        "--drain-seconds",
+        type=_seconds,
+        default=0.0,
+        help="on SIGTERM, first answer GET /ready with 503 and keep serving this long, so a load balancer's "
+        "health check takes the replica out before it stops accepting (default 0: stop accepting at once)",
+    )
     parser.set_defaults(run=run)
 
 
@@ -156,4 +177,14 @@ def _worker_count(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
     if not 1 <= value <= 64:
         raise argparse.ArgumentTypeError("between 1 and 64")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0 <= value <= 600:
+        raise argparse.ArgumentTypeError("between 0 and 600 seconds")
     return value
