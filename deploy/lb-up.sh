@@ -21,6 +21,7 @@ BIND="${LB_BIND:-127.0.0.1}"
 BACKENDS="${LB_BACKENDS:-127.0.0.1:8191,127.0.0.1:8192}"
 TIMEOUT_SERVER="${LB_TIMEOUT_SERVER:-30s}"
 RUN_DIR="${LB_RUN_DIR:-$REPO_DIR/var/lb}"
+[[ "$RUN_DIR" != *"|"* && "$RUN_DIR" != *" "* ]] || { echo "lb-up: error: LB_RUN_DIR must not hold '|' or spaces" >&2; exit 1; }
 CONFIG="$RUN_DIR/haproxy.cfg"
 PID_FILE="$RUN_DIR/haproxy.pid"
 LOG_FILE="$RUN_DIR/haproxy.log"
@@ -64,7 +65,7 @@ if listening; then
 	die "port $PORT on $BIND is already in use by another process; choose another, e.g. LB_PORT=8290 $0"
 fi
 
-sed -e "s|@BIND@|$BIND|" -e "s|@FRONTEND_PORT@|$PORT|" -e "s|@TIMEOUT_SERVER@|$TIMEOUT_SERVER|" \
+sed -e "s|@RUN_DIR@|$RUN_DIR|" -e "s|@BIND@|$BIND|" -e "s|@FRONTEND_PORT@|$PORT|" -e "s|@TIMEOUT_SERVER@|$TIMEOUT_SERVER|" \
 	-e "/@SERVERS@/{r /dev/stdin" -e "d}" "$TEMPLATE" <<<"${servers%$'\n'}" >"$CONFIG.tmp"
 haproxy -c -q -f "$CONFIG.tmp" || die "the generated configuration $CONFIG.tmp does not pass haproxy -c"
 mv -f "$CONFIG.tmp" "$CONFIG"
