@@ -17,6 +17,10 @@ lines, like every other, are JSON when stderr is not a terminal (``rls_screen.ob
 With several workers, GET /metrics answers the sum over all of them: prometheus-client's multiprocess
 mode, through PROMETHEUS_MULTIPROC_DIR (if unset, ``<state dir>/metrics-<port>``), emptied before
 the workers start (also with one worker when it is set, as the chart does).
+
+On SIGTERM the service stops accepting, lets the calls in flight finish for up to ``--graceful-timeout``
+seconds and exits 0; ``--drain-seconds`` first answers ``/ready`` with 503 while still serving, so a load
+balancer stops sending before the socket closes (``rls_screen.cli.shutdown``; docs/deploy.md).
 """
 
 from __future__ import annotations
@@ -80,11 +84,11 @@ def log_config() -> dict[str, Any]:
 def worker_app() -> FastAPI:
     """The app factory each worker process calls (uvicorn --factory): logging first, then the app."""
     from rls_screen.cds import create_app
-    from rls_screen.cli.shutdown import drain_on_sigterm, drain_seconds_of_worker
+    from rls_screen.cli.shutdown import drain_seconds_of_worker, graceful_lifespan
 
     configure_logging(logging.WARNING, stream=sys.stderr, text_format=WORKER_LOG_FORMAT)
     logging.getLogger("rls_screen").setLevel(logging.INFO)
-    return drain_on_sigterm(create_app(), drain_seconds_of_worker())
+    return graceful_lifespan(create_app(), drain_seconds_of_worker())
 
 
 def run(args: argparse.Namespace) -> int:
@@ -92,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
 
     from rls_screen.cds import create_app
     from rls_screen.cds.settings import get_cds_settings
-    from rls_screen.cli.shutdown import drain_on_sigterm, serve_until_stopped
+    from rls_screen.cli.shutdown import graceful_lifespan, serve_until_stopped
 
     settings = get_cds_settings()
     if settings.cds_dev_mode and not is_loopback(args.host):
@@ -109,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
     app = create_app(settings)  # in the parent too: a bad configuration fails here, before any worker starts
     logging.getLogger("rls_screen").setLevel(logging.INFO)
     config = uvicorn.Config(
-        drain_on_sigterm(app, args.drain_seconds) if args.workers == 1 else f"{__name__}:worker_app",
+        graceful_lifespan(app, args.drain_seconds) if args.workers == 1 else f"{__name__}:worker_app",
         factory=args.workers > 1,
         host=args.host,
         port=args.port,

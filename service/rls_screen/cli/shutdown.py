@@ -2,13 +2,16 @@
 
 uvicorn already shuts down gracefully on SIGTERM (listening socket closed, idle keep-alive connections
 closed, calls in flight answered, then the process ends), bounded by ``timeout_graceful_shutdown``
-(``--graceful-timeout``). Three things are added here:
+(``--graceful-timeout``: then the calls still running are cancelled). Four things are added here:
 
 - **Drain** (``--drain-seconds N``, off by default): the first SIGTERM marks the process draining
   (``GET /ready`` answers 503, ``rls_screen.cds.draining``) and keeps serving for N seconds, so a load
   balancer's health check (or a Kubernetes readiness probe) takes the replica out before it stops
   accepting; a second SIGTERM stops at once. The handler is installed at ASGI lifespan startup, in the
   process that serves (with ``--workers`` each worker gets its own SIGTERM from the supervisor).
+- **A bound on the end**: a cancelled call may leave a thread blocked on a slow FHIR read, and asyncio
+  joins its threads before the process can end; ``ABANDONED_WORK_GRACE_S`` after the lifespan has
+  ended, the process exits anyway.
 - **Exit 0**: uvicorn re-raises the signal it stopped on once it has stopped; with the default action
   the process would then die of that SIGTERM (status 143) after a clean shutdown.
 - **Refused, not hung** (``--workers`` > 1): the supervisor holds its own copy of the shared listening
@@ -41,23 +44,42 @@ log = logging.getLogger("rls_screen.serve")
 DRAIN_ENV = "RLS_SCREEN_SERVE_DRAIN_SECONDS"
 """Carries ``--drain-seconds`` from the supervisor to the worker processes it spawns (they call ``worker_app``)."""
 
+ABANDONED_WORK_GRACE_S = 1.0
+"""How long a stopped process waits for worker threads whose calls were already answered or cut."""
+
 SignalHandler = Callable[[int, FrameType | None], Any]
 
 
-def drain_on_sigterm(app: FastAPI, seconds: float) -> FastAPI:
-    """Wrap the app's lifespan so that, once serving, the first SIGTERM drains for ``seconds`` first."""
-    if seconds <= 0:
-        return app
+def graceful_lifespan(app: FastAPI, drain_seconds: float) -> FastAPI:
+    """Wrap the app's lifespan: once serving, the first SIGTERM drains for ``drain_seconds`` (if > 0); once
+    stopped, calls abandoned in worker threads cannot hold the process past ``ABANDONED_WORK_GRACE_S``."""
     inner = app.router.lifespan_context
 
     @asynccontextmanager
     async def lifespan(asgi_app: Any) -> AsyncIterator[Any]:
-        _install_drain_handler(seconds)
+        if drain_seconds > 0:
+            _install_drain_handler(drain_seconds)
         async with inner(asgi_app) as state:
             yield state
+        _exit_if_still_running_after(ABANDONED_WORK_GRACE_S)
 
     app.router.lifespan_context = lifespan
     return app
+
+
+def _exit_if_still_running_after(seconds: float) -> None:
+    """After the lifespan has ended, asyncio still joins its thread pool: a call cut by the graceful timeout
+    (or past its own deadline) may leave a thread waiting on a slow FHIR server for many seconds more."""
+
+    def hard_exit() -> None:
+        log.warning("serve: threads of abandoned calls still busy %.1f s after shutdown; exiting anyway", seconds)
+        for handler in logging.getLogger().handlers:
+            handler.flush()
+        os._exit(0)  # the state store is crash-safe (SQLite WAL, PostgreSQL transactions)
+
+    timer = threading.Timer(seconds, hard_exit)
+    timer.daemon = True  # a process that ends sooner takes the timer with it
+    timer.start()
 
 
 def _install_drain_handler(seconds: float) -> None:
