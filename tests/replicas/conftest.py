@@ -1,9 +1,9 @@
 """Fixtures of the replica tests: the shared state backend, trusted issuers, and ``pair`` (two replicas + HAProxy).
 
-``state_env`` is the environment that points every replica at one shared state store, a parameter:
-``sqlite-shared-file`` (one state directory, so both processes open the same SQLite file in WAL mode)
-and ``postgresql`` (``RLS_SCREEN_STATE_URL``; skipped until this branch has the PostgreSQL store, then
-the variant that matters for a deployment with several hosts). ``pair`` starts two ``rls-screen serve``
+``state_envs`` points the replicas at one shared state store, a parameter: ``sqlite-shared-file`` (one
+state directory, so both processes open the same SQLite file in WAL mode) and ``postgresql``
+(``RLS_SCREEN_STATE_URL`` on a fresh schema; skipped until the CDS service's state follows it, then the
+variant that matters for a deployment with several hosts). ``pair`` starts two ``rls-screen serve``
 processes on free ports, both with the balancer's URL as their public URL (the JWT ``aud``), and HAProxy
 from deploy/lb-up.sh in front of them, and waits until HAProxy sees both up.
 """
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,8 +25,13 @@ from tests.replicas.cluster import Balancer, Replica, free_port
 STATE_URL_ENV = "RLS_SCREEN_STATE_URL"
 
 
-def _postgresql_store_exists() -> bool:
-    return importlib.util.find_spec("rls_screen.state") is not None
+def _cds_state_uses_the_state_store() -> bool:
+    """Whether the CDS service's feedback and replay cache follow RLS_SCREEN_STATE_URL yet (rls_screen.state).
+
+    A gate for the time the CDS stores move to the shared store; once they have, the postgresql variant runs.
+    """
+    package = Path(importlib.util.find_spec("rls_screen.cds").origin or "").parent  # type: ignore[union-attr]
+    return any("open_database(" in f.read_text(encoding="utf-8") for f in package.glob("*.py"))
 
 
 @pytest.fixture(scope="session")
@@ -44,17 +48,23 @@ def issuers_file(tmp_path: Path, es_key: SigningKey) -> Path:
 
 
 @pytest.fixture(params=["sqlite-shared-file", "postgresql"])
-def state_env(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, str]:
-    """Environment that gives every replica the same state store."""
-    state_dir = tmp_path / "state"
+def state_envs(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[dict[str, str], dict[str, str]]:
+    """Each replica's environment for one shared state store.
+
+    sqlite-shared-file: one state directory for both (one SQLite file, WAL, on one host). postgresql: a
+    fresh schema (tests/support/postgres.py) and a state directory of its own per replica, so whatever
+    the replicas share can only have gone through PostgreSQL.
+    """
     if request.param == "sqlite-shared-file":
-        return {"RLS_SCREEN_STATE_DIR": str(state_dir)}
-    if not _postgresql_store_exists():
-        pytest.skip("no PostgreSQL state store on this branch yet (RLS_SCREEN_STATE_URL)")
-    url = os.environ.get(STATE_URL_ENV)
-    if not url:
-        pytest.skip(f"{STATE_URL_ENV} is not set (make db-up starts a local PostgreSQL)")
-    return {"RLS_SCREEN_STATE_DIR": str(state_dir), STATE_URL_ENV: url}
+        shared = {"RLS_SCREEN_STATE_DIR": str(tmp_path / "state")}
+        return shared, dict(shared)
+    if not _cds_state_uses_the_state_store():
+        pytest.skip("the CDS service keeps its state in SQLite on this branch (RLS_SCREEN_STATE_URL not used yet)")
+    url = str(request.getfixturevalue("postgres_url"))
+    return (
+        {"RLS_SCREEN_STATE_DIR": str(tmp_path / "state-a"), STATE_URL_ENV: url},
+        {"RLS_SCREEN_STATE_DIR": str(tmp_path / "state-b"), STATE_URL_ENV: url},
+    )
 
 
 def replica_env(issuers_file: Path, public_url: str, **extra: str) -> dict[str, str]:
@@ -88,11 +98,15 @@ class Pair:
 
 
 @pytest.fixture
-def pair(tmp_path: Path, issuers_file: Path, es_key: SigningKey, state_env: dict[str, str]) -> Iterator[Pair]:
+def pair(
+    tmp_path: Path, issuers_file: Path, es_key: SigningKey, state_envs: tuple[dict[str, str], dict[str, str]]
+) -> Iterator[Pair]:
     lb_port, port_a, port_b = free_port(), free_port(), free_port()
     balancer = Balancer(lb_port, [port_a, port_b], tmp_path / "lb")
-    env = {**replica_env(issuers_file, balancer.url), **state_env}
-    replicas = [Replica(port, env, tmp_path / f"replica-{port}.log") for port in (port_a, port_b)]
+    replicas = [
+        Replica(port, {**replica_env(issuers_file, balancer.url), **state}, tmp_path / f"replica-{port}.log")
+        for port, state in zip((port_a, port_b), state_envs, strict=True)
+    ]
     try:
         for replica in replicas:
             replica.start()
