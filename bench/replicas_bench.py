@@ -1,0 +1,157 @@
+"""CDS Hooks patient-view through HAProxy in front of two ``rls-screen serve`` replicas on one shared state store,
+side by side with one replica alone, at the same open-loop rate.
+
+    python bench/replicas_bench.py [--rate 200] [--duration 30] [--rounds 1] [--quick] > fragment.md
+
+Each replica is ``python -m rls_screen.cli serve`` (one worker; ES384 JWT verified per call; the jti replay
+cache and the feedback store shared). The state store: PostgreSQL when the CDS service's state follows
+RLS_SCREEN_STATE_URL and ``--state-url`` is given, else one SQLite file both replicas open (one host, WAL).
+The balancer is HAProxy from deploy/lb-up.sh (round robin, health check GET /ready, retries on connection
+failure only). Load, tokens, body and percentiles are bench/cds_bench.py's (vegeta, one fresh JWT per request,
+``aud`` = the balancer's URL); the runs alternate pair / single, round after round, so machine noise falls on
+both. Client, balancer and replicas share the machine's cores. Output: a markdown fragment on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import jwt
+import requests
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from cds_bench import (
+    EXPECTED_CARDS,
+    ISSUER,
+    KID,
+    Attack,
+    Service,
+    attack,
+    call,
+    patient_resources,
+    request_body,
+    vegeta_binary,
+)
+from run import machine
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+from tests.replicas.cluster import Balancer, Replica, free_port  # noqa: E402  (the repo root is on the path now)
+
+
+@contextmanager
+def replicas(count: int, public_jwk: dict[str, Any], state_url: str | None, behind_lb: bool) -> Iterator[Service]:
+    """``count`` replicas on one state store; with ``behind_lb``, HAProxy in front (its URL is the public one)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        issuers = Path(tmp) / "issuers.json"
+        issuers.write_text(json.dumps({ISSUER: {"jwks": {"keys": [public_jwk]}}}), encoding="utf-8")
+        ports = [free_port() for _ in range(count)]
+        balancer = Balancer(free_port(), ports, Path(tmp) / "lb") if behind_lb else None
+        public = balancer.url if balancer else f"http://127.0.0.1:{ports[0]}"
+        env = {
+            "RLS_SCREEN_PUBLIC_URL": public,
+            "RLS_SCREEN_CDS_TRUSTED_ISSUERS_FILE": str(issuers),
+            "RLS_SCREEN_CDS_SUBJECT_SALT": "bench",
+            "RLS_SCREEN_CDS_DEADLINE_MS": "10000",
+            "RLS_SCREEN_STATE_DIR": str(Path(tmp) / "state"),
+            **({"RLS_SCREEN_STATE_URL": state_url} if state_url else {}),
+        }
+        started = [Replica(port, env, Path(tmp) / f"replica-{port}.log", ["--log-level", "warning"]) for port in ports]
+        try:
+            for replica in started:
+                replica.start()
+            for replica in started:
+                replica.wait_ready()
+            if balancer:
+                balancer.start().wait_all_up()
+            yield Service(public, started[0].log_path)
+        finally:
+            if balancer:
+                balancer.stop()
+            for replica in started:
+                replica.stop()
+
+
+def measure(vegeta: str, private_key: Any, public_jwk: dict[str, Any], args: argparse.Namespace, pair: bool) -> Attack:
+    patient_id = f"replbench-{uuid.uuid4().hex[:8]}"
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        replicas(2 if pair else 1, public_jwk, args.state_url, behind_lb=pair) as service,
+    ):
+        body = request_body(patient_id, patient_resources(patient_id), None)
+        body_file = Path(tmp) / "body.json"
+        body_file.write_text(json.dumps(body), encoding="utf-8")
+        answer = call(service.base, private_key, body, requests.Session())
+        if answer.status_code != 200 or len(answer.json()["cards"]) != EXPECTED_CARDS:
+            raise RuntimeError(f"the service did not answer as expected: {answer.status_code} {answer.text[:300]}")
+        attack(vegeta, service, private_key, body_file, 1, 20, 3)  # warm-up: imports, caches, connections
+        return attack(vegeta, service, private_key, body_file, 2 if pair else 1, args.rate, args.duration)
+
+
+def row(label: str, a: Attack) -> str:
+    others = ", ".join(f"{k}: {v}" for k, v in sorted(a.status_codes.items()) if k != "200") or "none"
+    return (
+        f"| {label} | {a.rate} | {a.seconds} | {a.requests} | {a.ok} | {others} | {a.throughput:.0f} | "
+        f"{a.p50:.1f} | {a.p90:.1f} | {a.p99:.1f} | {a.max:.1f} |"
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--rate", type=int, default=200, help="requests per second offered")
+    parser.add_argument("--duration", type=int, default=30, help="seconds per run")
+    parser.add_argument("--rounds", type=int, default=1, help="pair/single rounds, alternated")
+    parser.add_argument("--state-url", default=None, help="RLS_SCREEN_STATE_URL for the replicas (PostgreSQL)")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: 5 s, one round")
+    args = parser.parse_args()
+    if args.quick:
+        args.duration, args.rounds = 5, 1
+
+    vegeta = vegeta_binary()
+    private_key = ec.generate_private_key(ec.SECP384R1())
+    public_jwk = {**json.loads(jwt.get_algorithm_by_name("ES384").to_jwk(private_key.public_key())), "kid": KID}
+    results: dict[str, list[Attack]] = {"pair": [], "single": []}
+    for n in range(args.rounds):
+        for pair in (True, False) if n % 2 == 0 else (False, True):
+            results["pair" if pair else "single"].append(measure(vegeta, private_key, public_jwk, args, pair))
+
+    store = "PostgreSQL (RLS_SCREEN_STATE_URL)" if args.state_url else "one SQLite file shared by both (WAL)"
+    out = [
+        "| run | offered req/s | seconds | requests | 200 | non-200 | achieved req/s | p50 ms | p90 ms "
+        "| p99 ms | max ms |",
+        "|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|",
+    ]
+    for n in range(args.rounds):
+        out.append(row(f"two replicas behind HAProxy, round {n + 1}", results["pair"][n]))
+        out.append(row(f"one replica, direct, round {n + 1}", results["single"][n]))
+    p99_ratio = statistics.median(a.p99 for a in results["pair"]) / statistics.median(a.p99 for a in results["single"])
+    p50_ratio = statistics.median(a.p50 for a in results["pair"]) / statistics.median(a.p50 for a in results["single"])
+    print(
+        "\n".join(
+            [
+                f"Measured {datetime.now(UTC).date().isoformat()} on {machine()}. State store: {store}. "
+                f"Each answer carries {EXPECTED_CARDS} card (checked before the load); "
+                "every request has its own ES384 JWT.",
+                "",
+                *out,
+                "",
+                f"Ratios pair / single (medians over rounds): p50 **{p50_ratio:.2f}**, p99 **{p99_ratio:.2f}**.",
+                "",
+            ]
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
