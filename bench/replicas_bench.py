@@ -7,9 +7,11 @@ Each replica is ``python -m rls_screen.cli serve`` (one worker; ES384 JWT verifi
 cache and the feedback store shared). The state store: PostgreSQL when the CDS service's state follows
 RLS_SCREEN_STATE_URL and ``--state-url`` is given, else one SQLite file both replicas open (one host, WAL).
 The balancer is HAProxy from deploy/lb-up.sh (round robin, health check GET /ready, retries on connection
-failure only). Load, tokens, body and percentiles are bench/cds_bench.py's (vegeta, one fresh JWT per request,
-``aud`` = the balancer's URL); the runs alternate pair / single, round after round, so machine noise falls on
-both. Client, balancer and replicas share the machine's cores. Output: a markdown fragment on stdout.
+failure only). Load, tokens, body and percentiles are bench/cds_bench.py's (vegeta, one fresh JWT per
+request, ``aud`` = the balancer's URL). Three arms run in turn, the order reversed every round, so machine
+noise falls on all: the pair; one replica with one worker; one replica with ``--workers 2`` (the pair's
+process count: this isolates the balancer's hop). Client, balancer and replicas share the machine's
+cores. Output: a markdown fragment on stdout.
 """
 
 from __future__ import annotations
@@ -50,7 +52,9 @@ from tests.replicas.cluster import Balancer, Replica, free_port  # noqa: E402  (
 
 
 @contextmanager
-def replicas(count: int, public_jwk: dict[str, Any], state_url: str | None, behind_lb: bool) -> Iterator[Service]:
+def replicas(
+    count: int, public_jwk: dict[str, Any], state_url: str | None, behind_lb: bool, workers: int = 1
+) -> Iterator[Service]:
     """``count`` replicas on one state store; with ``behind_lb``, HAProxy in front (its URL is the public one)."""
     with tempfile.TemporaryDirectory() as tmp:
         issuers = Path(tmp) / "issuers.json"
@@ -66,7 +70,8 @@ def replicas(count: int, public_jwk: dict[str, Any], state_url: str | None, behi
             "RLS_SCREEN_STATE_DIR": str(Path(tmp) / "state"),
             **({"RLS_SCREEN_STATE_URL": state_url} if state_url else {}),
         }
-        started = [Replica(port, env, Path(tmp) / f"replica-{port}.log", ["--log-level", "warning"]) for port in ports]
+        flags = ["--log-level", "warning", "--workers", str(workers)]
+        started = [Replica(port, env, Path(tmp) / f"replica-{port}.log", flags) for port in ports]
         try:
             for replica in started:
                 replica.start()
@@ -82,11 +87,25 @@ def replicas(count: int, public_jwk: dict[str, Any], state_url: str | None, behi
                 replica.stop()
 
 
-def measure(vegeta: str, private_key: Any, public_jwk: dict[str, Any], args: argparse.Namespace, pair: bool) -> Attack:
+ARMS = {
+    "pair": "two replicas (1 worker each) behind HAProxy",
+    "single": "one replica (1 worker), direct",
+    "workers2": "one replica with --workers 2, direct",
+}
+
+
+def measure(vegeta: str, private_key: Any, public_jwk: dict[str, Any], args: argparse.Namespace, arm: str) -> Attack:
     patient_id = f"replbench-{uuid.uuid4().hex[:8]}"
+    processes = 1 if arm == "single" else 2
     with (
         tempfile.TemporaryDirectory() as tmp,
-        replicas(2 if pair else 1, public_jwk, args.state_url, behind_lb=pair) as service,
+        replicas(
+            2 if arm == "pair" else 1,
+            public_jwk,
+            args.state_url,
+            behind_lb=arm == "pair",
+            workers=2 if arm == "workers2" else 1,
+        ) as service,
     ):
         body = request_body(patient_id, patient_resources(patient_id), None)
         body_file = Path(tmp) / "body.json"
@@ -94,8 +113,8 @@ def measure(vegeta: str, private_key: Any, public_jwk: dict[str, Any], args: arg
         answer = call(service.base, private_key, body, requests.Session())
         if answer.status_code != 200 or len(answer.json()["cards"]) != EXPECTED_CARDS:
             raise RuntimeError(f"the service did not answer as expected: {answer.status_code} {answer.text[:300]}")
-        attack(vegeta, service, private_key, body_file, 1, 20, 3)  # warm-up: imports, caches, connections
-        return attack(vegeta, service, private_key, body_file, 2 if pair else 1, args.rate, args.duration)
+        attack(vegeta, service, private_key, body_file, processes, 20, 3)  # warm-up: imports, caches, connections
+        return attack(vegeta, service, private_key, body_file, processes, args.rate, args.duration)
 
 
 def row(label: str, a: Attack) -> str:
@@ -120,10 +139,11 @@ def main() -> int:
     vegeta = vegeta_binary()
     private_key = ec.generate_private_key(ec.SECP384R1())
     public_jwk = {**json.loads(jwt.get_algorithm_by_name("ES384").to_jwk(private_key.public_key())), "kid": KID}
-    results: dict[str, list[Attack]] = {"pair": [], "single": []}
+    results: dict[str, list[Attack]] = {arm: [] for arm in ARMS}
     for n in range(args.rounds):
-        for pair in (True, False) if n % 2 == 0 else (False, True):
-            results["pair" if pair else "single"].append(measure(vegeta, private_key, public_jwk, args, pair))
+        order = list(ARMS) if n % 2 == 0 else list(reversed(ARMS))
+        for arm in order:
+            results[arm].append(measure(vegeta, private_key, public_jwk, args, arm))
 
     store = "PostgreSQL (RLS_SCREEN_STATE_URL)" if args.state_url else "one SQLite file shared by both (WAL)"
     out = [
@@ -132,10 +152,19 @@ def main() -> int:
         "|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|",
     ]
     for n in range(args.rounds):
-        out.append(row(f"two replicas behind HAProxy, round {n + 1}", results["pair"][n]))
-        out.append(row(f"one replica, direct, round {n + 1}", results["single"][n]))
-    p99_ratio = statistics.median(a.p99 for a in results["pair"]) / statistics.median(a.p99 for a in results["single"])
-    p50_ratio = statistics.median(a.p50 for a in results["pair"]) / statistics.median(a.p50 for a in results["single"])
+        out += [row(f"{label}, round {n + 1}", results[arm][n]) for arm, label in ARMS.items()]
+
+    def ratio(arm: str, other: str, field: str) -> float:
+        return statistics.median(getattr(a, field) for a in results[arm]) / statistics.median(
+            getattr(a, field) for a in results[other]
+        )
+
+    ratios = [
+        f"pair / one replica with 2 workers: p50 **{ratio('pair', 'workers2', 'p50'):.2f}**, "
+        f"p99 **{ratio('pair', 'workers2', 'p99'):.2f}**",
+        f"pair / one replica with 1 worker: p50 **{ratio('pair', 'single', 'p50'):.2f}**, "
+        f"p99 **{ratio('pair', 'single', 'p99'):.2f}**",
+    ]
     print(
         "\n".join(
             [
@@ -145,7 +174,7 @@ def main() -> int:
                 "",
                 *out,
                 "",
-                f"Ratios pair / single (medians over rounds): p50 **{p50_ratio:.2f}**, p99 **{p99_ratio:.2f}**.",
+                f"Ratios (medians over rounds): {'; '.join(ratios)}.",
                 "",
             ]
         )
