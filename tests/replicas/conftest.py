@@ -98,13 +98,25 @@ class Pair:
 
 
 @pytest.fixture
+def replica_args() -> list[str]:
+    """Extra ``rls-screen serve`` arguments of both replicas (a test parametrizes it to change them)."""
+    return []
+
+
+@pytest.fixture
 def pair(
-    tmp_path: Path, issuers_file: Path, es_key: SigningKey, state_envs: tuple[dict[str, str], dict[str, str]]
+    tmp_path: Path,
+    issuers_file: Path,
+    es_key: SigningKey,
+    state_envs: tuple[dict[str, str], dict[str, str]],
+    replica_args: list[str],
 ) -> Iterator[Pair]:
     lb_port, port_a, port_b = free_port(), free_port(), free_port()
     balancer = Balancer(lb_port, [port_a, port_b], tmp_path / "lb")
     replicas = [
-        Replica(port, {**replica_env(issuers_file, balancer.url), **state}, tmp_path / f"replica-{port}.log")
+        Replica(
+            port, {**replica_env(issuers_file, balancer.url), **state}, tmp_path / f"replica-{port}.log", replica_args
+        )
         for port, state in zip((port_a, port_b), state_envs, strict=True)
     ]
     try:
