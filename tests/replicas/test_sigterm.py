@@ -9,6 +9,7 @@ to answer. Checked with one process and with the multiprocess supervisor (``--wo
 
 from __future__ import annotations
 
+import argparse
 import signal
 import threading
 import time
@@ -32,6 +33,8 @@ from tests.replicas.cluster import Replica, free_port, refuses_connections, wait
 from tests.replicas.conftest import replica_env
 from tests.support.fhir_data import patient
 from tests.support.scripted_server import Received, Reply, base_url, scripted_server
+
+from rls_screen.cli import serve
 
 pytestmark = [pytest.mark.replicas, pytest.mark.slow]
 
@@ -165,3 +168,25 @@ def test_the_graceful_timeout_bounds_the_wait_for_calls_in_flight(
         assert outcome.get("status") != 200, outcome
     finally:
         replica.stop()
+
+
+def _serve_args(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="rls-screen")
+    serve.register(parser.add_subparsers(dest="command", required=True))
+    return parser.parse_args(["serve", *argv])
+
+
+@pytest.mark.unit
+def test_shutdown_flags_default_to_a_bounded_wait_and_no_drain() -> None:
+    args = _serve_args()
+    assert (args.graceful_timeout, args.drain_seconds) == (15.0, 0.0)
+    assert _serve_args("--graceful-timeout", "2.5", "--drain-seconds", "3").drain_seconds == 3.0
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("value", ["-1", "601", "soon"])
+def test_shutdown_flags_refuse_what_is_not_a_sensible_number_of_seconds(value: str) -> None:
+    with pytest.raises(SystemExit):
+        _serve_args("--graceful-timeout", value)
+    with pytest.raises(SystemExit):
+        _serve_args("--drain-seconds", value)
