@@ -1,11 +1,12 @@
 """CDS Hooks patient-view through HAProxy in front of two ``rls-screen serve`` replicas on one shared state store,
 side by side with one replica alone, at the same open-loop rate.
 
-    python bench/replicas_bench.py [--rate 200] [--duration 30] [--rounds 1] [--quick] > fragment.md
+    python bench/replicas_bench.py [--rate 200] [--duration 30] [--rounds 1] [--postgres URL] [--quick] > fragment.md
 
 Each replica is ``python -m rls_screen.cli serve`` (one worker; ES384 JWT verified per call; the jti replay
-cache and the feedback store shared). The state store: PostgreSQL when the CDS service's state follows
-RLS_SCREEN_STATE_URL and ``--state-url`` is given, else one SQLite file both replicas open (one host, WAL).
+cache and the feedback store shared). The state store: with ``--postgres SERVER_URL`` (``make db-up`` prints
+it) a fresh schema per arm on that PostgreSQL (``RLS_SCREEN_STATE_URL``, migrated by ``rls-screen state
+migrate`` first, dropped afterwards), else one SQLite file all processes open (one host, WAL).
 The balancer is HAProxy from deploy/lb-up.sh (round robin, health check GET /ready, retries on connection
 failure only). Load, tokens, body and percentiles are bench/cds_bench.py's (vegeta, one fresh JWT per
 request, ``aud`` = the balancer's URL). Three arms run in turn, the order reversed every round, so machine
@@ -18,7 +19,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import uuid
@@ -49,6 +52,33 @@ from run import machine
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from tests.replicas.cluster import Balancer, Replica, free_port  # noqa: E402  (the repo root is on the path now)
+from tests.support.postgres import schema_url  # noqa: E402
+
+
+@contextmanager
+def state_url_on(postgres: str | None) -> Iterator[str | None]:
+    """A fresh PostgreSQL schema's state URL, migrated; dropped afterwards. None: the SQLite state file."""
+    if postgres is None:
+        yield None
+        return
+    import psycopg
+
+    schema = f"bench_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres, autocommit=True) as connection:
+        connection.execute(f'CREATE SCHEMA "{schema}"')
+    try:
+        url = schema_url(postgres, schema)
+        subprocess.run(
+            [sys.executable, "-m", "rls_screen.cli", "state", "migrate"],
+            env={**os.environ, "RLS_SCREEN_STATE_URL": url},
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+        yield url
+    finally:
+        with psycopg.connect(postgres, autocommit=True) as connection:
+            connection.execute(f'DROP SCHEMA "{schema}" CASCADE')
 
 
 @contextmanager
@@ -99,10 +129,11 @@ def measure(vegeta: str, private_key: Any, public_jwk: dict[str, Any], args: arg
     processes = 1 if arm == "single" else 2
     with (
         tempfile.TemporaryDirectory() as tmp,
+        state_url_on(args.postgres) as state_url,
         replicas(
             2 if arm == "pair" else 1,
             public_jwk,
-            args.state_url,
+            state_url,
             behind_lb=arm == "pair",
             workers=2 if arm == "workers2" else 1,
         ) as service,
@@ -130,7 +161,7 @@ def main() -> int:
     parser.add_argument("--rate", type=int, default=200, help="requests per second offered")
     parser.add_argument("--duration", type=int, default=30, help="seconds per run")
     parser.add_argument("--rounds", type=int, default=1, help="pair/single rounds, alternated")
-    parser.add_argument("--state-url", default=None, help="RLS_SCREEN_STATE_URL for the replicas (PostgreSQL)")
+    parser.add_argument("--postgres", default=None, help="a PostgreSQL server URL for the state (else SQLite)")
     parser.add_argument("--quick", action="store_true", help="a smoke run: 5 s, one round")
     args = parser.parse_args()
     if args.quick:
@@ -145,7 +176,7 @@ def main() -> int:
         for arm in order:
             results[arm].append(measure(vegeta, private_key, public_jwk, args, arm))
 
-    store = "PostgreSQL (RLS_SCREEN_STATE_URL)" if args.state_url else "one SQLite file shared by both (WAL)"
+    store = "PostgreSQL (a fresh schema per arm)" if args.postgres else "one SQLite file shared by both (WAL)"
     out = [
         "| run | offered req/s | seconds | requests | 200 | non-200 | achieved req/s | p50 ms | p90 ms "
         "| p99 ms | max ms |",

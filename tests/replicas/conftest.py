@@ -2,16 +2,19 @@
 
 ``state_envs`` points the replicas at one shared state store, a parameter: ``sqlite-shared-file`` (one
 state directory, so both processes open the same SQLite file in WAL mode) and ``postgresql``
-(``RLS_SCREEN_STATE_URL`` on a fresh schema; skipped until the CDS service's state follows it, then the
-variant that matters for a deployment with several hosts). ``pair`` starts two ``rls-screen serve``
+(``RLS_SCREEN_STATE_URL`` on a fresh schema of the local PostgreSQL, tests/support/postgres.py, brought
+up to date by ``rls-screen state migrate`` first, as the chart's init container does): the variant that
+matters for a deployment on several hosts. ``pair`` starts two ``rls-screen serve``
 processes on free ports, both with the balancer's URL as their public URL (the JWT ``aud``), and HAProxy
 from deploy/lb-up.sh in front of them, and waits until HAProxy sees both up.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,15 +26,6 @@ from tests.api.helpers import ES_KID, ISSUER, Ehr, SigningKey, jwk
 from tests.replicas.cluster import Balancer, Replica, free_port
 
 STATE_URL_ENV = "RLS_SCREEN_STATE_URL"
-
-
-def _cds_state_uses_the_state_store() -> bool:
-    """Whether the CDS service's feedback and replay cache follow RLS_SCREEN_STATE_URL yet (rls_screen.state).
-
-    A gate for the time the CDS stores move to the shared store; once they have, the postgresql variant runs.
-    """
-    package = Path(importlib.util.find_spec("rls_screen.cds").origin or "").parent  # type: ignore[union-attr]
-    return any("open_database(" in f.read_text(encoding="utf-8") for f in package.glob("*.py"))
 
 
 @pytest.fixture(scope="session")
@@ -58,8 +52,6 @@ def state_envs(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[dict[str
     if request.param == "sqlite-shared-file":
         shared = {"RLS_SCREEN_STATE_DIR": str(tmp_path / "state")}
         return shared, dict(shared)
-    if not _cds_state_uses_the_state_store():
-        pytest.skip("the CDS service keeps its state in SQLite on this branch (RLS_SCREEN_STATE_URL not used yet)")
     url = str(request.getfixturevalue("postgres_url"))
     return (
         {"RLS_SCREEN_STATE_DIR": str(tmp_path / "state-a"), STATE_URL_ENV: url},
@@ -119,6 +111,14 @@ def pair(
         )
         for port, state in zip((port_a, port_b), state_envs, strict=True)
     ]
+    if STATE_URL_ENV in state_envs[0]:  # as the chart's init container does, before any replica starts
+        subprocess.run(
+            [sys.executable, "-m", "rls_screen.cli", "state", "migrate"],
+            env={**os.environ, **state_envs[0]},
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
     try:
         for replica in replicas:
             replica.start()
