@@ -26,5 +26,5 @@ if kill -0 "$pid" 2>/dev/null; then
 	echo "lb-down: HAProxy (pid $pid) still running after 10 s; sending KILL" >&2
 	kill -KILL "$pid" 2>/dev/null || true
 fi
-rm -f "$PID_FILE"
+rm -f "$PID_FILE" "$RUN_DIR/haproxy.sock"
 echo "load balancer stopped (pid $pid)"
