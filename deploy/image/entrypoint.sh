@@ -4,7 +4,9 @@
 #
 #   serve [ARGS]   the CDS service on RLS_SCREEN_HOST:RLS_SCREEN_PORT (0.0.0.0:8090) with
 #                  RLS_SCREEN_WORKERS uvicorn workers, X-Forwarded-* trusted from
-#                  RLS_SCREEN_FORWARDED_ALLOW_IPS (the ingress in front of the pod)
+#                  RLS_SCREEN_FORWARDED_ALLOW_IPS (the ingress in front of the pod); on SIGTERM
+#                  /ready 503 for RLS_SCREEN_DRAIN_SECONDS (0), then up to RLS_SCREEN_GRACEFUL_TIMEOUT
+#                  seconds (15) for the calls in flight
 #   anything else  passed to rls-screen as it is (e.g. batch --condition)
 #
 # Every other setting is the module's own RLS_SCREEN_* environment (docs/deploy.md). RLS_SCREEN_BIN
@@ -34,6 +36,8 @@ if [ "$1" = serve ]; then
 		--port "${RLS_SCREEN_PORT:-8090}" \
 		--workers "${RLS_SCREEN_WORKERS:-1}" \
 		--proxy-headers --forwarded-allow-ips "${RLS_SCREEN_FORWARDED_ALLOW_IPS:-127.0.0.1}" \
+		--drain-seconds "${RLS_SCREEN_DRAIN_SECONDS:-0}" \
+		--graceful-timeout "${RLS_SCREEN_GRACEFUL_TIMEOUT:-15}" \
 		"$@"
 fi
 exec "$bin" "$@"

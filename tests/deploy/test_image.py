@@ -131,6 +131,9 @@ def test_the_entrypoint_starts_serve_with_the_chart_environment(tmp_path: Path) 
     env, args = _chart_environment(objects, tmp_path / "root")
     assert args == ["serve"]
     assert env["RLS_SCREEN_WORKERS"] == "2"
+    assert (env["RLS_SCREEN_DRAIN_SECONDS"], env["RLS_SCREEN_GRACEFUL_TIMEOUT"]) == ("5", "15")
+    (deployment,) = [o for o in objects if o["kind"] == "Deployment"]
+    assert deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == 5 + 15 + 5
     assert env["PROMETHEUS_MULTIPROC_DIR"].startswith(str(tmp_path / "root"))
     port = free_port()
     env |= {
