@@ -32,12 +32,14 @@ die() { echo "lb-up: error: $*" >&2; exit 1; }
 [[ "$TIMEOUT_SERVER" =~ ^[0-9]+(ms|s|m)?$ ]] || die "LB_TIMEOUT_SERVER must be a HAProxy time (30s, 5000ms), got '$TIMEOUT_SERVER'"
 
 servers=""
+app_servers=""
 n=0
 IFS=',' read -r -a backend_list <<<"$BACKENDS"
 for backend in "${backend_list[@]}"; do
 	[[ "$backend" =~ ^[A-Za-z0-9.:-]+:[0-9]+$ ]] || die "LB_BACKENDS: '$backend' is not host:port"
 	n=$((n + 1))
 	servers+="    server replica$n $backend"$'\n'
+	app_servers+="    server replica$n $backend cookie replica$n"$'\n'
 done
 ((n > 0)) || die "LB_BACKENDS names no replica"
 
@@ -65,8 +67,12 @@ if listening; then
 	die "port $PORT on $BIND is already in use by another process; choose another, e.g. LB_PORT=8290 $0"
 fi
 
+printf '%s' "$servers" >"$RUN_DIR/servers.part"
+printf '%s' "$app_servers" >"$RUN_DIR/app-servers.part"
 sed -e "s|@RUN_DIR@|$RUN_DIR|" -e "s|@BIND@|$BIND|" -e "s|@FRONTEND_PORT@|$PORT|" -e "s|@TIMEOUT_SERVER@|$TIMEOUT_SERVER|" \
-	-e "/@SERVERS@/{r /dev/stdin" -e "d}" "$TEMPLATE" <<<"${servers%$'\n'}" >"$CONFIG.tmp"
+	-e "/@SERVERS@/{r $RUN_DIR/servers.part" -e "d}" -e "/@APP_SERVERS@/{r $RUN_DIR/app-servers.part" -e "d}" \
+	"$TEMPLATE" >"$CONFIG.tmp"
+rm -f "$RUN_DIR/servers.part" "$RUN_DIR/app-servers.part"
 haproxy -c -q -f "$CONFIG.tmp" || die "the generated configuration $CONFIG.tmp does not pass haproxy -c"
 mv -f "$CONFIG.tmp" "$CONFIG"
 
