@@ -25,29 +25,23 @@ import asyncio
 import contextvars
 import logging
 import time
-import traceback
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from http.cookiejar import DefaultCookiePolicy
 from typing import Annotated, Any
 
-import orjson
 import requests
-from fastapi import Depends, FastAPI, HTTPException, Request
-from fastapi.exceptions import RequestValidationError
+from fastapi import Depends, FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from requests.adapters import HTTPAdapter
 from starlette.concurrency import run_in_threadpool
-from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from rls_screen import __version__
 from rls_screen.app.mount import APP_PATH_PREFIX, app_router
 from rls_screen.app.settings import AppSettings, get_app_settings
 from rls_screen.cds.auth import (
-    DEV_MODE_CLIENT,
     JwksCache,
     JwtVerifier,
     StoredReplayCache,
@@ -55,8 +49,17 @@ from rls_screen.cds.auth import (
     load_trusted_issuers,
 )
 from rls_screen.cds.draining import is_draining
-from rls_screen.cds.errors import AuthenticationError, CdsError, operation_outcome, operation_outcome_issues
+from rls_screen.cds.error_handlers import install_error_handlers
+from rls_screen.cds.errors import AuthenticationError, CdsError
 from rls_screen.cds.feedback import FeedbackStore
+from rls_screen.cds.guards import (
+    CLIENT_SCOPE_KEY,
+    AuthenticationMiddleware,
+    BodySizeLimitMiddleware,
+    CatchAllMiddleware,
+    json_response,
+    route_path,
+)
 from rls_screen.cds.models import (
     CdsResponse,
     Discovery,
@@ -70,7 +73,7 @@ from rls_screen.cds.models import (
 from rls_screen.cds.orders import load_drug_catalog
 from rls_screen.cds.prefetch import FhirAccessConfig
 from rls_screen.cds.request_body import CdsRoute
-from rls_screen.cds.rule_pages import RULES_PREFIX, rule_pages_router
+from rls_screen.cds.rule_pages import rule_pages_router
 from rls_screen.cds.runtime import CdsRuntime
 from rls_screen.cds.services import (
     ORDER_SELECT_SERVICE,
@@ -93,7 +96,6 @@ from rls_screen.ruledocs import RuleDocs
 from rls_screen.settings import Settings, get_settings
 from rls_screen.state import StateDatabase, open_database, state_target
 
-FHIR_JSON = "application/fhir+json"
 log = logging.getLogger("rls_screen.cds")
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": OperationOutcome, "description": text}
@@ -107,136 +109,6 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 ERROR_RESPONSES[401] = {"description": "JWT missing or not acceptable (bare 401, no body)"}
 CALL_THREADS = 40
 """Hook calls running at once in a worker process (as many as Starlette's thread pool allows)."""
-
-
-def json_response(content: Any, status: int = 200, media_type: str = "application/json") -> Response:
-    return Response(orjson.dumps(content), status_code=status, media_type=media_type)
-
-
-def outcome_response(status: int, code: str, diagnostics: str) -> Response:
-    return json_response(operation_outcome(code, diagnostics), status, FHIR_JSON)
-
-
-def unauthorized() -> Response:
-    return Response(status_code=401, headers={"WWW-Authenticate": "Bearer"})
-
-
-# --- ASGI guards (outermost first: catch-all, then body size) ---------------------------------------
-
-
-class CatchAllMiddleware:
-    """Anything unexpected becomes a 500 OperationOutcome; the log gets the type and the frames only."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = False
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
-        try:
-            await self.app(scope, receive, tracking_send)
-        except Exception as error:  # the last guard must catch everything
-            frames = "".join(traceback.format_tb(error.__traceback__))
-            log.error("cds: unhandled %s on %s\n%s", type(error).__name__, scope.get("path", "?"), frames)
-            if not started:
-                response = outcome_response(500, "exception", "internal error; the service log has details")
-                await response(scope, receive, send)
-
-
-class BodySizeLimitMiddleware:
-    """413 with an OperationOutcome for bodies over the limit, by Content-Length or by counting."""
-
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app, self.max_bytes = app, max_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        too_large = outcome_response(413, "too-costly", f"request body exceeds {self.max_bytes} bytes")
-        for name, value in scope.get("headers", []):
-            if name == b"content-length":
-                try:
-                    declared = int(value)
-                except ValueError:
-                    await outcome_response(400, "invalid", "Content-Length is not a number")(scope, receive, send)
-                    return
-                if declared > self.max_bytes:
-                    await too_large(scope, receive, send)
-                    return
-        received = 0
-
-        async def counting_receive() -> Message:
-            # A body without Content-Length (chunked) is counted as it arrives; FastAPI re-raises
-            # HTTPException from the body read, so this ends as a 413 OperationOutcome.
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise HTTPException(status_code=413)
-            return message
-
-        await self.app(scope, counting_receive, send)
-
-
-OPEN_PATHS = frozenset({"/health", "/ready", "/metrics", "/openapi.json", RULES_PREFIX})
-"""The only paths answered without a JWT; every other path, known or not, needs one (fail closed)."""
-OPEN_PREFIXES = (f"{RULES_PREFIX}/",)
-"""Path prefixes answered without a JWT: the rule documentation a card links to (read-only, no patient data)."""
-CLIENT_SCOPE_KEY = "rls_screen.client"
-
-
-class AuthenticationMiddleware:
-    """Verifies the JWT before the app reads a byte of the body: a bad token is a 401 whatever the body.
-
-    FastAPI parses a route's body (and answers 400 for broken JSON) before the route's dependencies
-    run, so a dependency cannot put authentication first; an ASGI layer in front of the router can.
-    The verified client travels in the ASGI scope to the ``Client`` dependency of the routes.
-    """
-
-    def __init__(self, app: ASGIApp, verifier: JwtVerifier | None, own_auth_prefixes: tuple[str, ...] = ()) -> None:
-        self.app, self.verifier = app, verifier
-        # Paths whose routes authenticate the caller themselves: the SMART app's pages (its session
-        # cookie, when the app is on) and the FHIR server's notifications (their secret header).
-        self.own_auth_prefixes = own_auth_prefixes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path = route_path(scope)
-        open_path = path in OPEN_PATHS or path.startswith(OPEN_PREFIXES)
-        if scope["type"] != "http" or open_path or self._own_auth(path):
-            await self.app(scope, receive, send)
-            return
-        try:
-            scope[CLIENT_SCOPE_KEY] = await self._client(scope, path)
-        except AuthenticationError as error:
-            log.info("cds: 401 on %s: %s", path, error.reason)
-            cds_calls.jwt_rejected(error.reason)
-            await unauthorized()(scope, receive, send)
-            return
-        await self.app(scope, receive, send)
-
-    def _own_auth(self, path: str) -> bool:
-        return bool(self.own_auth_prefixes) and path.startswith(self.own_auth_prefixes)
-
-    async def _client(self, scope: Scope, path: str) -> VerifiedClient:
-        if self.verifier is None:
-            return DEV_MODE_CLIENT
-        values = [value for name, value in scope.get("headers", []) if name == b"authorization"]
-        if len(values) > 1:
-            raise AuthenticationError("more than one Authorization header")
-        authorization = values[0].decode("latin-1") if values else None
-        # In a worker thread: verifying may fetch a JWK Set.
-        return await run_in_threadpool(self.verifier.verify, authorization, path)
 
 
 # --- the app ---------------------------------------------------------------------------------------
@@ -277,17 +149,6 @@ def _session() -> requests.Session:
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     return session
-
-
-def route_path(scope: Scope) -> str:
-    """The path as routed (without a proxy's root_path): what follows RLS_SCREEN_PUBLIC_URL."""
-    path: str = scope.get("path", "")
-    root: str = scope.get("root_path", "")
-    return path[len(root) :] if root and path.startswith(root) else path
-
-
-def _route_path(request: Request) -> str:
-    return route_path(request.scope)
 
 
 async def authenticated(request: Request) -> VerifiedClient:
@@ -364,47 +225,7 @@ def create_app(
     if smart_app is not None:
         app.include_router(smart_app)
 
-    # --- errors ---------------------------------------------------------------------------------
-
-    async def on_validation_error(request: Request, error: Exception) -> Response:
-        issues = []
-        for item in error.errors() if isinstance(error, RequestValidationError) else []:
-            if item.get("type") == "json_invalid":
-                issues.append(("structure", "the body is not valid JSON"))
-                continue
-            where = ".".join(str(part) for part in item.get("loc", ()) if part != "body") or "body"
-            issues.append(("invalid", f"{where}: {item.get('msg', 'invalid')}"[:300]))
-        log.info("cds: %s %s -> 400 (%d validation issue(s))", request.method, _route_path(request), len(issues))
-        return json_response(operation_outcome_issues(issues[:20] or [("invalid", "invalid request")]), 400, FHIR_JSON)
-
-    async def on_http_error(request: Request, error: Exception) -> Response:
-        status = error.status_code if isinstance(error, StarletteHTTPException) else 500
-        text = {
-            404: "no such endpoint",
-            405: "method not allowed",
-            413: f"request body exceeds {settings.cds_max_body_bytes} bytes",
-        }.get(status, "the request body could not be read" if status == 400 else "request refused")
-        code = {404: "not-found", 405: "not-supported", 413: "too-costly"}.get(
-            status, "invalid" if status < 500 else "exception"
-        )
-        return outcome_response(status, code, text)
-
-    async def on_cds_error(request: Request, error: Exception) -> Response:
-        if not isinstance(error, CdsError):
-            return outcome_response(500, "exception", "internal error")
-        log.info("cds: %s -> %d: %s", _route_path(request), error.status, error.message)
-        return outcome_response(error.status, error.issue_code, error.message)
-
-    async def on_auth_error(request: Request, error: Exception) -> Response:
-        reason = error.reason if isinstance(error, AuthenticationError) else "rejected"
-        log.info("cds: 401 on %s: %s", _route_path(request), reason)
-        cds_calls.jwt_rejected(reason)
-        return unauthorized()
-
-    app.add_exception_handler(RequestValidationError, on_validation_error)
-    app.add_exception_handler(StarletteHTTPException, on_http_error)
-    app.add_exception_handler(CdsError, on_cds_error)
-    app.add_exception_handler(AuthenticationError, on_auth_error)
+    install_error_handlers(app, max_body_bytes=settings.cds_max_body_bytes)
 
     async def run_call(service_id: str, body: HookRequest, client: VerifiedClient) -> Response:
         started = cds_calls.call_started(service_id, body.hook, str(body.hook_instance))

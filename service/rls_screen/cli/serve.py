@@ -5,9 +5,9 @@ the command only chooses where to listen and how many worker processes answer. D
 (RLS_SCREEN_CDS_DEV_MODE=true, JWT verification off) is refused on anything but a loopback address.
 
 ``--workers N`` runs N uvicorn worker processes on one socket (one per core is the usual choice: a
-call is CPU-bound, ~5 ms of Python). The workers share the state file (feedback, override
-suppression and the JWT replay cache) through SQLite, so a token used on one worker is refused by
-every other. The configuration is checked once in the parent before any worker starts.
+call is CPU-bound, ~5 ms of Python). The workers share the state store (feedback, override
+suppression and the JWT replay cache: RLS_SCREEN_STATE_URL, PostgreSQL for several replicas, else one
+SQLite file), so a token used on one worker or replica is refused by every other. The configuration is checked once in the parent before any worker starts.
 
 The access log (on by default) names the path only: uvicorn's own lines carry the query string, and
 a query may carry a secret (a client that sends its JWT as ``?access_token=``), so ``log_config()``
