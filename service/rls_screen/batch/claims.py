@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from rls_screen.batch.jobs import JobStore
 from rls_screen.state import StateStoreError
@@ -68,3 +70,16 @@ def wait_for_others(
         return False
     stop.wait(min(max(left, 0.05), OTHERS_POLL_S))
     return not stop.is_set()
+
+
+@contextmanager
+def stop_on_sigterm(stop: threading.Event) -> Iterator[None]:
+    """SIGTERM sets ``stop`` (the runner checkpoints) instead of ending the process where it stands."""
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -14,17 +14,14 @@ from __future__ import annotations
 
 import argparse
 import math
-import signal
 import sys
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from pathlib import Path
 
 from rls_screen.batch import sources
 from rls_screen.batch.bulk_export import BulkExport, BulkOptions, bulk_export
 from rls_screen.batch.bulk_manifest import ExportProblem
+from rls_screen.batch.claims import stop_on_sigterm
 from rls_screen.batch.jobs import Job, JobProblem, JobStore, job_store_target
 from rls_screen.batch.report import write_report
 from rls_screen.batch.runner import (
@@ -188,7 +185,7 @@ def execute_job(
         chunk_loader=index.loader_for if index is not None else None,
     )
     offline = job.dry_run and index is not None
-    with _stop_on_sigterm(options.stop):
+    with stop_on_sigterm(options.stop):
         counts = run_job(store, job, None if offline else client, options)
     push_batch_metrics()
     if options.stop.is_set():
@@ -204,19 +201,6 @@ def execute_job(
     print(f"Report: {html_path}\nPer-patient CSV: {csv_path}")
     incomplete = any(problem.severity == "error" for problem in store.problems(job.id))
     return 0 if counts["failed"] == 0 and counts["pending"] == 0 and not incomplete else 1
-
-
-@contextmanager
-def _stop_on_sigterm(stop: threading.Event) -> Iterator[None]:
-    """SIGTERM sets ``stop`` (the runner checkpoints) instead of ending the process where it stands."""
-    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
-        yield
-        return
-    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _register_since(
