@@ -181,15 +181,17 @@ class JobStore:
 
     def add_patients(self, job_id: str, patient_ids: Iterable[str], start: int = 0) -> int:
         """Register patients as pending (duplicates ignored); returns how many were new."""
-        added = 0
-        with self._db.transaction() as tx:
-            for position, patient_id in enumerate(patient_ids, start=start):
-                added += tx.execute(
+        rows = [(job_id, position, patient_id) for position, patient_id in enumerate(patient_ids, start=start)]
+        count = "SELECT COUNT(*) FROM patient WHERE job_id = ?"
+        with self._db.transaction() as tx:  # counted before and after: executemany gives no row count
+            before = int(tx.execute(count, (job_id,)).scalar())
+            if rows:
+                tx.executemany(
                     "INSERT INTO patient (job_id, position, patient_id, status) VALUES (?, ?, ?, 'pending') "
                     "ON CONFLICT (job_id, patient_id) DO NOTHING",
-                    (job_id, position, patient_id),
-                ).rowcount
-        return added
+                    rows,
+                )
+            return int(tx.execute(count, (job_id,)).scalar()) - before
 
     def pending(self, job_id: str, *, retry_failed_transient: bool = True) -> list[str]:
         """The patients not screened yet (and those that failed on a transient error), claimed or not."""
@@ -229,12 +231,11 @@ class JobStore:
         )
         with self._db.transaction() as tx:
             rows = tx.execute(f"{pick} ORDER BY position LIMIT :limit{lock}", params).rows
-            if rows:
-                tx.executemany(
-                    "UPDATE patient SET claimed_by = :runner, lease_until = :until WHERE job_id = :job "
-                    "AND patient_id = :patient",
-                    [{**params, "patient": patient_id} for _, patient_id in rows],
-                )
+            if rows:  # one statement for the chunk (at most a few hundred parameters)
+                names = {f"p{n}": patient_id for n, (_, patient_id) in enumerate(rows)}
+                placeholders = ", ".join(f":{name}" for name in names)
+                update = "UPDATE patient SET claimed_by = :runner, lease_until = :until WHERE job_id = :job AND"
+                tx.execute(" ".join((update, "patient_id IN (", placeholders, ")")), {**params, **names})
         return [(int(position), patient_id) for position, patient_id in rows]
 
     def renew(self, job_id: str, runner: str, *, until: float) -> int:
