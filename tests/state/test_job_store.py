@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from rls_screen.batch.jobs import JobStore
+from rls_screen.batch.jobs import JobProblem, JobStore
 from rls_screen.errors import ConfigurationError
 from rls_screen.state import parse_state_url, recorded_versions
 
@@ -37,8 +37,6 @@ def test_jobs_patients_outcomes_and_problems_round_trip(state_url: str) -> None:
         assert (rows["a"].status, rows["a"].result, rows["a"].written) == ("done", {"findings": {}}, True)
         assert (rows["c"].status, rows["c"].reason, rows["c"].attempts) == ("failed", "bad data: x", 1)
         store.add_problems(first.id, [])
-        from rls_screen.batch.jobs import JobProblem
-
         store.add_problems(first.id, [JobProblem("warning", "one")])
         store.add_problems(first.id, [JobProblem("error", "two")])
         assert [p.text for p in store.problems(first.id)] == ["one", "two"]
