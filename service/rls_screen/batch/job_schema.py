@@ -9,8 +9,12 @@ on PostgreSQL, whose ``REAL`` (4 bytes) would round them to minutes.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from rls_screen.errors import ConfigurationError
+from rls_screen.settings import get_settings
 from rls_screen.state import Dialect, Migration, Transaction, table_columns
+from rls_screen.state.components import Component
 
 COMPONENT = "batch-jobs"
 
@@ -129,3 +133,10 @@ def adopt_batch_jobs(tx: Transaction, dialect: Dialect) -> int:
             f"the job store holds {', '.join(sorted(present))} without {missing}: not a job store this release knows"
         )
     return 1 if present == set(_EARLIER) else 0
+
+
+def _default_file() -> Path:
+    return get_settings().state_dir / "jobs.sqlite"
+
+
+STATE_COMPONENTS = (Component(COMPONENT, MIGRATIONS, adopt_batch_jobs, default_file=_default_file),)

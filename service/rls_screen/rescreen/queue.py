@@ -30,8 +30,8 @@ from pathlib import Path
 from typing import Literal, Protocol
 
 from rls_screen.errors import ConfigurationError
-from rls_screen.rescreen.settings import RescreenSettings
-from rls_screen.settings import Settings
+from rls_screen.rescreen.settings import RescreenSettings, get_rescreen_settings
+from rls_screen.settings import Settings, get_settings
 from rls_screen.state import (
     Dialect,
     Migration,
@@ -43,6 +43,7 @@ from rls_screen.state import (
     state_target,
     table_columns,
 )
+from rls_screen.state.components import Component
 
 State = Literal["pending", "running", "done", "failed"]
 
@@ -104,6 +105,13 @@ def adopt_rescreen_queue(tx: Transaction, dialect: Dialect) -> int:
             f"the re-screen queue's table has columns {', '.join(columns)}: not a layout this release knows"
         )
     return 1
+
+
+def _default_file() -> Path:
+    return get_rescreen_settings().db_path(get_settings().state_dir)
+
+
+STATE_COMPONENTS = (Component(COMPONENT, MIGRATIONS, adopt_rescreen_queue, default_file=_default_file),)
 
 
 REASON_CHARS = 500

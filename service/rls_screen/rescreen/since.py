@@ -25,7 +25,9 @@ from rls_screen.contract import DataContract
 from rls_screen.errors import ConfigurationError, InputError
 from rls_screen.fhir_client import FhirClient
 from rls_screen.rescreen.notifications import patient_of
+from rls_screen.rescreen.settings import get_rescreen_settings
 from rls_screen.rescreen.subscriptions import CODE_PARAMETERS
+from rls_screen.settings import get_settings
 from rls_screen.state import (
     Dialect,
     Migration,
@@ -36,6 +38,7 @@ from rls_screen.state import (
     sqlite_target,
     table_columns,
 )
+from rls_screen.state.components import Component
 
 OVERLAP = timedelta(minutes=2)
 LAST = "last"
@@ -62,6 +65,13 @@ def adopt_since_marks(tx: Transaction, dialect: Dialect) -> int:
             f"the --since marks' table has columns {', '.join(columns)}: not a layout this release knows"
         )
     return 1
+
+
+def _default_file() -> Path:
+    return get_rescreen_settings().db_path(get_settings().state_dir)
+
+
+STATE_COMPONENTS = (Component(COMPONENT, MIGRATIONS, adopt_since_marks, default_file=_default_file),)
 
 
 @dataclass(frozen=True)
