@@ -9,7 +9,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +67,28 @@ class Store:
     def done(self, job_id: str) -> int:
         return int(self.read(lambda store: store.counts(job_id)["done"]))
 
+    def registered(self) -> str | None:
+        """The job's id once its patients are registered (one transaction), None before."""
+        job_id = self.job()
+        return job_id if job_id and self.read(lambda store: store.patient_count(job_id)) else None
+
+
+@contextmanager
+def stopped_at_the_end(*processes: subprocess.Popen[bytes]) -> Iterator[None]:
+    """A test that fails midway leaves no runner behind."""
+    try:
+        yield
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait(timeout=30)
+
+
+def of_process(runner_id: str, process: subprocess.Popen[bytes]) -> bool:
+    """A runner id is host:pid:random (batch/claims.py)."""
+    return runner_id.split(":")[1] == str(process.pid)
+
 
 def env_for(tmp_path: Path, fhir_base_url: str, state_url: str | None = None) -> dict[str, str]:
     env = {
@@ -99,11 +122,12 @@ def test_two_runners_on_postgresql_share_the_patients_each_screened_once(
     env = env_for(tmp_path, fhir_base_url, postgres_url)
     store = Store(parse_state_url(postgres_url))
     first = runner(env, tmp_path / "first.log", "--group", f"Group/{unique_prefix}-panel", "--as-of", AS_OF.isoformat())
-    job_id = wait_until(store.job, 120, "the first runner registers the job")
-    wait_until(lambda: store.done(job_id) >= 3, 120, "the first runner screens a group")
-    second = runner(env, tmp_path / "second.log", "--resume", job_id)  # joins the job while it runs
-    assert second.wait(timeout=300) == 0, (tmp_path / "second.log").read_text()
-    assert first.wait(timeout=300) == 0, (tmp_path / "first.log").read_text()
+    with stopped_at_the_end(first):
+        job_id = wait_until(store.registered, 120, "the first runner registers the job")
+        second = runner(env, tmp_path / "second.log", "--resume", job_id)  # joins the job while it runs
+        with stopped_at_the_end(second):
+            assert second.wait(timeout=300) == 0, (tmp_path / "second.log").read_text()
+            assert first.wait(timeout=300) == 0, (tmp_path / "first.log").read_text()
 
     rows = store.read(lambda s: list(s.rows(job_id)))
     assert len(rows) == 36
@@ -121,27 +145,28 @@ def test_two_runners_on_postgresql_share_the_patients_each_screened_once(
 def test_a_runner_killed_with_sigkill_is_taken_over_by_the_other(
     fhir_base_url: str, unique_prefix: str, tmp_path: Path, postgres_url: str
 ) -> None:
-    panel = load_panel(fhir_base_url, unique_prefix, 30, seed=23)
+    panel = load_panel(fhir_base_url, unique_prefix, 45, seed=23)
     env = env_for(tmp_path, fhir_base_url, postgres_url)
     store = Store(parse_state_url(postgres_url))
     first = runner(env, tmp_path / "first.log", "--group", f"Group/{unique_prefix}-panel", "--as-of", AS_OF.isoformat())
-    job_id = wait_until(store.job, 120, "the first runner registers the job")
-    wait_until(lambda: store.done(job_id) >= 3, 120, "the first runner screens a group")
-    (first_id,) = set(store.screened_by(job_id).values()) - {None}
-    second = runner(env, tmp_path / "second.log", "--resume", job_id)
-    # kill the first once the second is at work too (the first always holds the groups it works on)
-    wait_until(lambda: len(set(store.read(lambda s: s.claims(job_id)).values())) == 2, 120, "both runners claim")
-    first.send_signal(signal.SIGKILL)
-    first.wait(timeout=30)
-    orphaned = {p for p, by in store.read(lambda s: s.claims(job_id)).items() if by == first_id}
-    assert orphaned, "the killed runner held patients"
-    assert second.wait(timeout=300) == 0, (tmp_path / "second.log").read_text()
+    with stopped_at_the_end(first):
+        job_id = wait_until(store.registered, 120, "the first runner registers the job")
+        second = runner(env, tmp_path / "second.log", "--resume", job_id)
+        with stopped_at_the_end(second):
+            # kill the first once both are at work (a runner holds the group it works on, and the next one)
+            wait_until(lambda: len(set(store.read(lambda s: s.claims(job_id)).values())) == 2, 120, "both claim")
+            first.send_signal(signal.SIGKILL)
+            first.wait(timeout=30)
+            orphaned = {p for p, by in store.read(lambda s: s.claims(job_id)).items() if of_process(by, first)}
+            assert orphaned, "the killed runner held patients"
+            assert second.wait(timeout=300) == 0, (tmp_path / "second.log").read_text()
 
     rows = store.read(lambda s: list(s.rows(job_id)))
     assert {row.status for row in rows} == {"done"}
     assert store.read(lambda s: s.claims(job_id)) == {}
     # the killed runner's patients were claimed again (once its lease ran out) and screened by the other
-    assert all(row.screened_by not in (None, first_id) for row in rows if row.patient_id in orphaned)
+    taken_over = [row for row in rows if row.patient_id in orphaned]
+    assert all(row.screened_by is not None and not of_process(row.screened_by, first) for row in taken_over)
     ids = [record.patient["id"] for record in panel.patients]
     assert_written_once(fhir_base_url, ids, expected_findings(panel))
 
@@ -155,10 +180,11 @@ def test_sigterm_checkpoints_and_resume_finishes_the_job(
     store = Store(sqlite_target(db))
     group = ("--group", f"Group/{unique_prefix}-panel", "--as-of", AS_OF.isoformat(), "--job-db", str(db))
     process = runner(env, tmp_path / "stopped.log", *group)
-    job_id = wait_until(store.job, 120, "the runner registers the job")
-    wait_until(lambda: store.done(job_id) >= 6, 120, "the runner screens two groups")
-    process.send_signal(signal.SIGTERM)
-    assert process.wait(timeout=120) == 143
+    with stopped_at_the_end(process):
+        job_id = wait_until(store.registered, 120, "the runner registers the job")
+        wait_until(lambda: store.done(job_id) >= 6, 120, "the runner screens two groups")
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=120) == 143
     out = (tmp_path / "stopped.log").read_text()
     assert "stopped on SIGTERM at a checkpoint" in out
     assert f"resume with: rls-screen batch --resume {job_id} --job-db {db}" in out
