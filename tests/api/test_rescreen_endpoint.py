@@ -18,7 +18,7 @@ from rls_screen.cds import create_app
 from rls_screen.cds.settings import CdsSettings
 from rls_screen.knowledge import Knowledge
 from rls_screen.rescreen.endpoint import SECRET_HEADER
-from rls_screen.rescreen.queue import SqliteRescreenQueue
+from rls_screen.rescreen.queue import StateRescreenQueue
 from rls_screen.rescreen.settings import RescreenSettings
 from rls_screen.settings import Settings
 
@@ -29,7 +29,7 @@ BASE = "http://127.0.0.1:9/fhir"  # never called: the app runs without lifespan,
 @dataclass
 class Service:
     url: str
-    queue: SqliteRescreenQueue
+    queue: StateRescreenQueue
 
 
 @pytest.fixture

@@ -145,7 +145,7 @@ def test_a_job_killed_midway_resumes_with_each_patient_screened_once(
     log.close()
     assert 8 <= done < 30, "the job should have been killed midway"
     store = JobStore(db)
-    job_id = store._db.execute("SELECT id FROM job").fetchone()[0]
+    (job_id,) = store.job_ids()
     assert store.counts(job_id)["pending"] > 0
     store.close()
 
@@ -180,7 +180,7 @@ def test_bulk_export_and_search_paths_give_the_same_findings(
     assert batch(tmp_path, fhir_base_url, "--group", f"Group/{unique_prefix}-panel", "--dry-run") == 0
     assert batch(tmp_path, fhir_base_url, "--bulk", f"Group/{unique_prefix}-panel", "--dry-run") == 0
     store = JobStore(tmp_path / "jobs.sqlite")
-    jobs = [row[0] for row in store._db.execute("SELECT id FROM job ORDER BY rowid")]
+    jobs = store.job_ids()
     by_job = [{r.patient_id: r.result["findings"] for r in store.rows(job)} for job in jobs]
     store.close()
     assert len(by_job[0]) == 12
@@ -251,7 +251,7 @@ def test_ndjson_path_streams_files_offline(tmp_path: Path, unique_prefix: str, s
         == 0
     )
     store = JobStore(tmp_path / "jobs.sqlite")
-    job = store._db.execute("SELECT id FROM job").fetchone()[0]
+    (job,) = store.job_ids()
     results: dict[str, Any] = {r.patient_id: set(r.result["findings"]) for r in store.rows(job)}
     store.close()
     assert results == expected_findings(panel)
@@ -287,7 +287,7 @@ def test_ndjson_path_in_worker_processes_gives_the_same_findings(
     )
     assert code == 0
     store = JobStore(tmp_path / "jobs.sqlite")
-    job = store._db.execute("SELECT id FROM job").fetchone()[0]
+    (job,) = store.job_ids()
     results = {r.patient_id: set(r.result["findings"]) for r in store.rows(job) if r.result is not None}
     store.close()
     assert results == expected_findings(panel)

@@ -129,7 +129,7 @@ def test_the_export_holds_only_the_contract_and_screens_as_the_rest_path_does(
     assert batch(tmp_path, fhir_base_url, "--bulk", group) == 0
 
     store = JobStore(tmp_path / "jobs.sqlite")
-    rest_job, bulk_job = (row[0] for row in store._db.execute("SELECT id FROM job ORDER BY rowid"))
+    rest_job, bulk_job = store.job_ids()
     results = [
         {row.patient_id: {key: (row.result or {}).get(key) for key in REPORTED} for row in store.rows(job)}
         for job in (rest_job, bulk_job)

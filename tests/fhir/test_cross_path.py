@@ -181,7 +181,7 @@ def _edge_patient(prefix: str) -> dict[str, Any]:
 def _rows(tmp_path: Path) -> list[dict[str, dict[str, Any]]]:
     store = JobStore(tmp_path / "jobs.sqlite")
     try:
-        jobs = [row[0] for row in store._db.execute("SELECT id FROM job ORDER BY rowid")]
+        jobs = store.job_ids()
         return [{r.patient_id: r.result for r in store.rows(job) if r.result is not None} for job in jobs]
     finally:
         store.close()

@@ -26,7 +26,7 @@ import requests
 from tests.support.fhir_data import count, observation, patient, put_all, search
 
 from rls_screen.rescreen.endpoint import SECRET_HEADER
-from rls_screen.rescreen.queue import QueueEntry, SqliteRescreenQueue, Timing
+from rls_screen.rescreen.queue import QueueEntry, StateRescreenQueue, Timing
 
 BOUND_S = 30.0
 SECRET = "rescreen-test-secret-0123456789abcdef"
@@ -101,7 +101,7 @@ class Service:
             self.process = None
 
     def entry(self) -> QueueEntry | None:
-        queue = SqliteRescreenQueue(self.state_dir / "rescreen.sqlite3", Timing(1, 1, 60), clock=time.time)
+        queue = StateRescreenQueue(self.state_dir / "rescreen.sqlite3", Timing(1, 1, 60), clock=time.time)
         try:
             return queue.entry(self.patient)
         finally:

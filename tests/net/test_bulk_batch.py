@@ -69,7 +69,7 @@ def test_export_errors_fail_the_patients_they_name_and_reach_the_report(
     assert "Problems: 1 error(s), 1 warning(s)" in out
 
     store = JobStore(tmp_path / "jobs.sqlite")
-    (job_id,) = store._db.execute("SELECT id FROM job").fetchone()
+    (job_id,) = store.job_ids()
     rows = {row.patient_id: row for row in store.rows(job_id)}
     store.close()
     assert rows["p1"].status == "done"

@@ -225,7 +225,7 @@ def test_batch_ndjson_with_hostile_lines_screens_every_good_patient_and_reports_
     assert f"Observation.ndjson:{numbers[0]}: not UTF-8 text, skipped" in out
     assert f"Observation.ndjson:{numbers[1]}: not JSON (nested too deeply), skipped" in out
     store = JobStore(tmp_path / "jobs.sqlite")
-    job = store._db.execute("SELECT id FROM job").fetchone()[0]
+    (job,) = store.job_ids()
     assert sorted(row.status for row in store.rows(job)) == ["done"] * 20
     store.close()
     assert list((tmp_path / "reports").glob("*.html"))

@@ -8,6 +8,7 @@ it answers.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 
 from rls_screen.errors import FhirError, FhirUnavailableError
@@ -54,19 +55,23 @@ def server_answers(client: FhirClient) -> bool:
     return True
 
 
-def wait_before_retry(client: FhirClient | None, pause_s: float, probe_every_s: float) -> bool:
+def wait_before_retry(
+    client: FhirClient | None, pause_s: float, probe_every_s: float, *, stop: threading.Event | None = None
+) -> bool:
     """Sleep ``pause_s``, probing the server every ``probe_every_s`` when there is one; True when it
-    answered before the pause was over (the caller starts its round at once).
+    answered before the pause was over (the caller starts its round at once). ``stop`` (SIGTERM) ends
+    the pause at once.
 
     Bounded: no probe starts after the pause; one started before it may outlast it by the client's
     own timeouts and retries.
     """
+    stop = stop or threading.Event()
     deadline = time.monotonic() + pause_s
-    while (left := deadline - time.monotonic()) > 0:
+    while (left := deadline - time.monotonic()) > 0 and not stop.is_set():
         if client is None or probe_every_s <= 0:  # offline, or no probing: sleep the whole pause
-            time.sleep(left)
+            stop.wait(left)
             return False
-        time.sleep(min(left, probe_every_s))
-        if time.monotonic() < deadline and server_answers(client):
+        stop.wait(min(left, probe_every_s))
+        if time.monotonic() < deadline and not stop.is_set() and server_answers(client):
             return True
     return False

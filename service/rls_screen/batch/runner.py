@@ -4,7 +4,11 @@ One patient's failure is recorded with its reason and the batch goes on. Transie
 (unreachable, 5xx, 429 after the client's own retries) are retried in later rounds of the same run,
 after pauses that double up to a cap, so a run rides out a short outage or a server restart; during
 a pause the server is probed (``GET [base]/metadata``) and the round starts as soon as it answers.
-Bad data is never retried. Results are recorded from the main thread only (SQLite has one writer).
+Bad data is never retried. Results are recorded from the main thread only.
+
+The runner claims its patients a chunk at a time (claims.py), so several runners share one job without
+screening a patient twice. ``BatchOptions.stop`` (set on SIGTERM) ends the run at a checkpoint: no new
+claims, the chunks in flight finish and are recorded, the chunks not started are given back.
 """
 
 from __future__ import annotations
@@ -15,15 +19,16 @@ import multiprocessing
 import os
 import pickle
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, ThreadPoolExecutor, as_completed, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import TypeVar
 
 from rls_screen.assessment import assess
-from rls_screen.batch.groups import Screened, groups_of, patient_summary, screen_group
+from rls_screen.batch.claims import DEFAULT_LEASE_S, LeaseRenewal, new_runner_id, wait_for_others
+from rls_screen.batch.groups import Screened, patient_summary, screen_group
 from rls_screen.batch.jobs import Job, JobStore, result_text
 from rls_screen.batch.rounds import (
     DEFAULT_PROBE_EVERY_S,
@@ -54,6 +59,7 @@ from rls_screen.screening import ScreenResult
 
 __all__ = [
     "DEFAULT_GROUP_SIZE",
+    "DEFAULT_LEASE_S",
     "DEFAULT_PROBE_EVERY_S",
     "DEFAULT_RETRY_PAUSE_MAX_S",
     "DEFAULT_RETRY_PAUSE_S",
@@ -97,12 +103,22 @@ class BatchOptions:
     """Optional, offline: a loader for a batch of patients that gives what ``loader`` gives, looked up together."""
     group_size: int = DEFAULT_GROUP_SIZE
     """Patients read and written together against the server (one batch read, one transaction); 1: one by one."""
+    lease_s: float = DEFAULT_LEASE_S
+    """How long this runner's claim on a chunk holds without renewal (another runner takes it over after that)."""
+    stop: threading.Event = field(default_factory=threading.Event)
+    """Set (on SIGTERM) to end the run at a checkpoint: the patients in flight recorded, the rest given back."""
+    runner_id: str = field(default_factory=new_runner_id)
+    """This runner, as the job store records who claimed and screened each patient."""
+    clock: Callable[[], float] = time.time
+    """Wall-clock seconds for leases (shared between hosts: keep them in sync)."""
 
     def __post_init__(self) -> None:
         if self.group_size < 1:
             raise InputError(f"group size must be 1 or more, not {self.group_size}")
         if self.retry_rounds < 0:
             raise InputError(f"retry rounds must be 0 or more, not {self.retry_rounds}")
+        if not (math.isfinite(self.lease_s) and self.lease_s >= 1):
+            raise InputError(f"the lease must be 1 second or more, not {self.lease_s}")
         for name in ("retry_pause_s", "retry_pause_max_s", "probe_every_s"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
@@ -135,29 +151,6 @@ def _classify_failure(error: BaseException) -> str:
     # Unexpected: keep the batch going and say what kind of error, without data that may hold PHI.
     log.error("internal error screening a patient: %s", type(error).__name__)
     return f"internal error ({type(error).__name__})"
-
-
-Item = TypeVar("Item")
-Result = TypeVar("Result")
-
-
-def _bounded(
-    executor: ThreadPoolExecutor, items: list[Item], work: Callable[[Item], Result], limit: int
-) -> Iterator[tuple[Item, Future[Result]]]:
-    """Submit at most ``limit`` tasks at a time, yielding each as it completes (memory stays flat)."""
-    pending: dict[Future[Result], Item] = {}
-    queue = iter(items)
-    while True:
-        while len(pending) < limit:
-            item = next(queue, None)
-            if item is None:
-                break
-            pending[executor.submit(work, item)] = item
-        if not pending:
-            return
-        done, _ = wait(pending, return_when=FIRST_COMPLETED)
-        for future in done:
-            yield pending.pop(future), future
 
 
 # --- offline evaluation in worker processes ---------------------------------------------------------
@@ -221,13 +214,15 @@ def _offline_processes(options: BatchOptions, patients: int) -> tuple[int, bytes
         return 1, None  # a loader that cannot travel (a closure, a live connection): evaluate in-process
 
 
-def _offline_outcomes(ids: list[str], job: Job, options: BatchOptions) -> Iterator[list[Outcome]]:
-    """Screen patients offline, in worker processes when it pays; batches of outcomes, in any order."""
+def _offline_outcomes(
+    chunks: Iterator[list[str]], patients: int, job: Job, options: BatchOptions
+) -> Iterator[list[Outcome]]:
+    """Screen chunks of about ``patients`` patients offline, in worker processes when it pays; batches of
+    outcomes, in any order."""
     loader = options.loader
     if loader is None:  # pragma: no cover - run_job only comes here with a loader
         raise RlsScreenError("no patient source")
-    processes, loaders_pickle = _offline_processes(options, len(ids))
-    chunks = (ids[i : i + OFFLINE_CHUNK] for i in range(0, len(ids), OFFLINE_CHUNK))
+    processes, loaders_pickle = _offline_processes(options, patients)
     if loaders_pickle is None:
         for chunk in chunks:
             yield _offline_batch(loader, options.chunk_loader, options.knowledge, job.as_of, chunk)
@@ -250,63 +245,129 @@ def _offline_outcomes(ids: list[str], job: Job, options: BatchOptions) -> Iterat
             yield future.result()
 
 
-def _record_offline(store: JobStore, job: Job, outcomes: list[Outcome], progress: Progress) -> None:
-    """Record a batch of outcomes in one job-store transaction."""
+def _record(store: JobStore, job: Job, options: BatchOptions, outcomes: list[Outcome], progress: Progress) -> None:
+    """Record a batch of outcomes in one job-store transaction, under this runner's claim."""
     done = [(patient_id, text, False) for patient_id, text, _ in outcomes if text is not None]
     failed = [(patient_id, reason or "internal error") for patient_id, text, reason in outcomes if text is None]
-    store.mark_many(job.id, done, failed)
+    store.mark_many(job.id, done, failed, runner=options.runner_id, now=options.clock())
     for _, text, reason in outcomes:
         batch_patient_finished(None if text is not None else reason or "internal error")
         progress.step(failed=text is None)
 
 
-def run_job(store: JobStore, job: Job, client: FhirClient | None, options: BatchOptions) -> dict[str, int]:
-    """Screen every pending patient of the job; returns the final status counts."""
-    total = store.patient_count(job.id)
-    counts = store.counts(job.id)
-    progress = Progress(total)
-    progress.done = counts["done"]
-    pauses = options.retry_pauses()
-    for round_number in range(options.retry_rounds + 1):
-        ids = store.pending(job.id)
-        if not ids:
-            break
-        if round_number:
-            pause = pauses[round_number - 1]
-            log.warning(
-                "retrying %d patient(s) after transient errors (round %d of %d, in %g s)",
-                len(ids),
-                round_number,
-                options.retry_rounds,
-                pause,
-            )
-            waited = time.monotonic()
-            if wait_before_retry(client, pause, options.probe_every_s):
-                log.info(
-                    "the FHIR server answers again after %.1f s: retry round %d starts now",
-                    time.monotonic() - waited,
-                    round_number,
-                )
-            progress.done -= len(ids)
-        if client is None and options.loader is not None:
-            for outcomes in _offline_outcomes(ids, job, options):
-                _record_offline(store, job, outcomes, progress)
-            continue
+def _screened_outcomes(screened: list[Screened]) -> list[Outcome]:
+    return [
+        (pid, result_text(summary), None)
+        if summary is not None
+        else (pid, None, _classify_failure(error or Exception()))
+        for pid, summary, error in screened
+    ]
+
+
+class _Round:
+    """One round of one runner: claim chunks until none is left to claim, screen them, record the outcomes."""
+
+    def __init__(self, store: JobStore, job: Job, client: FhirClient | None, options: BatchOptions) -> None:
+        self.store, self.job, self.client, self.options = store, job, client, options
+        self.started = options.clock()
+
+    def claim(self, size: int) -> list[str]:
+        if self.options.stop.is_set():
+            return []
+        now = self.options.clock()
+        return self.store.claim(
+            self.job.id, self.options.runner_id, size, now=now, lease_s=self.options.lease_s, round_started=self.started
+        )
+
+    def claimable(self) -> int:
+        return self.store.claimable(self.job.id, now=self.options.clock(), round_started=self.started)
+
+    def run(self, progress: Progress) -> None:
+        """Until nothing is left: claim and screen, then wait for patients other runners hold (they may come free)."""
+        options = self.options
+        while True:
+            if self.client is None and options.loader is not None:
+                self._offline(progress)
+            else:
+                self._online(progress)
+            if not wait_for_others(self.store, self.job.id, options.runner_id, options.stop, options.clock):
+                return
+
+    def _offline(self, progress: Progress) -> None:
+        chunks = iter(lambda: self.claim(OFFLINE_CHUNK), [])
+        for outcomes in _offline_outcomes(chunks, self.claimable(), self.job, self.options):
+            _record(self.store, self.job, self.options, outcomes, progress)
+
+    def _online(self, progress: Progress) -> None:
+        options = self.options
+        # groups small enough that every worker thread has one, as long as there are patients for each
+        size = max(1, min(options.group_size, -(-self.claimable() // options.concurrency)))
+        in_flight: dict[Future[list[Screened]], list[str]] = {}
         with ThreadPoolExecutor(max_workers=options.concurrency, thread_name_prefix="screen") as executor:
-            work = lambda group: _screen_group_traced(client, job, group, options)  # noqa: E731
-            for _, future in _bounded(executor, groups_of(ids, options), work, options.concurrency * 2):
-                screened = future.result()  # screen_group gives each patient's error, it does not raise
-                done = [
-                    (pid, result_text(summary), bool(summary.get("written"))) for pid, summary, _ in screened if summary
-                ]
-                failed = [
-                    (pid, _classify_failure(error)) for pid, summary, error in screened if summary is None and error
-                ]
-                store.mark_many(job.id, done, failed)
-                for _, summary, error in screened:
-                    batch_patient_finished(None if summary is not None else _classify_failure(error or Exception()))
-                    progress.step(failed=summary is None)
-    progress.close()
+            while True:
+                while len(in_flight) < options.concurrency * 2 and (ids := self.claim(size)):
+                    in_flight[executor.submit(_screen_group_traced, self.client, self.job, ids, options)] = ids
+                if not in_flight:
+                    return
+                done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                for future in done:
+                    del in_flight[future]
+                    # screen_group gives each patient's error, it does not raise
+                    _record(self.store, self.job, options, _screened_outcomes(future.result()), progress)
+                if options.stop.is_set():  # a checkpoint: the groups not started go back to the job
+                    for future, ids in list(in_flight.items()):
+                        if future.cancel():
+                            del in_flight[future]
+                            self.store.release(self.job.id, options.runner_id, ids)
+
+
+def run_job(store: JobStore, job: Job, client: FhirClient | None, options: BatchOptions) -> dict[str, int]:
+    """Screen every pending patient of the job (with any other runner on it); returns the final status counts.
+
+    When ``options.stop`` is set the run ends early, at a checkpoint: what is done is recorded, this runner's
+    claims are given back, and the job stays resumable (``run`` of another runner, or ``--resume``).
+    """
+    total = store.patient_count(job.id)
+    progress = Progress(total)
+    pauses = options.retry_pauses()
+    renewal = LeaseRenewal(store, job.id, options.runner_id, options.lease_s, options.clock)
+    try:
+        with renewal:
+            for round_number in range(options.retry_rounds + 1):
+                if options.stop.is_set():
+                    break
+                current = _Round(store, job, client, options)
+                waiting = current.claimable()
+                if round_number:
+                    if not waiting and store.held_by_others(job.id, options.runner_id, now=options.clock()) is None:
+                        break
+                    _pause_before(round_number, waiting, client, options, pauses[round_number - 1])
+                    current = _Round(store, job, client, options)  # failures up to the end of the pause are retried
+                progress.done = total - current.claimable()
+                current.run(progress)
+    finally:
+        store.release(job.id, options.runner_id)  # whatever this runner still holds (a stop, an error)
+        progress.close()
     final = store.counts(job.id)
-    store.set_job_status(job.id, "complete" if final["pending"] == 0 else "incomplete")
+    if not options.stop.is_set():
+        store.set_job_status(job.id, "complete" if final["pending"] == 0 else "incomplete")
     return final
+
+
+def _pause_before(
+    round_number: int, waiting: int, client: FhirClient | None, options: BatchOptions, pause: float
+) -> None:
+    log.warning(
+        "retrying %d patient(s) after transient errors (round %d of %d, in %g s)",
+        waiting,
+        round_number,
+        options.retry_rounds,
+        pause,
+    )
+    waited = time.monotonic()
+    if wait_before_retry(client, pause, options.probe_every_s, stop=options.stop):
+        log.info(
+            "the FHIR server answers again after %.1f s: retry round %d starts now",
+            time.monotonic() - waited,
+            round_number,
+        )

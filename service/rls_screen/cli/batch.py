@@ -2,23 +2,31 @@
 
 Exit codes: 0 every patient screened; 1 some patients failed (listed in the report; the rest were
 screened), or a Bulk export reported an error that names no patient (results may be incomplete);
-2-4 the job could not run (bad input, configuration, FHIR server), as for every command.
+2-4 the job could not run (bad input, configuration, FHIR server), as for every command;
+143 (``STOPPED_EXIT_CODE``, 128 + SIGTERM) stopped by SIGTERM at a checkpoint: what was screened is
+recorded, nothing is half-done, ``--resume JOB`` continues.
+
+Several runners on one job: ``rls-screen batch --resume JOB`` while the job runs (on this host or
+another sharing ``RLS_SCREEN_STATE_URL``) joins it; the runners share the patients (batch/claims.py).
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import sys
 from datetime import UTC, date, datetime
 from pathlib import Path
 
 from rls_screen.batch import sources
 from rls_screen.batch.bulk_export import BulkExport, BulkOptions, bulk_export
 from rls_screen.batch.bulk_manifest import ExportProblem
-from rls_screen.batch.jobs import Job, JobProblem, JobStore
+from rls_screen.batch.claims import stop_on_sigterm
+from rls_screen.batch.jobs import Job, JobProblem, JobStore, job_store_target
 from rls_screen.batch.report import write_report
 from rls_screen.batch.runner import (
     DEFAULT_GROUP_SIZE,
+    DEFAULT_LEASE_S,
     DEFAULT_RETRY_PAUSE_MAX_S,
     DEFAULT_RETRY_PAUSE_S,
     DEFAULT_RETRY_ROUNDS,
@@ -32,10 +40,14 @@ from rls_screen.fhir_client import FhirClient
 from rls_screen.knowledge import Knowledge, load_knowledge
 from rls_screen.observability.logs import bind_job_id
 from rls_screen.observability.metrics import push_batch_metrics
+from rls_screen.rescreen.queue import rescreen_state_target
 from rls_screen.rescreen.settings import get_rescreen_settings
 from rls_screen.rescreen.since import SinceMarks, changed_patients, parse_since
 from rls_screen.scopes import scopes_for
 from rls_screen.settings import Settings, get_settings
+
+STOPPED_EXIT_CODE = 143
+"""Stopped by SIGTERM at a checkpoint, resumable (128 + 15, as a shell reports a process SIGTERM ended)."""
 
 
 def _job_dir(settings: Settings, job_id: str) -> Path:
@@ -150,10 +162,16 @@ def execute_job(
     retry_rounds: int = DEFAULT_RETRY_ROUNDS,
     retry_pause_s: float = DEFAULT_RETRY_PAUSE_S,
     group_size: int = DEFAULT_GROUP_SIZE,
+    lease_s: float = DEFAULT_LEASE_S,
+    job_db: Path | None = None,
 ) -> int:
-    """Run a registered job to the end, print the summary and report paths; returns the exit code."""
+    """Run a registered job to the end (or to a checkpoint on SIGTERM), print the summary and report paths;
+    returns the exit code."""
     link_template = check_link_template(get_settings().patient_link_template)  # before the run, not after it
-    print(f"Job {job.id}: {store.patient_count(job.id)} patients (resume with: rls-screen batch --resume {job.id})")
+    resume = f"rls-screen batch --resume {job.id}" + (f" --job-db {job_db}" if job_db is not None else "")
+    print(f"Job {job.id}: {store.patient_count(job.id)} patients (resume with: {resume})")
+    if store.held_by_others(job.id, "", now=datetime.now(UTC).timestamp()) is not None:
+        print("Another runner is at work on this job: the patients are shared between the runners")
     bind_job_id(job.id)  # every log event of this process carries the job id
     options = BatchOptions(
         knowledge=knowledge,
@@ -162,12 +180,22 @@ def execute_job(
         retry_rounds=retry_rounds,
         retry_pause_s=retry_pause_s,
         group_size=group_size,
+        lease_s=lease_s,
         loader=index.patient_data if index is not None else None,
         chunk_loader=index.loader_for if index is not None else None,
     )
     offline = job.dry_run and index is not None
-    counts = run_job(store, job, None if offline else client, options)
+    with stop_on_sigterm(options.stop):
+        counts = run_job(store, job, None if offline else client, options)
     push_batch_metrics()
+    if options.stop.is_set():
+        done = store.patient_count(job.id) - counts["pending"]
+        print(
+            f"rls-screen batch: stopped on SIGTERM at a checkpoint, {done} of {store.patient_count(job.id)} "
+            f"patients recorded; resume with: {resume}",
+            file=sys.stderr,
+        )
+        return STOPPED_EXIT_CODE
     summary, html_path, csv_path = write_report(store, store.job(job.id), report_dir, knowledge, link_template)
     print(summary.text())
     print(f"Report: {html_path}\nPer-patient CSV: {csv_path}")
@@ -207,8 +235,12 @@ def _register_since(
 def run(args: argparse.Namespace) -> int:
     settings = get_settings()
     knowledge = load_knowledge(settings.conceptmap_dir)
-    store = JobStore(args.job_db or settings.state_dir / "jobs.sqlite")
-    marks = SinceMarks(get_rescreen_settings().db_path(settings.state_dir))
+    store = JobStore(job_store_target(settings, args.job_db))
+    try:
+        marks = SinceMarks(rescreen_state_target(get_rescreen_settings(), settings))
+    except BaseException:
+        store.close()
+        raise
     try:
         _check_sources(args)
         if args.resume:
@@ -244,6 +276,8 @@ def run(args: argparse.Namespace) -> int:
             retry_rounds=args.retry_rounds,
             retry_pause_s=args.retry_pause,
             group_size=args.group_size,
+            lease_s=args.lease,
+            job_db=args.job_db,
         )
         client.close()
         if index is not None:
@@ -308,6 +342,13 @@ def retry_pause(text: str) -> float:
     return value
 
 
+def lease_seconds(text: str) -> float:
+    value = retry_pause(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be 1 second or more")
+    return value
+
+
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "batch",
@@ -365,6 +406,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "a round starts early when the server answers again "
         f"(default {DEFAULT_RETRY_PAUSE_S:g}: with the default rounds, about 2 minutes in all)",
     )
-    parser.add_argument("--job-db", type=Path, help="job database (default: $RLS_SCREEN_STATE_DIR/jobs.sqlite)")
+    parser.add_argument(
+        "--lease",
+        type=lease_seconds,
+        default=DEFAULT_LEASE_S,
+        metavar="SECONDS",
+        help="how long this runner's claim on a chunk of patients holds unrenewed: another runner on the job "
+        f"takes over the patients of a runner killed this long ago (default {DEFAULT_LEASE_S:g})",
+    )
+    parser.add_argument(
+        "--job-db",
+        type=Path,
+        help="job database file (default: RLS_SCREEN_STATE_URL, else $RLS_SCREEN_STATE_DIR/jobs.sqlite)",
+    )
     parser.add_argument("--report-dir", type=Path, help="where reports go (default: $RLS_SCREEN_STATE_DIR/reports)")
     parser.set_defaults(run=run)

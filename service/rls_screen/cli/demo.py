@@ -13,7 +13,7 @@ import time
 from datetime import UTC, date, datetime
 
 from rls_screen.batch import sources
-from rls_screen.batch.jobs import JobStore
+from rls_screen.batch.jobs import JobStore, job_store_target
 from rls_screen.cli.batch import execute_job, positive_int
 from rls_screen.errors import FhirUnavailableError
 from rls_screen.fhir_client import FhirClient
@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
         f"({time.monotonic() - started:.1f} s) into {client.base_url}"
     )
     knowledge = load_knowledge(settings.conceptmap_dir)
-    store = JobStore(settings.state_dir / "jobs.sqlite")
+    store = JobStore(job_store_target(settings))
     try:
         members = sources.from_group(client, f"Group/{group}")
         job = store.create_job(

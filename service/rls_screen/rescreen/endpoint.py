@@ -35,7 +35,7 @@ from rls_screen.errors import RlsScreenError
 from rls_screen.fhir_client import FhirClient
 from rls_screen.knowledge import Knowledge
 from rls_screen.rescreen import notifications
-from rls_screen.rescreen.queue import RescreenQueue, SqliteRescreenQueue, Timing
+from rls_screen.rescreen.queue import RescreenQueue, StateRescreenQueue, Timing, rescreen_state_target
 from rls_screen.rescreen.settings import RescreenSettings, get_rescreen_settings
 from rls_screen.rescreen.worker import RescreenWorkers, RetryPolicy
 from rls_screen.scopes import scopes_for
@@ -99,7 +99,7 @@ def mount_rescreen(
         return None
     secret = settings.secret.get_secret_value()
     timing = Timing(settings.debounce_s, settings.max_wait_s, settings.lease_s)
-    queue = SqliteRescreenQueue(settings.db_path(base_settings.state_dir), timing, clock=time.time)
+    queue = StateRescreenQueue(rescreen_state_target(settings, base_settings), timing, clock=time.time)
     client = FhirClient.from_settings(base_settings, scopes=scopes_for(write=True))
     workers = RescreenWorkers(
         queue,

@@ -14,43 +14,120 @@ One row per patient (never per notification), so the results of one panel give o
   the worker's policy); without one, or after the last attempt, the patient stays ``failed`` with the
   reason until the next notification about them.
 
-``RescreenQueue`` is the interface the endpoint and the workers use; ``SqliteRescreenQueue`` is the
-implementation on the SQLite state file. A PostgreSQL implementation keeps the same semantics with
-``INSERT ... ON CONFLICT`` for ``note`` and ``SELECT ... FOR UPDATE SKIP LOCKED`` for ``claim``. The
-queue holds patient ids, times and failure reasons (no clinical values, no tokens).
+``RescreenQueue`` is the interface the endpoint and the workers use; ``StateRescreenQueue`` is the
+implementation on the state store (rls_screen.state: ``RLS_SCREEN_STATE_URL``, PostgreSQL for replicas that
+share one queue, else the SQLite file ``RLS_SCREEN_RESCREEN_DB`` / ``<state_dir>/rescreen.sqlite3``): ``note``
+is one ``INSERT ... ON CONFLICT`` per patient, ``claim`` picks with ``SELECT ... FOR UPDATE SKIP LOCKED`` on
+PostgreSQL (``BEGIN IMMEDIATE`` serialises it on SQLite). Schema: component ``rescreen-queue``. The queue
+holds patient ids, times and failure reasons (no clinical values, no tokens).
 """
 
 from __future__ import annotations
 
-import sqlite3
-import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol
 
 from rls_screen.errors import ConfigurationError
+from rls_screen.rescreen.settings import RescreenSettings, get_rescreen_settings
+from rls_screen.settings import Settings, get_settings
+from rls_screen.state import (
+    Dialect,
+    Migration,
+    StateTarget,
+    Transaction,
+    migrate,
+    open_database,
+    sqlite_target,
+    state_target,
+    table_columns,
+)
+from rls_screen.state.components import Component
 
 State = Literal["pending", "running", "done", "failed"]
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS rescreen_queue (
+COMPONENT = "rescreen-queue"
+
+
+def _queue_table(time_type: str) -> str:
+    return f"""CREATE TABLE IF NOT EXISTS rescreen_queue (
     patient_id TEXT PRIMARY KEY,
     state TEXT NOT NULL CHECK (state IN ('pending', 'running', 'done', 'failed')),
-    due_at REAL NOT NULL,
-    first_noted_at REAL NOT NULL,
+    due_at {time_type} NOT NULL,
+    first_noted_at {time_type} NOT NULL,
     noted INTEGER NOT NULL DEFAULT 0,
     claimed_noted INTEGER,
-    lease_until REAL,
+    lease_until {time_type},
     attempts INTEGER NOT NULL DEFAULT 0,
     screens INTEGER NOT NULL DEFAULT 0,
     writes INTEGER NOT NULL DEFAULT 0,
     reason TEXT,
-    updated_at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS rescreen_queue_due ON rescreen_queue (state, due_at);
-"""
+    updated_at {time_type} NOT NULL
+)"""
+
+
+_DUE_INDEX = "CREATE INDEX IF NOT EXISTS rescreen_queue_due ON rescreen_queue (state, due_at)"
+MIGRATIONS = (
+    Migration(
+        1,
+        "the re-screen queue, one row per patient",
+        # Times are epoch seconds: PostgreSQL's REAL has 4 bytes (minutes at today's epoch), so DOUBLE PRECISION.
+        by_dialect={
+            "sqlite": (_queue_table("REAL"), _DUE_INDEX),
+            "postgresql": (_queue_table("DOUBLE PRECISION"), _DUE_INDEX),
+        },
+    ),
+)
+_EARLIER_COLUMNS = (
+    "patient_id",
+    "state",
+    "due_at",
+    "first_noted_at",
+    "noted",
+    "claimed_noted",
+    "lease_until",
+    "attempts",
+    "screens",
+    "writes",
+    "reason",
+    "updated_at",
+)
+
+
+def adopt_rescreen_queue(tx: Transaction, dialect: Dialect) -> int:
+    """1 for the queue table of the release before the migration table (same columns), 0 for none; else refused."""
+    columns = table_columns(tx, dialect, "rescreen_queue")
+    if not columns:
+        return 0
+    if columns != _EARLIER_COLUMNS:
+        raise ConfigurationError(
+            f"the re-screen queue's table has columns {', '.join(columns)}: not a layout this release knows"
+        )
+    return 1
+
+
+def _default_file() -> Path:
+    return get_rescreen_settings().db_path(get_settings().state_dir)
+
+
+STATE_COMPONENTS = (Component(COMPONENT, MIGRATIONS, adopt_rescreen_queue, default_file=_default_file),)
+
+
 REASON_CHARS = 500
+
+
+def rescreen_state_target(settings: RescreenSettings, base: Settings) -> StateTarget:
+    """Where the queue and the ``--since`` marks live: ``RLS_SCREEN_STATE_URL`` (shared), else the SQLite file
+    ``RLS_SCREEN_RESCREEN_DB`` or ``<state_dir>/rescreen.sqlite3`` (one host). Both set is refused: replicas
+    would each keep their own queue while the operator meant them to share one."""
+    state_url = base.state_url_text()
+    if state_url and settings.db is not None:
+        raise ConfigurationError(
+            "RLS_SCREEN_RESCREEN_DB and RLS_SCREEN_STATE_URL are both set: unset one (the state URL holds the "
+            "re-screen queue too)"
+        )
+    return state_target(state_url, settings.db_path(base.state_dir))
 
 
 @dataclass(frozen=True)
@@ -104,53 +181,53 @@ class RescreenQueue(Protocol):
 
 # A new notification for a patient that is done or failed starts a new burst; for one that waits, it moves the
 # due time to debounce after now, capped at max_wait after the burst's first notification; for one being
-# screened, it only counts (``complete`` sees the count moved and puts the patient back).
-_NOTE = """
-INSERT INTO rescreen_queue (patient_id, state, due_at, first_noted_at, noted, updated_at)
+# screened, it only counts (``complete`` sees the count moved and puts the patient back). Columns are named with
+# the table (PostgreSQL reads a bare name in DO UPDATE as ambiguous with ``excluded``); SQLite's two-argument
+# MAX/MIN are PostgreSQL's GREATEST/LEAST.
+def _note_sql(dialect: Dialect) -> str:
+    greatest, least = ("GREATEST", "LEAST") if dialect == "postgresql" else ("MAX", "MIN")
+    return f"""
+INSERT INTO rescreen_queue AS q (patient_id, state, due_at, first_noted_at, noted, updated_at)
 VALUES (:patient, 'pending', :now + :debounce, :now, 1, :now)
 ON CONFLICT (patient_id) DO UPDATE SET
-    noted = noted + 1,
+    noted = q.noted + 1,
     updated_at = :now,
-    attempts = CASE WHEN state IN ('done', 'failed') THEN 0 ELSE attempts END,
-    reason = CASE WHEN state IN ('done', 'failed') THEN NULL ELSE reason END,
-    first_noted_at = CASE WHEN state IN ('done', 'failed') THEN :now ELSE first_noted_at END,
+    attempts = CASE WHEN q.state IN ('done', 'failed') THEN 0 ELSE q.attempts END,
+    reason = CASE WHEN q.state IN ('done', 'failed') THEN NULL ELSE q.reason END,
+    first_noted_at = CASE WHEN q.state IN ('done', 'failed') THEN :now ELSE q.first_noted_at END,
     due_at = CASE
-        WHEN state IN ('done', 'failed') THEN :now + :debounce
-        WHEN state = 'pending' THEN MAX(due_at, MIN(:now + :debounce, first_noted_at + :max_wait))
-        ELSE due_at END,
-    state = CASE WHEN state IN ('done', 'failed') THEN 'pending' ELSE state END
-"""
+        WHEN q.state IN ('done', 'failed') THEN :now + :debounce
+        WHEN q.state = 'pending' THEN {greatest}(q.due_at, {least}(:now + :debounce, q.first_noted_at + :max_wait))
+        ELSE q.due_at END,
+    state = CASE WHEN q.state IN ('done', 'failed') THEN 'pending' ELSE q.state END
+"""  # noqa: S608 - the two function names above are fixed
 
 
-def _open(path: Path) -> sqlite3.Connection:
-    """The state file opened as cds/state_db.py opens the CDS service's (not imported from there: the CDS app
-    imports this package): WAL, so the workers of every uvicorn process share it; autocommit."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=5.0)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=NORMAL")
-        db.executescript(SCHEMA)
-    except (OSError, sqlite3.Error) as error:
-        raise ConfigurationError(f"the re-screen queue {path}: cannot open ({type(error).__name__})") from error
-    return db
+class StateRescreenQueue:
+    """The queue in the state store, shared by every worker thread, uvicorn process and replica using it."""
 
-
-class SqliteRescreenQueue:
-    """The queue in a SQLite file (WAL, shared by every worker thread and uvicorn process using it)."""
-
-    def __init__(self, path: Path, timing: Timing, *, clock: Callable[[], float]) -> None:
-        self.path, self._timing, self._clock = path, timing, clock
-        self._db = _open(path)
-        self._lock = threading.Lock()
+    def __init__(self, where: StateTarget | Path, timing: Timing, *, clock: Callable[[], float]) -> None:
+        self.target = sqlite_target(where) if isinstance(where, Path) else where
+        self._timing, self._clock = timing, clock
+        self._db = open_database(self.target)
+        try:
+            migrate(self._db, COMPONENT, MIGRATIONS, adopt=adopt_rescreen_queue)
+        except BaseException:
+            self._db.close()
+            raise
+        self._note = _note_sql(self._db.dialect)
+        # PostgreSQL: lock the row picked, skipping one another worker is picking (READ COMMITTED); SQLite's
+        # BEGIN IMMEDIATE already makes the pick-and-update one writer's at a time.
+        self._pick = " ".join(
+            (
+                "SELECT patient_id, noted, attempts FROM rescreen_queue WHERE (state = 'pending' AND due_at <= ?)",
+                "OR (state = 'running' AND lease_until < ?) ORDER BY due_at LIMIT 1",
+                "FOR UPDATE SKIP LOCKED" if self._db.dialect == "postgresql" else "",
+            )
+        )
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
-
-    def _write(self, sql: str, params: dict[str, object]) -> sqlite3.Cursor:
-        with self._lock:
-            return self._db.execute(sql, params)
+        self._db.close()
 
     def note(self, patient_ids: Iterable[str]) -> int:
         """Record one notification naming these patients; returns how many patients were named."""
@@ -159,43 +236,26 @@ class SqliteRescreenQueue:
             {"patient": p, "now": now, "debounce": self._timing.debounce_s, "max_wait": self._timing.max_wait_s}
             for p in dict.fromkeys(patient_ids)
         ]
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                self._db.executemany(_NOTE, rows)
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+        self._db.executemany(self._note, rows)
         return len(rows)
 
     def claim(self) -> Claim | None:
         """The patient due longest (or whose worker's lease ran out), now ``running``; None when none is due."""
         now = self._clock()
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                row = self._db.execute(
-                    "SELECT patient_id, noted, attempts FROM rescreen_queue WHERE (state = 'pending' AND due_at <= ?) "
-                    "OR (state = 'running' AND lease_until < ?) ORDER BY due_at LIMIT 1",
-                    (now, now),
-                ).fetchone()
-                if row is not None:
-                    self._db.execute(
-                        "UPDATE rescreen_queue SET state = 'running', claimed_noted = noted, lease_until = ?, "
-                        "updated_at = ? WHERE patient_id = ?",
-                        (now + self._timing.lease_s, now, row[0]),
-                    )
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
-        return None if row is None else Claim(row[0], row[1], row[2] + 1)
+        with self._db.transaction() as tx:
+            row = tx.execute(self._pick, (now, now)).one()
+            if row is not None:
+                tx.execute(
+                    "UPDATE rescreen_queue SET state = 'running', claimed_noted = noted, lease_until = ?, "
+                    "updated_at = ? WHERE patient_id = ?",
+                    (now + self._timing.lease_s, now, row[0]),
+                )
+        return None if row is None else Claim(row[0], int(row[1]), int(row[2]) + 1)
 
     def complete(self, claim: Claim, *, written: bool) -> None:
         """The re-screen ran to the end: ``done``, or ``pending`` again when a notification came meanwhile."""
         now = self._clock()
-        self._write(
+        self._db.execute(
             "UPDATE rescreen_queue SET screens = screens + 1, writes = writes + :written, updated_at = :now, "
             "lease_until = NULL, attempts = 0, reason = NULL, "
             "state = CASE WHEN noted = :noted THEN 'done' ELSE 'pending' END, "
@@ -215,17 +275,20 @@ class SqliteRescreenQueue:
         """The re-screen failed: back in the queue at ``retry_at`` (or soon, when a notification came
         meanwhile), else ``failed`` with the reason until the next notification."""
         now = self._clock()
-        self._write(
+        # has_retry rather than ``:retry_at IS NOT NULL``: PostgreSQL cannot type a NULL parameter on its own
+        self._db.execute(
             "UPDATE rescreen_queue SET attempts = attempts + 1, reason = :reason, updated_at = :now, "
             "lease_until = NULL, "
-            "state = CASE WHEN noted <> :noted OR :retry_at IS NOT NULL THEN 'pending' ELSE 'failed' END, "
-            "due_at = CASE WHEN noted <> :noted THEN :now + :debounce ELSE COALESCE(:retry_at, due_at) END "
+            "state = CASE WHEN noted <> :noted OR :has_retry = 1 THEN 'pending' ELSE 'failed' END, "
+            "due_at = CASE WHEN noted <> :noted THEN :now + :debounce WHEN :has_retry = 1 THEN :retry_at "
+            "ELSE due_at END "
             "WHERE patient_id = :patient AND state = 'running'",
             {
                 "reason": reason[:REASON_CHARS],
                 "now": now,
                 "noted": claim.noted,
-                "retry_at": retry_at,
+                "has_retry": int(retry_at is not None),
+                "retry_at": retry_at if retry_at is not None else now,
                 "debounce": self._timing.debounce_s,
                 "patient": claim.patient_id,
             },
@@ -233,31 +296,26 @@ class SqliteRescreenQueue:
 
     def seconds_to_next(self) -> float | None:
         """Seconds until the next patient is due (0 when one is due now); None when nothing waits."""
-        with self._lock:
-            row = self._db.execute(
-                "SELECT MIN(CASE WHEN state = 'pending' THEN due_at ELSE lease_until END) FROM rescreen_queue "
-                "WHERE state IN ('pending', 'running')"
-            ).fetchone()
-        return None if row[0] is None else max(0.0, float(row[0]) - self._clock())
+        due = self._db.execute(
+            "SELECT MIN(CASE WHEN state = 'pending' THEN due_at ELSE lease_until END) FROM rescreen_queue "
+            "WHERE state IN ('pending', 'running')"
+        ).scalar()
+        return None if due is None else max(0.0, float(due) - self._clock())
 
     def entry(self, patient_id: str) -> QueueEntry | None:
-        with self._lock:
-            row = self._db.execute(
-                "SELECT patient_id, state, due_at, noted, attempts, screens, writes, reason FROM rescreen_queue "
-                "WHERE patient_id = ?",
-                (patient_id,),
-            ).fetchone()
-        return None if row is None else QueueEntry(*row)
+        row = self._db.execute(
+            "SELECT patient_id, state, due_at, noted, attempts, screens, writes, reason FROM rescreen_queue "
+            "WHERE patient_id = ?",
+            (patient_id,),
+        ).one()
+        if row is None:
+            return None
+        patient, state, due_at, noted, attempts, screens, writes, reason = row
+        return QueueEntry(patient, state, float(due_at), int(noted), int(attempts), int(screens), int(writes), reason)
 
     def counts(self) -> dict[str, int]:
-        with self._lock:
-            rows = self._db.execute("SELECT state, COUNT(*) FROM rescreen_queue GROUP BY state").fetchall()
-        return {"pending": 0, "running": 0, "done": 0, "failed": 0, **dict(rows)}
+        rows = self._db.execute("SELECT state, COUNT(*) FROM rescreen_queue GROUP BY state").rows
+        return {"pending": 0, "running": 0, "done": 0, "failed": 0, **{state: int(n) for state, n in rows}}
 
     def ping(self) -> bool:
-        try:
-            with self._lock:
-                self._db.execute("SELECT 1").fetchone()
-        except sqlite3.Error:
-            return False
-        return True
+        return self._db.ping()

@@ -10,13 +10,12 @@ command on a schedule is the re-screen (docs/subscriptions.md).
 when the searches began, less ``OVERLAP`` (a transaction that was still committing then is searched
 again next time; screening is idempotent, so an overlap costs a read, never a write). The mark
 moves only when every patient of the job was screened (``--resume`` of the job moves it too), so a
-patient that failed is looked for again by the next ``--since last``.
+patient that failed is looked for again by the next ``--since last``. The marks live in the state store
+beside the re-screen queue (component ``since-marks``; ``rescreen_state_target``).
 """
 
 from __future__ import annotations
 
-import sqlite3
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -26,18 +25,53 @@ from rls_screen.contract import DataContract
 from rls_screen.errors import ConfigurationError, InputError
 from rls_screen.fhir_client import FhirClient
 from rls_screen.rescreen.notifications import patient_of
+from rls_screen.rescreen.settings import get_rescreen_settings
 from rls_screen.rescreen.subscriptions import CODE_PARAMETERS
+from rls_screen.settings import get_settings
+from rls_screen.state import (
+    Dialect,
+    Migration,
+    StateTarget,
+    Transaction,
+    migrate,
+    open_database,
+    sqlite_target,
+    table_columns,
+)
+from rls_screen.state.components import Component
 
 OVERLAP = timedelta(minutes=2)
 LAST = "last"
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS since_mark (
-    scope TEXT PRIMARY KEY,
-    mark TEXT,
-    pending_mark TEXT,
-    pending_job TEXT
-);
-"""
+COMPONENT = "since-marks"
+MIGRATIONS = (
+    Migration(
+        1,
+        "where each --since scope got to",
+        (
+            "CREATE TABLE IF NOT EXISTS since_mark (scope TEXT PRIMARY KEY, mark TEXT, pending_mark TEXT, "
+            "pending_job TEXT)",
+        ),
+    ),
+)
+
+
+def adopt_since_marks(tx: Transaction, dialect: Dialect) -> int:
+    """1 for the table of the release before the migration table (same columns), 0 for none; else refused."""
+    columns = table_columns(tx, dialect, "since_mark")
+    if not columns:
+        return 0
+    if columns != ("scope", "mark", "pending_mark", "pending_job"):
+        raise ConfigurationError(
+            f"the --since marks' table has columns {', '.join(columns)}: not a layout this release knows"
+        )
+    return 1
+
+
+def _default_file() -> Path:
+    return get_rescreen_settings().db_path(get_settings().state_dir)
+
+
+STATE_COMPONENTS = (Component(COMPONENT, MIGRATIONS, adopt_since_marks, default_file=_default_file),)
 
 
 @dataclass(frozen=True)
@@ -102,27 +136,23 @@ def changed_patients(
 
 
 class SinceMarks:
-    """Where each ``--since`` scope got to, in the re-screen state file."""
+    """Where each ``--since`` scope got to, in the state store."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, where: StateTarget | Path) -> None:
+        self.target = sqlite_target(where) if isinstance(where, Path) else where
+        self._db = open_database(self.target)
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=5.0)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.executescript(SCHEMA)
-        except (OSError, sqlite3.Error) as error:
-            raise ConfigurationError(
-                f"the re-screen state file {path}: cannot open ({type(error).__name__})"
-            ) from error
-        self._lock = threading.Lock()
+            migrate(self._db, COMPONENT, MIGRATIONS, adopt=adopt_since_marks)
+        except BaseException:
+            self._db.close()
+            raise
 
     def close(self) -> None:
         self._db.close()
 
     def mark(self, scope: str) -> datetime | None:
-        with self._lock:
-            row = self._db.execute("SELECT mark FROM since_mark WHERE scope = ?", (scope,)).fetchone()
-        return datetime.fromisoformat(row[0]) if row and row[0] else None
+        text = self._db.execute("SELECT mark FROM since_mark WHERE scope = ?", (scope,)).scalar()
+        return datetime.fromisoformat(text) if text else None
 
     def resolve(self, since: datetime | str, scope: str) -> datetime:
         if isinstance(since, datetime):
@@ -134,23 +164,20 @@ class SinceMarks:
 
     def propose(self, scope: str, mark: datetime, job_id: str) -> None:
         """The mark this job reaches when every patient of it has been screened."""
-        with self._lock:
-            self._db.execute(
-                "INSERT INTO since_mark (scope, pending_mark, pending_job) VALUES (?, ?, ?) "
-                "ON CONFLICT (scope) DO UPDATE SET pending_mark = excluded.pending_mark, "
-                "pending_job = excluded.pending_job",
-                (scope, mark.isoformat(), job_id),
-            )
+        self._db.execute(
+            "INSERT INTO since_mark (scope, pending_mark, pending_job) VALUES (?, ?, ?) "
+            "ON CONFLICT (scope) DO UPDATE SET pending_mark = excluded.pending_mark, "
+            "pending_job = excluded.pending_job",
+            (scope, mark.isoformat(), job_id),
+        )
 
     def job_finished(self, job_id: str) -> datetime | None:
         """Every patient of ``job_id`` was screened: its proposed mark becomes the mark; returns it."""
-        with self._lock:
-            row = self._db.execute("SELECT pending_mark FROM since_mark WHERE pending_job = ?", (job_id,)).fetchone()
-            if row is None:
-                return None
-            self._db.execute(
-                "UPDATE since_mark SET mark = pending_mark, pending_mark = NULL, pending_job = NULL "
-                "WHERE pending_job = ?",
-                (job_id,),
-            )
-        return datetime.fromisoformat(row[0])
+        # One statement decides, so two runners finishing the same job move the mark once (the second finds no
+        # mark pending for the job) on either database.
+        text = self._db.execute(
+            "UPDATE since_mark SET mark = pending_mark, pending_mark = NULL, pending_job = NULL "
+            "WHERE pending_job = ? RETURNING mark",
+            (job_id,),
+        ).scalar()
+        return datetime.fromisoformat(text) if text else None

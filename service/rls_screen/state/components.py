@@ -32,6 +32,9 @@ from rls_screen.state.migrations import Adopt, Migration
 STORE_MODULES: tuple[str, ...] = (
     "rls_screen.cds.feedback",
     "rls_screen.cds.replay",
+    "rls_screen.batch.job_schema",
+    "rls_screen.rescreen.queue",
+    "rls_screen.rescreen.since",
 )
 
 
