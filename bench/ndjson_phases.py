@@ -1,11 +1,11 @@
 """Where one patient's time goes on the offline NDJSON path, phase by phase, in one process.
 
-    python bench/ndjson_phases.py [--patients 3000] [--rounds 3] [--profile]
+    python bench/ndjson_phases.py [--patients 3000] [--rounds 3] [--profile] [--gc freeze|default|off]
 
 Over the first ``--patients`` patients of the cached 10k panel (``panels.py``): indexing the whole panel
 (in-process, one chunk at a time), reading each patient back (``loader_for``), ``assess``, and the summary
 and result JSON, as CPU time (``process_time``) per patient, best of ``--rounds``. ``--profile`` prints a
-cProfile of ``assess`` as well (sorted by cumulative time). ``--gc``: the collector as the offline
+cProfile of ``assess`` as well (sorted by cumulative time; the timings then include the profiler). ``--gc``: the collector as the offline
 workers run it (``freeze``: what was loaded first is out of its reach), untouched, or off.
 """
 
