@@ -5,8 +5,9 @@
 Over the first ``--patients`` patients of the cached 10k panel (``panels.py``): indexing the whole panel
 (in-process, one chunk at a time), reading each patient back (``loader_for``), ``assess``, and the summary
 and result JSON, as CPU time (``process_time``) per patient, best of ``--rounds``. ``--profile`` prints a
-cProfile of ``assess`` as well (sorted by cumulative time; the timings then include the profiler). ``--gc``: the collector as the offline
-workers run it (``freeze``: what was loaded first is out of its reach), untouched, or off.
+cProfile of ``assess`` as well (sorted by cumulative time; the timings then include the profiler).
+``--gc``: the collector as the offline workers run it (``freeze``: what was loaded first is out of its
+reach), untouched, or off.
 """
 
 from __future__ import annotations
