@@ -45,7 +45,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from rls_screen.codesets import Coding, Terminology, value_set_url
-from rls_screen.observations import codings_of, effective_of
+from rls_screen.observation_fields import effective_date_of, has_coding_in
 from rls_screen.ruleset import RuleSet
 
 CONTRACT_TYPES = ("Patient", "Observation", "Condition", "Procedure", "MedicationRequest")
@@ -91,6 +91,7 @@ class DataContract:
 
     def __init__(self, ruleset: RuleSet, terminology: Terminology) -> None:
         self.window_days = ruleset.selection.window_days
+        self._window = timedelta(days=self.window_days)
         explained = frozenset(c for name in EXPLAINED_VALUE_SETS for c in terminology.value_sets[value_set_url(name)])
         self.observation_codings: frozenset[Coding] = frozenset(terminology.analyte_by_coding) | explained
         self.condition_codings: frozenset[Coding] = frozenset(
@@ -169,22 +170,23 @@ class DataContract:
 
     def wanted(self, resource: Mapping[str, Any], as_of: date) -> bool:
         """Whether a resource of another type than Patient is inside the contract (type, code, status, window)."""
-        if not self.in_scope(resource):
+        if resource.get("resourceType") != "Observation":
+            return self.in_scope(resource)
+        if not (has_coding_in(resource.get("code"), self.observation_codings) or self._component_in(resource)):
             return False
-        if resource.get("resourceType") == "Observation":
-            effective = effective_of(resource)
-            return effective is None or effective.date() >= self.window_start(as_of)
-        return True
+        # the classifier's own D4 date (cached by its text: the classifier asks for it again next)
+        effective = effective_date_of(resource).moment
+        return effective is None or effective.date() >= as_of - self._window
 
     def in_scope(self, resource: Mapping[str, Any]) -> bool:
         """What a search of the contract returns: type, codes and statuses, without the window."""
         kind = resource.get("resourceType")
         if kind == "Observation":
-            return self._coded_in(resource, self.observation_codings) or self._component_in(resource)
+            return has_coding_in(resource.get("code"), self.observation_codings) or self._component_in(resource)
         if kind == "Condition":
-            return self._coded_in(resource, self.condition_codings)
+            return has_coding_in(resource.get("code"), self.condition_codings)
         if kind == "Procedure":
-            return self._coded_in(resource, self.procedure_codings)
+            return has_coding_in(resource.get("code"), self.procedure_codings)
         if kind == "MedicationRequest":
             return resource.get("status") in MEDICATION_REQUEST_STATUSES
         return False
@@ -193,8 +195,6 @@ class DataContract:
         components = resource.get("component")
         if not isinstance(components, list):
             return False
-        return any(isinstance(c, Mapping) and self._coded_in(c, self.observation_codings) for c in components)
-
-    @staticmethod
-    def _coded_in(resource: Mapping[str, Any], codings: frozenset[Coding]) -> bool:
-        return any(coding in codings for coding in codings_of(resource.get("code")))
+        return any(
+            isinstance(c, Mapping) and has_coding_in(c.get("code"), self.observation_codings) for c in components
+        )

@@ -35,8 +35,26 @@ def codings_of(concept: Any) -> tuple[Coding, ...]:
     return tuple(out)
 
 
+def has_coding_in(concept: Any, codings: frozenset[Coding]) -> bool:
+    """Whether a CodeableConcept holds one of ``codings``: ``any(c in codings for c in codings_of(concept))``,
+    without building the pairs (the data contract asks this of every resource a path delivers)."""
+    if type(concept) is not dict and not isinstance(concept, Mapping):
+        return False
+    listed = concept.get("coding")
+    if not isinstance(listed, list):
+        return False
+    for coding in listed:
+        if type(coding) is dict or isinstance(coding, Mapping):
+            system, code = coding.get("system"), coding.get("code")
+            if isinstance(system, str) and isinstance(code, str) and (system, code) in codings:
+                return True
+    return False
+
+
 _PARSED_DATETIMES: dict[str, datetime | None] = {}
 _PARSED_DATETIMES_MAX = 4096
+_UNSEEN = datetime(1, 1, 1)
+"""The cache's "not seen yet" (compared by identity: no parsed text is this object)."""
 """Parsed timestamps by text: one blood draw dates several Observations with the same string."""
 
 
@@ -44,10 +62,11 @@ def parse_fhir_datetime(text: Any) -> datetime | None:
     """A FHIR date/dateTime/instant with at least day precision, else None (too vague to window)."""
     if not isinstance(text, str) or len(text) < 10:
         return None
-    try:
-        return _PARSED_DATETIMES[text]
-    except KeyError:
-        pass
+    # ``get`` with a sentinel, not try/except KeyError: most texts are new (an ``issued`` instant is
+    # usually unique), and raising KeyError on every miss cost more than the parse itself
+    known = _PARSED_DATETIMES.get(text, _UNSEEN)
+    if known is not _UNSEEN:
+        return known
     parsed = _parse_datetime_text(text)
     if len(_PARSED_DATETIMES) >= _PARSED_DATETIMES_MAX:
         _PARSED_DATETIMES.clear()
