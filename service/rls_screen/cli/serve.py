@@ -7,7 +7,8 @@ the command only chooses where to listen and how many worker processes answer. D
 ``--workers N`` runs N uvicorn worker processes on one socket (one per core is the usual choice: a
 call is CPU-bound, ~5 ms of Python). The workers share the state store (feedback, override
 suppression and the JWT replay cache: RLS_SCREEN_STATE_URL, PostgreSQL for several replicas, else one
-SQLite file), so a token used on one worker or replica is refused by every other. The configuration is checked once in the parent before any worker starts.
+SQLite file), so a token used on one worker or replica is refused by every other. The configuration
+is checked once in the parent before any worker starts.
 
 The access log (on by default) names the path only: uvicorn's own lines carry the query string, and
 a query may carry a secret (a client that sends its JWT as ``?access_token=``), so ``log_config()``
