@@ -196,3 +196,16 @@ def test_a_table_of_another_layout_is_refused(tmp_path: Path) -> None:
         db.execute("CREATE TABLE job (id TEXT PRIMARY KEY, owner TEXT)")
     with pytest.raises(ConfigurationError, match="columns id, owner"):
         JobStore(path)
+
+
+@pytest.mark.parametrize("page", [1, 2, 3, 7, 2000])
+def test_rows_are_read_page_by_page_in_order_without_loss(state_url: str, page: int) -> None:
+    store = new_store(state_url)
+    try:
+        job = store.create_job(created="c1", source="s", as_of=AS_OF, dry_run=True, fhir_base_url="http://f")
+        store.add_patients(job.id, ["p0", "p1", "p2", "p3"])
+        store.add_patients(job.id, ["q1", "q0"], start=2)  # positions 2 and 3 again: order falls back to the id
+        ids = [row.patient_id for row in store.rows(job.id, page=page)]
+        assert ids == ["p0", "p1", "p2", "q1", "p3", "q0"]
+    finally:
+        store.close()

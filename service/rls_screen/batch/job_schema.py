@@ -67,6 +67,9 @@ def _claims(time_type: str) -> tuple[str, ...]:
     )
 
 
+# JobStore.rows pages through a job's patients in order (keyset on position, patient id): this index serves it.
+_BY_POSITION = "CREATE INDEX IF NOT EXISTS patient_by_position ON patient (job_id, position, patient_id)"
+
 MIGRATIONS = (
     Migration(
         1,
@@ -96,8 +99,8 @@ MIGRATIONS = (
         "claims of patients by runners (several runners on one job), jobs in creation order",
         by_dialect={
             # the jobs of a file from the earlier release keep their order: rowid is the order they were made in
-            "sqlite": (*_claims("REAL"), "UPDATE job SET seq = rowid"),
-            "postgresql": _claims("DOUBLE PRECISION"),
+            "sqlite": (*_claims("REAL"), "UPDATE job SET seq = rowid", _BY_POSITION),
+            "postgresql": (*_claims("DOUBLE PRECISION"), _BY_POSITION),
         },
     ),
 )

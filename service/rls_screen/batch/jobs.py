@@ -320,15 +320,30 @@ class JobStore:
         rows = self._db.execute("SELECT status, COUNT(*) FROM patient WHERE job_id = ? GROUP BY status", (job_id,)).rows
         return {"pending": 0, "done": 0, "failed": 0, **{status: int(n) for status, n in rows}}
 
-    def rows(self, job_id: str) -> Iterator[PatientRow]:
-        for patient_id, status, attempts, reason, result, written, screened_by in self._db.execute(
-            "SELECT patient_id, status, attempts, reason, result, written, screened_by FROM patient "
-            "WHERE job_id = ? ORDER BY position",
-            (job_id,),
-        ).rows:
-            yield PatientRow(
-                patient_id, status, attempts, reason, json.loads(result) if result else None, bool(written), screened_by
-            )
+    def rows(self, job_id: str, *, page: int = 2000) -> Iterator[PatientRow]:
+        """Every patient of the job in order, read ``page`` rows at a time (keyset on position, patient id):
+        a 100k-patient report never holds every stored result at once."""
+        after: tuple[int, str] = (-1, "")
+        while True:
+            found = self._db.execute(
+                "SELECT position, patient_id, status, attempts, reason, result, written, screened_by FROM patient "
+                "WHERE job_id = ? AND (position > ? OR (position = ? AND patient_id > ?)) "
+                "ORDER BY position, patient_id LIMIT ?",
+                (job_id, after[0], after[0], after[1], page),
+            ).rows
+            for position, patient_id, status, attempts, reason, result, written, screened_by in found:
+                yield PatientRow(
+                    patient_id,
+                    status,
+                    attempts,
+                    reason,
+                    json.loads(result) if result else None,
+                    bool(written),
+                    screened_by,
+                )
+                after = (position, patient_id)
+            if len(found) < page:
+                return
 
     def add_problems(self, job_id: str, problems: Iterable[JobProblem]) -> None:
         """Record problems of the job as a whole, after those already recorded."""

@@ -13,14 +13,13 @@ from __future__ import annotations
 import csv
 import html
 from collections import Counter
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from rls_screen.batch.charts import bar_chart, chart_notes, ferritin_items, short_labels, trend_chart
 from rls_screen.batch.jobs import Job, JobProblem, JobStore, PanelRun, PatientRow
-from rls_screen.batch.worklist import Worklist, build_worklist, entries_from_rows
+from rls_screen.batch.worklist import PatientEntry, Worklist, build_worklist, entries_from_rows, entry_of
 from rls_screen.batch.worklist_page import check_link_template, page_data, render_page
 from rls_screen.engine import FINDING_ORDER
 from rls_screen.knowledge import Knowledge
@@ -94,33 +93,32 @@ def changes_text(summary: BatchSummary) -> str:
     )
 
 
-def summarise(store: JobStore, job: Job, rows: Iterable[PatientRow] | None = None) -> BatchSummary:
-    summary = BatchSummary(job, store.counts(job.id), problems=store.problems(job.id))
-    for row in store.rows(job.id) if rows is None else rows:
-        if row.status == "failed":
-            summary.failures.append((row.patient_id, row.reason or ""))
-        if row.status != "done" or row.result is None:
-            continue
-        result = row.result
-        if isinstance(result.get("ruleSet"), str):
-            summary.rule_sets.add(result["ruleSet"])
-        summary.findings.update(result.get("findings", {}).keys())
-        summary.gfr_categories[result.get("gfrCategory") or "not determined"] += 1
-        summary.iron_bands[result.get("ironBand", "indeterminate")] += 1
-        summary.written += int(row.written)
-        ferritin = result.get("values", {}).get("ferritin")
-        if isinstance(ferritin, int | float):
-            summary.ferritin.append(float(ferritin))
-    return summary
+def add_to_summary(summary: BatchSummary, row: PatientRow) -> None:
+    """Count one patient's row (``JobStore.rows``) into the summary."""
+    if row.status == "failed":
+        summary.failures.append((row.patient_id, row.reason or ""))
+    if row.status != "done" or row.result is None:
+        return
+    result = row.result
+    if isinstance(result.get("ruleSet"), str):
+        summary.rule_sets.add(result["ruleSet"])
+    summary.findings.update(result.get("findings", {}).keys())
+    summary.gfr_categories[result.get("gfrCategory") or "not determined"] += 1
+    summary.iron_bands[result.get("ironBand", "indeterminate")] += 1
+    summary.written += int(row.written)
+    ferritin = result.get("values", {}).get("ferritin")
+    if isinstance(ferritin, int | float):
+        summary.ferritin.append(float(ferritin))
 
 
 def add_worklist(
-    store: JobStore, summary: BatchSummary, knowledge: Knowledge, rows: Iterable[PatientRow] | None = None
+    store: JobStore, summary: BatchSummary, knowledge: Knowledge, current: dict[str, PatientEntry] | None = None
 ) -> None:
     """The worklist against the previous run of the same panel; records this run for the next one."""
     job = summary.job
     previous = store.previous_run(job)
-    current = entries_from_rows(store.rows(job.id) if rows is None else rows, dry_run=job.dry_run)
+    if current is None:
+        current = entries_from_rows(store.rows(job.id), dry_run=job.dry_run)
     before = entries_from_rows(store.rows(previous.id), dry_run=previous.dry_run) if previous else None
     summary.worklist = build_worklist(current, before, knowledge.terminology.concepts)
     summary.previous = previous
@@ -128,28 +126,24 @@ def add_worklist(
     summary.runs = store.panel_runs(job)
 
 
-def write_csv(store: JobStore, job: Job, path: Path, rows: Iterable[PatientRow] | None = None) -> None:
-    with path.open("w", newline="", encoding="utf-8") as sink:
-        writer = csv.writer(sink)
-        writer.writerow(
-            ["patient", "status", "reason", "findings", "gfr_category", "iron_band", *CSV_VALUES, "written"]
-        )
-        for row in store.rows(job.id) if rows is None else rows:
-            result: dict[str, Any] = row.result or {}
-            findings = result.get("findings", {})
-            values = result.get("values", {})
-            writer.writerow(
-                [
-                    row.patient_id,
-                    row.status,
-                    row.reason or "",
-                    ";".join(f"{code}({sev})" if sev else code for code, sev in findings.items()),
-                    result.get("gfrCategory") or "",
-                    result.get("ironBand", ""),
-                    *[values.get(name, "") for name in CSV_VALUES],
-                    "yes" if row.written else "no",
-                ]
-            )
+CSV_HEADER = ("patient", "status", "reason", "findings", "gfr_category", "iron_band", *CSV_VALUES, "written")
+
+
+def csv_row(row: PatientRow) -> list[Any]:
+    """One patient's line of the per-patient CSV."""
+    result: dict[str, Any] = row.result or {}
+    findings = result.get("findings", {})
+    values = result.get("values", {})
+    return [
+        row.patient_id,
+        row.status,
+        row.reason or "",
+        ";".join(f"{code}({sev})" if sev else code for code, sev in findings.items()),
+        result.get("gfrCategory") or "",
+        result.get("ironBand", ""),
+        *[values.get(name, "") for name in CSV_VALUES],
+        "yes" if row.written else "no",
+    ]
 
 
 def _trend(runs: list[PanelRun]) -> str:
@@ -266,11 +260,20 @@ def write_report(
     store: JobStore, job: Job, directory: Path, knowledge: Knowledge, link_template: str | None = None
 ) -> tuple[BatchSummary, Path, Path]:
     directory.mkdir(parents=True, exist_ok=True)
-    rows = list(store.rows(job.id))  # read once for the summary, the worklist and the CSV
-    summary = summarise(store, job, rows)
-    add_worklist(store, summary, knowledge, rows)
     csv_path = directory / f"{job.id}.csv"
     html_path = directory / f"{job.id}.html"
-    write_csv(store, job, csv_path, rows)
+    summary = BatchSummary(job, store.counts(job.id), problems=store.problems(job.id))
+    current: dict[str, PatientEntry] = {}
+    with csv_path.open("w", newline="", encoding="utf-8") as sink:
+        writer = csv.writer(sink)
+        writer.writerow(CSV_HEADER)
+        # One pass over the stored rows (paged by the store) feeds the summary, the CSV and the worklist:
+        # only the worklist's small entries are kept, never every patient's full result (memory flat with size).
+        for row in store.rows(job.id):
+            add_to_summary(summary, row)
+            writer.writerow(csv_row(row))
+            if (entry := entry_of(row, dry_run=job.dry_run)) is not None:
+                current[row.patient_id] = entry
+    add_worklist(store, summary, knowledge, current)
     write_html(summary, html_path, csv_path.name, knowledge.ruleset, knowledge, link_template)
     return summary, html_path, csv_path

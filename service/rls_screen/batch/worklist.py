@@ -76,23 +76,23 @@ def written_kind(changes: Iterable[str], *, dry_run: bool) -> str:
     return "created"
 
 
+def entry_of(row: PatientRow, *, dry_run: bool) -> PatientEntry | None:
+    """A screened patient's worklist entry (``JobStore.rows``); None for a patient not screened."""
+    if row.status != "done" or row.result is None:
+        return None
+    result = row.result
+    details: Mapping[str, Any] = result.get("details") or {}
+    findings = tuple(
+        PanelFinding(code, severity, tuple(tuple(v) for v in details.get(code, ())))
+        for code, severity in (result.get("findings") or {}).items()
+    )
+    changes = tuple(result.get("changes") or ())
+    return PatientEntry(row.patient_id, findings, written_kind(changes, dry_run=dry_run), changes)
+
+
 def entries_from_rows(rows: Iterable[PatientRow], *, dry_run: bool) -> dict[str, PatientEntry]:
     """The screened patients of a job (``JobStore.rows``), by id."""
-    entries: dict[str, PatientEntry] = {}
-    for row in rows:
-        if row.status != "done" or row.result is None:
-            continue
-        result = row.result
-        details: Mapping[str, Any] = result.get("details") or {}
-        findings = tuple(
-            PanelFinding(code, severity, tuple(tuple(v) for v in details.get(code, ())))
-            for code, severity in (result.get("findings") or {}).items()
-        )
-        changes = tuple(result.get("changes") or ())
-        entries[row.patient_id] = PatientEntry(
-            row.patient_id, findings, written_kind(changes, dry_run=dry_run), changes
-        )
-    return entries
+    return {entry.patient_id: entry for row in rows if (entry := entry_of(row, dry_run=dry_run)) is not None}
 
 
 @dataclass(frozen=True)
