@@ -12,6 +12,7 @@ Shared by bench/search_bench.py (one patient at a time) and bench/writeback_benc
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 import threading
@@ -24,6 +25,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
 import requests
 from requests.adapters import HTTPAdapter
 
@@ -32,6 +34,7 @@ from rls_screen.batch.jobs import JobStore
 from rls_screen.fhir_client import Allowlist, FhirClient
 from rls_screen.knowledge import Knowledge
 from rls_screen.synth import chunked_transaction_bundles, generate_panel
+from rls_screen.writeback import RISK_ASSESSMENT_ID_SYSTEM as RA_SYSTEM
 
 AS_OF = date(2026, 11, 25)
 SEED = 9
@@ -142,17 +145,52 @@ def requests_sent(recording: Recording) -> int:
     return sum(len(calls) for calls in recording.values())
 
 
+def _risk_assessment_identifiers(recording: Recording) -> set[str]:
+    """The RiskAssessment identifiers the module's transactions created (hashes over the patient, among others)."""
+    found: set[str] = set()
+    for calls in recording.values():
+        for method, _url, body, _headers in calls:
+            if method != "POST" or not body or b'"transaction"' not in body:
+                continue
+            for entry in orjson.loads(body).get("entry", []):
+                resource = entry.get("resource", {})
+                if resource.get("resourceType") == "RiskAssessment":
+                    found.update(i["value"] for i in resource.get("identifier", []) if i.get("system") == RA_SYSTEM)
+    return found
+
+
+def renamed(recording: Recording, rename: tuple[str, str]) -> list[list[Recorded]]:
+    """Panel A's requests for panel B: the id prefix replaced, and each RiskAssessment identifier too.
+
+    The identifier is a hash (over the patient id among others) that a plain rename leaves as it was: B's
+    pre-write read would then find A's RiskAssessments, and B's conditional creates (``ifNoneExist``) would
+    match them and create nothing, so the raw side would do less work than the module. Each is replaced by
+    another value of the same length that no resource has yet.
+    """
+    old, new = rename
+    swaps = [(old.encode(), new.encode())]
+    swaps += [
+        (value.encode(), hashlib.sha256(f"{new}|{value}".encode()).hexdigest()[: len(value)].encode())
+        for value in sorted(_risk_assessment_identifiers(recording))
+    ]
+
+    def swap(data: bytes) -> bytes:
+        for before, after in swaps:
+            data = data.replace(before, after)
+        return data
+
+    return [
+        [(m, swap(u.encode()).decode(), swap(b) if b else None, h) for m, u, b, h in calls]
+        for calls in recording.values()
+    ]
+
+
 def raw_run(session: requests.Session, recording: Recording, rename: tuple[str, str], concurrency: int) -> float:
-    """The recorded requests, renamed from panel A to panel B, sent directly; wall seconds.
+    """The recorded requests, renamed from panel A to panel B (``renamed``), sent directly; wall seconds.
 
     Each recorded group is one task (its requests in order), ``concurrency`` tasks in flight, like the runner.
     """
-    old, new = rename
-    old_b, new_b = old.encode(), new.encode()
-    plans = [
-        [(m, u.replace(old, new), b.replace(old_b, new_b) if b else None, h) for m, u, b, h in calls]
-        for calls in recording.values()
-    ]
+    plans = renamed(recording, rename)
 
     def replay(plan: list[Recorded]) -> None:
         for method, url, body, headers in plan:
@@ -200,3 +238,19 @@ def cpu_during(cpu: ServerCpu, run: Callable[[], Any]) -> tuple[Any, float | Non
     result = run()
     after = cpu.seconds()
     return result, (after - before if before is not None and after is not None else None)
+
+
+def wait_until_quiet(
+    cpu: ServerCpu, *, below_cores: float = 0.1, window_s: float = 2.0, limit_s: float = 120.0
+) -> float:
+    """Wait until the server uses less than ``below_cores`` over a window (its JIT compiler and the work a
+    load queued behind it, e.g. subscription matching, settle), at most ``limit_s``; the seconds waited."""
+    started = time.perf_counter()
+    before = cpu.seconds()
+    while before is not None and time.perf_counter() - started < limit_s:
+        time.sleep(window_s)
+        after = cpu.seconds()
+        if after is None or after - before < below_cores * window_s:
+            break
+        before = after
+    return time.perf_counter() - started

@@ -12,6 +12,8 @@ The fairness rules of bench/search_bench.py, for groups (machinery in bench/repl
   create the RiskAssessments, Flags, ServiceRequests and Provenance for the first time: module on A, raw on
   B, module again on C (raw sits in the middle; the module's figure is the mean of A and C).
 - Interleaved: each round measures every group size in turn; round 0 warms up and is discarded; medians.
+- Quiet server: before each run, a wait (up to 30 s) until the server's CPU settles: after a load, a fresh
+  JVM's JIT compiler and the work the load queued (subscription matching) would slow whichever side went first.
 - CPU: the FHIR server's CPU seconds per wall second during each run (when it was started by
   deploy/fhir-up.sh on the URL's port, or ``--server-pid``), and this process's own (the module's side).
 Requires the FHIR server (FHIR_BASE_URL, default the local HAPI). Ids are prefixed ``wb<time>`` (test data).
@@ -31,7 +33,7 @@ from urllib.parse import urlsplit
 
 import requests
 
-from replay import ServerCpu, cpu_during, load_panel, module_run, pooled, raw_run, requests_sent
+from replay import ServerCpu, cpu_during, load_panel, module_run, pooled, raw_run, requests_sent, wait_until_quiet
 from rls_screen.fhir_client import Allowlist, FhirClient
 from rls_screen.knowledge import load_knowledge
 from rls_screen.screening import ensure_device
@@ -53,7 +55,9 @@ def _median(values: list[float]) -> str:
     return f"{statistics.median(values):.2f}" if values else "n/a"
 
 
-def bench(base_url: str, n: int, rounds: int, concurrency: int, sizes: list[int], server: ServerCpu) -> list[str]:
+def bench(
+    base_url: str, n: int, rounds: int, concurrency: int, sizes: list[int], server: ServerCpu, warmup: int
+) -> list[str]:
     knowledge = load_knowledge()
     stamp = f"wb{int(time.time()) % 100000:05d}"
     session = pooled(requests.Session())
@@ -62,23 +66,29 @@ def bench(base_url: str, n: int, rounds: int, concurrency: int, sizes: list[int]
     load_before = os.getloadavg()
     for round_number in range(rounds + 1):  # round 0 warms up and is discarded
         prefixes = [f"{stamp}g{size:03d}r{round_number}{side}" for size in sizes for side in "abc"]
+        # the warm-up round is smaller: an H2 server holds everything on its heap, and slows as it fills
+        size_of_round = warmup if round_number == 0 else n
         with ThreadPoolExecutor(2) as pool:  # loaded before the round, so no load overlaps a measurement
-            panels = dict(zip(prefixes, pool.map(lambda p: load_panel(base_url, p, n), prefixes), strict=True))
+            loaded = pool.map(partial(load_panel, base_url, n=size_of_round), prefixes)
+            panels = dict(zip(prefixes, loaded, strict=True))
         for size in sizes:
             a, b, c = (f"{stamp}g{size:03d}r{round_number}{side}" for side in "abc")
             run = partial(
                 module_run, base_url, knowledge=knowledge, dry_run=False, concurrency=concurrency, group_size=size
             )
+            waited = wait_until_quiet(server)  # the load's tail and the JIT compiler, before every measured run
             own = time.process_time()
             (first, recording), server_first = cpu_during(server, partial(run, panels[a]))
             own_first = time.process_time() - own
+            waited += wait_until_quiet(server)
             raw_s, server_raw = cpu_during(server, partial(raw_run, session, recording, (a, b), concurrency))
+            waited += wait_until_quiet(server)
             own = time.process_time()
             (second, _), server_second = cpu_during(server, partial(run, panels[c]))
             own_second = time.process_time() - own
             print(
                 f"round {round_number} size {size}: module {first:.2f}/{second:.2f} s, raw {raw_s:.2f} s, "
-                f"load {os.getloadavg()[0]:.1f}",
+                f"load {os.getloadavg()[0]:.1f}, waited {waited:.0f} s for a quiet server",
                 file=sys.stderr,
                 flush=True,
             )
@@ -106,7 +116,8 @@ def bench(base_url: str, n: int, rounds: int, concurrency: int, sizes: list[int]
         )
     return [
         f"Batch write-back in groups vs the same requests sent directly ({n} patients per run, "
-        f"{rounds} rounds + 1 warm-up; load average {load_before[0]:.1f} before, {load_after[0]:.1f} after)",
+        f"{rounds} rounds + 1 warm-up of {warmup}; load average {load_before[0]:.1f} before, "
+        f"{load_after[0]:.1f} after)",
         "",
         "| group size | groups in flight | requests per patient | module patients/s | raw patients/s "
         "| ratio module/raw (median) | ratio range | server cores busy, module | server cores busy, raw "
@@ -115,7 +126,7 @@ def bench(base_url: str, n: int, rounds: int, concurrency: int, sizes: list[int]
         *rows,
         "",
         f"Command: `python bench/writeback_bench.py --patients {n} --rounds {rounds} --concurrency {concurrency} "
-        f"--group-sizes {','.join(map(str, sizes))}`",
+        f"--group-sizes {','.join(map(str, sizes))} --warmup-patients {warmup}`",
         "",
     ]
 
@@ -124,6 +135,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--patients", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--warmup-patients", type=int, default=50, help="patients in the discarded first round")
     parser.add_argument("--concurrency", type=int, default=2)
     parser.add_argument("--group-sizes", default="1,25,50")
     parser.add_argument("--server-pid", type=int, help="the FHIR server's process, for its CPU (default: fhir-up.sh's)")
@@ -131,7 +143,7 @@ def main() -> int:
     base_url = os.environ.get("FHIR_BASE_URL", "http://127.0.0.1:8080/fhir").rstrip("/")
     server = ServerCpu(args.server_pid) if args.server_pid else ServerCpu.of_port(urlsplit(base_url).port or 80)
     sizes = [int(size) for size in args.group_sizes.split(",")]
-    print("\n".join(bench(base_url, args.patients, args.rounds, args.concurrency, sizes, server)))
+    print("\n".join(bench(base_url, args.patients, args.rounds, args.concurrency, sizes, server, args.warmup_patients)))
     return 0
 
 
