@@ -136,8 +136,6 @@ def module_run(
     client.close()
     if counts["done"] != len(ids):
         raise RuntimeError(f"module run: {counts}")
-    if any("_getpages" in url for calls in recording.values() for _, url, _, _ in calls):
-        raise RuntimeError("a search was paged: replaying page links of another panel is not the same")
     return elapsed, recording
 
 
@@ -185,19 +183,39 @@ def renamed(recording: Recording, rename: tuple[str, str]) -> list[list[Recorded
     ]
 
 
+def _next_links(answer: dict[str, Any]) -> list[str]:
+    """The next-page links of a search answer, or of each search in a batch answer (in entry order)."""
+    bundles = (
+        [answer] if answer.get("type") == "searchset" else [e.get("resource", {}) for e in answer.get("entry", [])]
+    )
+    return [
+        link["url"]
+        for bundle in bundles
+        for link in bundle.get("link", [])
+        if isinstance(bundle, dict) and link.get("relation") == "next"
+    ]
+
+
 def raw_run(session: requests.Session, recording: Recording, rename: tuple[str, str], concurrency: int) -> float:
     """The recorded requests, renamed from panel A to panel B (``renamed``), sent directly; wall seconds.
 
     Each recorded group is one task (its requests in order), ``concurrency`` tasks in flight, like the runner.
+    A page the module followed (``_getpages``, a search id of panel A's) is this panel's own next page.
     """
     plans = renamed(recording, rename)
 
     def replay(plan: list[Recorded]) -> None:
+        pages: list[str] = []  # next-page links not followed yet, in the order the module follows them
         for method, url, body, headers in plan:
+            if "_getpages" in url:  # a page of this panel's own search (the recorded one is panel A's)
+                if not pages:
+                    raise RuntimeError("the module followed a page the raw search does not have")
+                url = pages.pop(0)
             response = session.request(method, url, data=body, headers=headers, timeout=600)
             if response.status_code >= 400:
                 raise RuntimeError(f"raw {method} -> HTTP {response.status_code}")
-            response.content  # noqa: B018 - read the whole body, as the module does
+            if b'"next"' in response.content:  # reads the whole body, as the module does
+                pages[:0] = _next_links(orjson.loads(response.content))
 
     started = time.perf_counter()
     with ThreadPoolExecutor(concurrency) as pool:
