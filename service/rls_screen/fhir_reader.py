@@ -13,7 +13,8 @@ cannot be given to anyone: the whole group read is refused (``UnattributableErro
 reads those patients one by one, where such a resource is reported as not linked.
 
 And, for write-back, one batch request for what already exists (Flags, ServiceRequests, the
-RiskAssessments with these evaluations' identifiers), sent with ``Cache-Control: no-cache``.
+RiskAssessments with these evaluations' identifiers), sent with ``Cache-Control: no-cache``: the same
+requests for one patient (``read_existing_state``) as for a group (``read_group_states``).
 """
 
 from __future__ import annotations
@@ -80,28 +81,8 @@ def read_patient_data(client: FhirClient, patient_id: str, knowledge: Knowledge,
 
 
 def read_existing_state(client: FhirClient, patient_id: str, risk_assessment_identifier: str) -> ExistingState:
-    """One batch request: our Flags and ServiceRequest, and whether this RiskAssessment exists."""
-    subject = f"Patient/{patient_id}"
-    requests = [
-        f"Flag?subject={subject}&identifier={FLAG_ID_SYSTEM}|&_count=100",
-        f"ServiceRequest?subject={subject}&identifier={SERVICE_REQUEST_ID_SYSTEM}|"
-        f"{service_request_identifier(patient_id)}",
-        f"RiskAssessment?subject={subject}&identifier={RISK_ASSESSMENT_ID_SYSTEM}|{risk_assessment_identifier}"
-        "&_summary=count",
-    ]
-    answers = _batch(client, requests, "reading existing write-back resources")
-    flags = list(bundles.resources(answers[0]))
-    if not all(_has_identifier_list(flag) for flag in flags):
-        raise FhirResponseError("reading existing write-back resources: a Flag's identifier is not a list of objects")
-    service_requests = list(bundles.resources(answers[1]))
-    total = answers[2].get("total", 0)
-    if not isinstance(total, int) or isinstance(total, bool):
-        raise FhirResponseError("reading existing write-back resources: the RiskAssessment count is not a number")
-    return ExistingState(
-        flags=flags_by_code(flags),
-        service_request=service_requests[0] if service_requests else None,
-        risk_assessment_exists=total > 0,
-    )
+    """One patient's pre-write state: ``read_group_states`` for a group of one (the same requests and checks)."""
+    return read_group_states(client, {patient_id: risk_assessment_identifier})[patient_id]
 
 
 def _batch(client: FhirClient, urls: Sequence[str], what: str) -> list[Mapping[str, Any]]:
@@ -192,7 +173,8 @@ def read_group_data(
 
 
 def read_group_states(client: FhirClient, risk_assessments: Mapping[str, str]) -> dict[str, ExistingState]:
-    """``read_existing_state`` for many patients (patient id -> its RiskAssessment identifier) in one batch.
+    """What the server holds for each patient (patient id -> its RiskAssessment identifier), in one batch:
+    our Flags, our ServiceRequest, and whether the RiskAssessment with that identifier exists.
 
     Flags and ServiceRequests are given to a patient by our identifier (``<patient id>.<code>``) and
     must also name that patient as subject; RiskAssessments are found by identifier (a hash over the

@@ -12,14 +12,20 @@ from tests.support.scripted_server import Received, Reply, base_url, scripted_se
 
 from rls_screen.errors import FhirOperationError, FhirResponseError, FhirUnavailableError
 from rls_screen.fhir_client import Allowlist, FhirClient
-from rls_screen.fhir_reader import read_existing_state
-from rls_screen.writeback import FLAG_ID_SYSTEM
+from rls_screen.fhir_reader import UnattributableError, read_existing_state
+from rls_screen.writeback import FLAG_ID_SYSTEM, RISK_ASSESSMENT_ID_SYSTEM
 
 FLAG = {
     "resourceType": "Flag",
     "id": "f1",
     "status": "active",
-    "identifier": [{"system": FLAG_ID_SYSTEM, "value": "p1|iron-deficiency"}],
+    "identifier": [{"system": FLAG_ID_SYSTEM, "value": "p1.iron-deficiency"}],
+    "subject": {"reference": "Patient/p1"},
+}
+RISK_ASSESSMENT = {
+    "resourceType": "RiskAssessment",
+    "id": "ra1",
+    "identifier": [{"system": RISK_ASSESSMENT_ID_SYSTEM, "value": "ra-1"}],
 }
 
 
@@ -27,7 +33,7 @@ def _batch_response(received: Received) -> Reply:
     searchsets = [
         {"resourceType": "Bundle", "type": "searchset", "total": 1, "entry": [{"resource": FLAG}]},
         {"resourceType": "Bundle", "type": "searchset", "total": 0},
-        {"resourceType": "Bundle", "type": "searchset", "total": 1},
+        {"resourceType": "Bundle", "type": "searchset", "total": 1, "entry": [{"resource": RISK_ASSESSMENT}]},
     ]
     return Reply(
         200,
@@ -54,6 +60,33 @@ def test_the_read_before_a_write_asks_the_server_not_to_answer_from_its_search_c
         assert [e["request"]["method"] for e in batch["entry"]] == ["GET"] * 3
         assert state.risk_assessment_exists
         assert state.service_request is None
+        assert set(state.flags) == {"iron-deficiency"}
+
+
+def test_one_patients_read_before_a_write_asks_what_a_groups_read_asks() -> None:
+    """One pre-write read for every path: a patient's own read is the group read for a group of one."""
+    with scripted_server(_batch_response) as server:
+        read_existing_state(_client(base_url(server)), "p1", "ra-1")
+        [sent] = server.received
+    urls = [e["request"]["url"] for e in json.loads(sent.body)["entry"]]
+    assert [url.split("?")[0] for url in urls] == ["Flag", "ServiceRequest", "RiskAssessment"]
+    assert "subject=Patient/p1&" in urls[0]
+    assert "p1.missing-iron-studies" in urls[1]
+    assert urls[2].startswith(f"RiskAssessment?identifier={RISK_ASSESSMENT_ID_SYSTEM}|ra-1&")
+
+
+@pytest.mark.parametrize(
+    ("value", "subject"),
+    [("p2.iron-deficiency", "Patient/p1"), ("p1.iron-deficiency", "Patient/p2")],
+    ids=["identifier of another patient", "subject another patient"],
+)
+def test_a_flag_of_ours_for_another_patient_refuses_one_patients_read(value: str, subject: str) -> None:
+    """Never guessed: a Flag that is not this patient's by identifier and subject both is an error, not indexed."""
+    flag = {**FLAG, "identifier": [{"system": FLAG_ID_SYSTEM, "value": value}], "subject": {"reference": subject}}
+    answer = json.loads(json.dumps(_batch_response(Received("POST", "/fhir", {}, b"")).body))
+    answer["entry"][0]["resource"]["entry"] = [{"resource": flag}]
+    with scripted_server(lambda r: Reply(200, answer)) as server, pytest.raises(UnattributableError):
+        read_existing_state(_client(base_url(server)), "p1", "ra-1")
 
 
 def test_the_read_before_a_write_answered_by_a_login_page_is_a_typed_error() -> None:
@@ -91,7 +124,9 @@ MALFORMED: dict[str, Callable[[Any], None]] = {
     "flag identifier a string": lambda answer: answer["entry"][0]["resource"].update(
         entry=[{"resource": {**FLAG, "identifier": "x"}}]
     ),
-    "total a string": lambda answer: answer["entry"][2]["resource"].update(total="many"),
+    "risk assessment identifier a string": lambda answer: answer["entry"][2]["resource"]["entry"][0].update(
+        resource={**RISK_ASSESSMENT, "identifier": "ra-1"}
+    ),
 }
 
 
