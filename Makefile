@@ -14,7 +14,7 @@ DEMO_SEED ?= 1
 $(BIN)/rls-screen: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev,spark]'
 	@touch $@
 
 setup: $(BIN)/rls-screen browser-deps ## create .venv and install the module with its dev tools

@@ -167,7 +167,8 @@ Outcome = tuple[str, str | None, str | None]
 _worker_state: tuple[PatientLoader, ChunkLoader | None, Knowledge, date] | None = None
 
 
-def _offline_one(loader: PatientLoader, knowledge: Knowledge, as_of: date, patient_id: str) -> Outcome:
+def offline_outcome(loader: PatientLoader, knowledge: Knowledge, as_of: date, patient_id: str) -> Outcome:
+    """One patient screened offline, as stored: what worker processes and Spark tasks (``spark_tasks``) both call."""
     try:
         assessment = assess(loader(patient_id), knowledge=knowledge, as_of=as_of)
         summary = patient_summary(assessment, ScreenResult(assessment, None, False, None))
@@ -187,7 +188,7 @@ def _offline_batch(
             load = chunk_loader(patient_ids)
         except Exception:  # e.g. the index cannot be queried: each patient then fails (or not) on its own
             load = loader
-    return [_offline_one(load, knowledge, as_of, patient_id) for patient_id in patient_ids]
+    return [offline_outcome(load, knowledge, as_of, patient_id) for patient_id in patient_ids]
 
 
 def _offline_worker_init(loaders_pickle: bytes, knowledge: Knowledge, as_of: date) -> None:

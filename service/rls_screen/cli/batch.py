@@ -108,12 +108,12 @@ def _register_panel(
     else:
         job = store.create_job(
             created=created,
-            source=f"ndjson:{args.ndjson.resolve()}",
+            source=f"ndjson:{Path(args.ndjson).resolve()}",
             as_of=as_of,
             dry_run=args.dry_run,
             fhir_base_url=client.base_url,
         )
-        index = _ndjson_loader(_job_dir(settings, job.id) / "index.sqlite", args.ndjson)
+        index = _ndjson_loader(_job_dir(settings, job.id) / "index.sqlite", Path(args.ndjson))
     if store.add_patients(job.id, index.patient_ids()) == 0:
         raise InputError("the export holds no Patient resources")
     problems = [JobProblem("warning", text) for text in index.problems]
@@ -232,6 +232,41 @@ def _register_since(
     return job, problems
 
 
+def _run_spark(args: argparse.Namespace, store: JobStore, knowledge: Knowledge, settings: Settings) -> int:
+    """``--engine spark``: the NDJSON files screened by a Spark job (docs/spark.md), reported as every batch is."""
+    from rls_screen.batch import spark_engine
+
+    if not args.ndjson or args.resume or args.since is not None:
+        raise InputError("--engine spark reads --ndjson PATH (a new job; not with --resume or --since)")
+    if not args.dry_run:
+        raise InputError("--engine spark does not write back yet (docs/spark.md): add --dry-run")
+    link_template = check_link_template(get_settings().patient_link_template)
+    client = FhirClient.from_settings(settings, args.fhir_url, scopes=scopes_for(write=False, group=False))
+    client.close()  # never called: only its base URL names the panel, as on the single-machine path
+    job = store.create_job(
+        created=datetime.now(UTC).replace(microsecond=0).isoformat(),
+        source=spark_engine.job_source(args.ndjson),
+        as_of=args.as_of or date.today(),
+        dry_run=True,
+        fhir_base_url=client.base_url,
+    )
+    print(f"Job {job.id}: screening {args.ndjson} with Spark")
+    bind_job_id(job.id)
+    output = args.spark_output or spark_engine.location_uri(str(_job_dir(settings, job.id) / "spark"))
+    run = spark_engine.run_spark_job(store, job, args.ndjson, knowledge, output=output, master=args.spark_master)
+    for problem in run.problems[:20]:
+        print(f"{problem.severity}: {problem.text}")
+    if len(run.problems) > 20:
+        print(f"... and {len(run.problems) - 20} more problems (listed in the report)")
+    push_batch_metrics()
+    summary, html_path, csv_path = write_report(
+        store, store.job(job.id), args.report_dir or settings.state_dir / "reports", knowledge, link_template
+    )
+    print(summary.text())
+    print(f"Report: {html_path}\nPer-patient CSV: {csv_path}\nPer-patient Parquet: {run.patients_parquet}")
+    return 0 if run.counts["failed"] == 0 and run.counts["pending"] == 0 else 1
+
+
 def run(args: argparse.Namespace) -> int:
     settings = get_settings()
     knowledge = load_knowledge(settings.conceptmap_dir)
@@ -243,6 +278,8 @@ def run(args: argparse.Namespace) -> int:
         raise
     try:
         _check_sources(args)
+        if args.engine == "spark":
+            return _run_spark(args, store, knowledge, settings)
         if args.resume:
             job = store.job(args.resume)
             scopes = scopes_for(write=not job.dry_run, group=job.source.startswith(("group:", "bulk:")))
@@ -365,7 +402,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="Group/ID",
         help="FHIR Bulk Data $export of a Group (the data contract only), then screen the files",
     )
-    source.add_argument("--ndjson", type=Path, metavar="DIR", help="already-exported NDJSON files")
+    source.add_argument(
+        "--ndjson",
+        metavar="DIR",
+        help="already-exported NDJSON files (with --engine spark: any Hadoop path, file://, hdfs://, s3a://)",
+    )
     source.add_argument("--resume", metavar="JOB_ID", help="continue a job that was stopped")
     parser.add_argument(
         "--since",
@@ -405,6 +446,19 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help=f"pause before the first retry round, doubled for each next one up to {DEFAULT_RETRY_PAUSE_MAX_S:g} s; "
         "a round starts early when the server answers again "
         f"(default {DEFAULT_RETRY_PAUSE_S:g}: with the default rounds, about 2 minutes in all)",
+    )
+    parser.add_argument(
+        "--engine",
+        choices=("local", "spark"),
+        default="local",
+        help="who screens --ndjson files: this machine (default) or an Apache Spark job (the 'spark' extra; "
+        "docs/spark.md); spark needs --dry-run for now",
+    )
+    parser.add_argument("--spark-master", metavar="URL", help="Spark master (default: spark-submit's, else local[*])")
+    parser.add_argument(
+        "--spark-output",
+        metavar="URI",
+        help="where the Spark job writes patients.parquet (default: the job's folder under $RLS_SCREEN_STATE_DIR)",
     )
     parser.add_argument(
         "--lease",
