@@ -206,6 +206,8 @@ def run_spark_job(
     from pyspark.sql import functions as F  # noqa: N812
 
     spark = spark_session(master)
+    if not str(spark.sparkContext.master).startswith("local") and output.startswith("file:"):
+        raise InputError("on a cluster, give --spark-output on storage every executor writes to (hdfs://, s3a://)")
     files = source_files(spark, location_uri(location))
     staging, patients_uri = f"{output}/_screened.parquet", f"{output}/patients.parquet"
     # one pass over the data: every row the plan makes (patients, skipped lines, line counts) is staged once
