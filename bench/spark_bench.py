@@ -82,12 +82,17 @@ def main() -> int:
                 raise SystemExit(f"{size}: Spark's results differ from the single-machine path's")
             local_walls.append(local["wall_s"])
             spark_walls.append(other["wall_s"])
-            print(f"{size}: local {local['wall_s']:.1f} s, spark {other['wall_s']:.1f} s", file=sys.stderr, flush=True)
+            print(
+                f"{size}: local {local['wall_s']:.1f} s, spark {other['wall_s']:.1f} s, {local['patients']} screened",
+                file=sys.stderr,
+                flush=True,
+            )
         row = {
             "patients": size,
             "gb": panel_bytes(directory) / 1e9,
             "local_s": statistics.median(local_walls),
             "spark_s": statistics.median(spark_walls),
+            "screened": local["patients"],
             "local_walls": local_walls,
             "spark_walls": spark_walls,
         }

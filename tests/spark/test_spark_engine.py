@@ -97,7 +97,7 @@ def _batch(tmp_path: Path, name: str, export: Path, *engine: str) -> dict[str, A
         "RLS_SCREEN_STATE_DIR": str(state),
         "PYSPARK_PYTHON": sys.executable,
         # many small blocks: a patient's lines and a file's line numbers come from several tasks
-        "PYSPARK_SUBMIT_ARGS": "--conf spark.sql.files.maxPartitionBytes=16384 --conf spark.ui.enabled=false "
+        "PYSPARK_SUBMIT_ARGS": "--conf spark.sql.files.maxPartitionBytes=65536 --conf spark.ui.enabled=false "
         "pyspark-shell",
     }
     command = [sys.executable, "-m", "rls_screen", "batch", "--ndjson", str(export), "--dry-run"]
