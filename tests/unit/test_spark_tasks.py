@@ -142,3 +142,42 @@ def test_the_two_stages_give_each_patient_the_single_machine_outcome(tmp_path: P
     first_lines = {r["patient_id"]: (r["file_no"], r["block"], r["row"]) for r in results if r["record"] == "patient"}
     assert sorted(first_lines, key=first_lines.__getitem__) == list(dict.fromkeys(index.patient_ids()))
     index.close()
+
+
+def test_without_pyspark_the_modules_import_and_the_engine_names_the_extra() -> None:
+    import subprocess
+    import sys
+
+    script = (
+        "import sys; sys.modules['pyspark'] = None; sys.modules['pyarrow'] = None\n"
+        "import rls_screen.cli.batch, rls_screen.batch.spark_engine as engine\n"
+        "from rls_screen.errors import ConfigurationError\n"
+        "try:\n    engine.spark_session('local[1]')\n"
+        "except ConfigurationError as error:\n    print(error)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=120)
+    assert "needs the 'spark' extra" in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--ndjson", "x", "--engine", "spark"], "add --dry-run"),
+        (["--group", "Group/g", "--engine", "spark", "--dry-run"], "--engine spark reads --ndjson PATH"),
+    ],
+)
+def test_the_spark_engine_refuses_what_it_does_not_do(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    arguments: list[str],
+    message: str,
+) -> None:
+    from rls_screen.cli import main
+    from rls_screen.settings import get_settings
+
+    monkeypatch.setenv("RLS_SCREEN_STATE_DIR", str(tmp_path))
+    get_settings.cache_clear()
+    assert main(["batch", *arguments]) == 2
+    get_settings.cache_clear()
+    assert message in capsys.readouterr().err
