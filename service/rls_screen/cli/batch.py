@@ -19,8 +19,6 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 from rls_screen.batch import sources
-from rls_screen.batch.bulk_export import BulkExport, BulkOptions, bulk_export
-from rls_screen.batch.bulk_manifest import ExportProblem
 from rls_screen.batch.claims import stop_on_sigterm
 from rls_screen.batch.jobs import Job, JobProblem, JobStore, job_store_target
 from rls_screen.batch.report import write_report
@@ -34,6 +32,7 @@ from rls_screen.batch.runner import (
     run_job,
 )
 from rls_screen.batch.worklist_page import check_link_template
+from rls_screen.cli.batch_panel import job_dir, ndjson_loader, register_panel, register_since
 from rls_screen.cli.evaluate import parse_as_of
 from rls_screen.errors import InputError
 from rls_screen.fhir_client import FhirClient
@@ -42,112 +41,12 @@ from rls_screen.observability.logs import bind_job_id
 from rls_screen.observability.metrics import push_batch_metrics
 from rls_screen.rescreen.queue import rescreen_state_target
 from rls_screen.rescreen.settings import get_rescreen_settings
-from rls_screen.rescreen.since import SinceMarks, changed_patients, parse_since
+from rls_screen.rescreen.since import SinceMarks, parse_since
 from rls_screen.scopes import scopes_for
 from rls_screen.settings import Settings, get_settings
 
 STOPPED_EXIT_CODE = 143
 """Stopped by SIGTERM at a checkpoint, resumable (128 + 15, as a shell reports a process SIGTERM ended)."""
-
-
-def _job_dir(settings: Settings, job_id: str) -> Path:
-    return settings.state_dir / "jobs" / job_id
-
-
-def _ndjson_loader(index_path: Path, directory: Path | None) -> sources.NdjsonIndex:
-    fresh = not index_path.exists()
-    index = sources.NdjsonIndex(index_path)
-    if fresh:
-        if directory is None:
-            raise InputError(f"the NDJSON index {index_path} is missing and no directory was given")
-        index.load(directory)
-    return index
-
-
-def _register_panel(
-    args: argparse.Namespace, store: JobStore, client: FhirClient, knowledge: Knowledge, settings: Settings
-) -> tuple[Job, sources.NdjsonIndex | None, list[JobProblem]]:
-    """Create the job and its patients; the job's problems are recorded in the store and returned."""
-    as_of: date = args.as_of or date.today()
-    created = datetime.now(UTC).replace(microsecond=0).isoformat()
-    index: sources.NdjsonIndex | None = None
-    if args.group:
-        panel, source = sources.from_group(client, args.group), f"group:{args.group}"
-    elif args.patients:
-        panel, source = sources.from_file(args.patients), f"patients:{args.patients}"
-    elif args.condition:
-        panel, source = sources.from_condition_search(client, knowledge.terminology), "condition"
-    else:
-        panel, source = None, ""
-    if panel is not None:
-        job = store.create_job(
-            created=created, source=source, as_of=as_of, dry_run=args.dry_run, fhir_base_url=client.base_url
-        )
-        store.add_patients(job.id, panel.ids)
-        problems = [JobProblem("warning", text) for text in panel.problems]
-        store.add_problems(job.id, problems)
-        return job, None, problems
-    export: BulkExport | None = None
-    if args.bulk:
-        job = store.create_job(
-            created=created,
-            source=f"bulk:{args.bulk}",
-            as_of=as_of,
-            dry_run=args.dry_run,
-            fhir_base_url=client.base_url,
-        )
-        export = bulk_export(
-            client,
-            args.bulk,
-            _job_dir(settings, job.id) / "export",
-            contract=knowledge.contract,
-            as_of=as_of,
-            options=BulkOptions.from_settings(settings),
-        )
-        index = _ndjson_loader(_job_dir(settings, job.id) / "index.sqlite", export.directory)
-    else:
-        job = store.create_job(
-            created=created,
-            source=f"ndjson:{Path(args.ndjson).resolve()}",
-            as_of=as_of,
-            dry_run=args.dry_run,
-            fhir_base_url=client.base_url,
-        )
-        index = _ndjson_loader(_job_dir(settings, job.id) / "index.sqlite", Path(args.ndjson))
-    if store.add_patients(job.id, index.patient_ids()) == 0:
-        raise InputError("the export holds no Patient resources")
-    problems = [JobProblem("warning", text) for text in index.problems]
-    if export is not None:
-        problems += _record_export_problems(store, job, export.problems)
-    store.add_problems(job.id, problems)
-    return job, index, problems
-
-
-def _record_export_problems(store: JobStore, job: Job, problems: tuple[ExportProblem, ...]) -> list[JobProblem]:
-    """What the export's error files say, where the report shows it; returns the job-level problems.
-
-    A patient an error (or fatal) issue names is marked failed and not screened: part of their data is
-    missing, and screening the rest could report a finding as absent. A patient missing from the
-    Patient file is added so the report lists them. Issues that name no patient, and warnings, are
-    problems of the job; an error among them makes the job end with exit code 1.
-    """
-    reasons: dict[str, list[str]] = {}
-    job_problems: list[JobProblem] = []
-    for problem in problems:
-        if problem.patient_id is not None and problem.is_error:
-            reasons.setdefault(problem.patient_id, []).append(problem.text)
-        elif problem.patient_id is not None:
-            job_problems.append(JobProblem("warning", f"bulk export, Patient/{problem.patient_id}: {problem.text}"))
-        else:
-            job_problems.append(JobProblem("error" if problem.is_error else "warning", f"bulk export: {problem.text}"))
-    if reasons:
-        store.add_patients(job.id, reasons, start=store.patient_count(job.id))
-        failed = [
-            (patient_id, f"bulk export: {texts[0]}" + (f" (and {len(texts) - 1} more)" if len(texts) > 1 else ""))
-            for patient_id, texts in reasons.items()
-        ]
-        store.mark_many(job.id, (), failed)
-    return job_problems
 
 
 def execute_job(
@@ -203,35 +102,6 @@ def execute_job(
     return 0 if counts["failed"] == 0 and counts["pending"] == 0 and not incomplete else 1
 
 
-def _register_since(
-    args: argparse.Namespace, store: JobStore, client: FhirClient, knowledge: Knowledge, marks: SinceMarks
-) -> tuple[Job, list[JobProblem]]:
-    """A job of the patients changed since ``--since`` (of the panel, when one is given); its mark proposed."""
-    panel = sources.from_group(client, args.group) if args.group else None
-    panel = sources.from_file(args.patients) if args.patients else panel
-    restriction = f"group:{args.group}" if args.group else f"patients:{args.patients}" if args.patients else "all"
-    scope = f"{client.base_url} {restriction}"
-    since = marks.resolve(args.since, scope)
-    changed = changed_patients(client, knowledge.contract, since, clock=lambda: datetime.now(UTC))
-    ids = [p for p in changed.patient_ids if panel is None or p in set(panel.ids)]
-    job = store.create_job(
-        created=datetime.now(UTC).replace(microsecond=0).isoformat(),
-        source=f"since:{since.isoformat()}",
-        as_of=args.as_of or date.today(),
-        dry_run=args.dry_run,
-        fhir_base_url=client.base_url,
-    )
-    store.add_patients(job.id, ids)
-    problems = [JobProblem("warning", text) for text in (panel.problems if panel else [])]
-    if changed.unlinked:
-        problems.append(JobProblem("warning", f"{changed.unlinked} changed resource(s) name no patient: not screened"))
-    store.add_problems(job.id, problems)
-    if not args.dry_run:
-        marks.propose(scope, changed.mark, job.id)
-    print(f"Changed since {since.isoformat()}: {len(ids)} patient(s)")
-    return job, problems
-
-
 def _run_spark(args: argparse.Namespace, store: JobStore, knowledge: Knowledge, settings: Settings) -> int:
     """``--engine spark``: the NDJSON files screened by a Spark job (docs/spark.md), reported as every batch is."""
     from rls_screen.batch import spark_engine
@@ -252,7 +122,7 @@ def _run_spark(args: argparse.Namespace, store: JobStore, knowledge: Knowledge, 
     )
     print(f"Job {job.id}: screening {args.ndjson} with Spark")
     bind_job_id(job.id)
-    output = args.spark_output or spark_engine.location_uri(str(_job_dir(settings, job.id) / "spark"))
+    output = args.spark_output or spark_engine.location_uri(str(job_dir(settings, job.id) / "spark"))
     run = spark_engine.run_spark_job(store, job, args.ndjson, knowledge, output=output, master=args.spark_master)
     for problem in run.problems[:20]:
         print(f"{problem.severity}: {problem.text}")
@@ -287,17 +157,17 @@ def run(args: argparse.Namespace) -> int:
             index = None
             if job.source.startswith(("ndjson:", "bulk:")):
                 directory = Path(job.source.split(":", 1)[1]) if job.source.startswith("ndjson:") else None
-                index = _ndjson_loader(_job_dir(settings, job.id) / "index.sqlite", directory)
+                index = ndjson_loader(job_dir(settings, job.id) / "index.sqlite", directory)
             problems: list[JobProblem] = []
         elif args.since is not None:
             scopes = scopes_for(write=not args.dry_run, group=bool(args.group))
             client = FhirClient.from_settings(settings, args.fhir_url, scopes=scopes)
             index = None
-            job, problems = _register_since(args, store, client, knowledge, marks)
+            job, problems = register_since(args, store, client, knowledge, marks)
         else:
             scopes = scopes_for(write=not args.dry_run, group=bool(args.group or args.bulk))
             client = FhirClient.from_settings(settings, args.fhir_url, scopes=scopes)
-            job, index, problems = _register_panel(args, store, client, knowledge, settings)
+            job, index, problems = register_panel(args, store, client, knowledge, settings)
         for problem in problems[:20]:
             print(f"{problem.severity}: {problem.text}")
         if len(problems) > 20:
