@@ -16,7 +16,7 @@ import sqlite3
 import sys
 import threading
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -357,16 +357,7 @@ class NdjsonIndex:
 
     def patient_data(self, patient_id: str, runs: list[_StoredRun] | None = None) -> PatientData:
         """One patient's resources, read back from the files (``runs``: already fetched by ``loader_for``)."""
-        patient: dict[str, Any] | None = None
-        others: list[dict[str, Any]] = []
-        for kind, resource in self._resources(patient_id, runs):
-            if kind == "Patient":
-                patient = resource
-            else:
-                others.append(resource)
-        if patient is None:
-            raise InputError(f"Patient/{patient_id} is not in the NDJSON files")
-        return group_resources(patient, others)
+        return patient_data_of(patient_id, self._resources(patient_id, runs))
 
     def loader_for(self, patient_ids: list[str]) -> Callable[[str], PatientData]:
         """``patient_data`` for a batch of patients, their runs fetched in one query instead of one per patient.
@@ -389,3 +380,18 @@ class NdjsonIndex:
             return self.patient_data(patient_id, known)
 
         return load
+
+
+def patient_data_of(patient_id: str, resources: Iterable[tuple[str, Mapping[str, Any]]]) -> PatientData:
+    """One patient's data from their (resource type, resource) in file order: the last Patient line is the
+    Patient, the rest sorted by ``group_resources``. The one assembly of the NDJSON and Spark paths."""
+    patient: Mapping[str, Any] | None = None
+    others: list[Mapping[str, Any]] = []
+    for kind, resource in resources:
+        if kind == "Patient":
+            patient = resource
+        else:
+            others.append(resource)
+    if patient is None:
+        raise InputError(f"Patient/{patient_id} is not in the NDJSON files")
+    return group_resources(patient, others)

@@ -19,11 +19,12 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
+from rls_screen.batch.ndjson_index import patient_data_of
 from rls_screen.batch.ndjson_lines import BadLineError, is_plain, line_patient, parse_line
 from rls_screen.batch.runner import Outcome, offline_outcome
 from rls_screen.errors import InputError
 from rls_screen.knowledge import Knowledge
-from rls_screen.patient_data import PatientData, group_resources
+from rls_screen.patient_data import PatientData
 
 UTF8_BOM = b"\xef\xbb\xbf"
 RecordBatches = Iterator[Any]
@@ -109,21 +110,16 @@ def patient_data_from_lines(
     patient_id: str, lines: Sequence[tuple[str, bytes, int]], names: Sequence[str]
 ) -> PatientData:
     """One patient's data from their (type, line, file number), in file order: what ``NdjsonIndex.patient_data``
-    gives for the same lines (the last Patient line is the Patient; the rest sorted by ``group_resources``)."""
-    patient: Mapping[str, Any] | None = None
-    others: list[Mapping[str, Any]] = []
-    for kind, content, file_no in lines:
-        try:
-            resource = parse_line(content, is_plain(content))
-        except BadLineError as bad:  # accepted by line_verdict: only a json module out of stack comes here
-            raise InputError(f"{names[file_no]}: a line about this patient no longer parses ({bad})") from None
-        if kind == "Patient":
-            patient = resource
-        else:
-            others.append(resource)
-    if patient is None:
-        raise InputError(f"Patient/{patient_id} is not in the NDJSON files")
-    return group_resources(patient, others)
+    gives for the same lines (``ndjson_index.patient_data_of``, the one assembly of both paths)."""
+
+    def parsed() -> Iterator[tuple[str, Mapping[str, Any]]]:
+        for kind, content, file_no in lines:
+            try:
+                yield kind, parse_line(content, is_plain(content))
+            except BadLineError as bad:  # accepted by line_verdict: only a json module out of stack comes here
+                raise InputError(f"{names[file_no]}: a line about this patient no longer parses ({bad})") from None
+
+    return patient_data_of(patient_id, parsed())
 
 
 def screen_lines(

@@ -41,9 +41,9 @@ from rls_screen.state import (
     open_database,
     sqlite_target,
     state_target,
-    table_columns,
 )
 from rls_screen.state.components import Component
+from rls_screen.state.migrations import adopt_one_table
 
 State = Literal["pending", "running", "done", "failed"]
 
@@ -97,14 +97,7 @@ _EARLIER_COLUMNS = (
 
 def adopt_rescreen_queue(tx: Transaction, dialect: Dialect) -> int:
     """1 for the queue table of the release before the migration table (same columns), 0 for none; else refused."""
-    columns = table_columns(tx, dialect, "rescreen_queue")
-    if not columns:
-        return 0
-    if columns != _EARLIER_COLUMNS:
-        raise ConfigurationError(
-            f"the re-screen queue's table has columns {', '.join(columns)}: not a layout this release knows"
-        )
-    return 1
+    return adopt_one_table(tx, dialect, "rescreen_queue", _EARLIER_COLUMNS, "the re-screen queue")
 
 
 def _default_file() -> Path:

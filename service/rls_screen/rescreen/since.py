@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from rls_screen.contract import DataContract
-from rls_screen.errors import ConfigurationError, InputError
+from rls_screen.errors import InputError
 from rls_screen.fhir_client import FhirClient
 from rls_screen.rescreen.notifications import patient_of
 from rls_screen.rescreen.settings import get_rescreen_settings
@@ -36,9 +36,9 @@ from rls_screen.state import (
     migrate,
     open_database,
     sqlite_target,
-    table_columns,
 )
 from rls_screen.state.components import Component
+from rls_screen.state.migrations import adopt_one_table
 
 OVERLAP = timedelta(minutes=2)
 LAST = "last"
@@ -57,14 +57,9 @@ MIGRATIONS = (
 
 def adopt_since_marks(tx: Transaction, dialect: Dialect) -> int:
     """1 for the table of the release before the migration table (same columns), 0 for none; else refused."""
-    columns = table_columns(tx, dialect, "since_mark")
-    if not columns:
-        return 0
-    if columns != ("scope", "mark", "pending_mark", "pending_job"):
-        raise ConfigurationError(
-            f"the --since marks' table has columns {', '.join(columns)}: not a layout this release knows"
-        )
-    return 1
+    return adopt_one_table(
+        tx, dialect, "since_mark", ("scope", "mark", "pending_mark", "pending_job"), "the --since marks"
+    )
 
 
 def _default_file() -> Path:

@@ -70,6 +70,17 @@ def table_columns(tx: Transaction, dialect: Dialect, table: str) -> tuple[str, .
     return tuple(row[0] for row in rows)
 
 
+def adopt_one_table(tx: Transaction, dialect: Dialect, table: str, columns: tuple[str, ...], what: str) -> int:
+    """``adopt`` for a component whose earlier release kept one table: 0 when it does not exist, 1 when its columns
+    are exactly ``columns`` (in order); any other layout is refused, never read."""
+    found = table_columns(tx, dialect, table)
+    if not found:
+        return 0
+    if found != columns:
+        raise ConfigurationError(f"{what}'s table has columns {', '.join(found)}: not a layout this release knows")
+    return 1
+
+
 def recorded_versions(db: StateDatabase) -> dict[str, int]:
     """Component -> version recorded (empty for a database never migrated), for `rls-screen state status`."""
     with db.transaction() as tx:
