@@ -21,6 +21,7 @@ from __future__ import annotations
 import re
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
@@ -110,6 +111,24 @@ class _SqliteTransaction:
         self._db.executemany(sql, rows)
 
 
+def _enter_wal(db: sqlite3.Connection, busy_timeout_s: float) -> None:
+    """Switch the file to WAL, waiting out other processes that hold it (several workers start at once).
+
+    Changing the journal mode needs the file to itself, and SQLite answers "database is locked" at once
+    instead of calling the busy handler when another connection is inside a transaction on a file not yet
+    in WAL: retried here for up to ``busy_timeout_s`` (measured: four processes opening one new file at once).
+    """
+    deadline = time.monotonic() + busy_timeout_s
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if ("locked" not in str(error) and "busy" not in str(error)) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.02)
+
+
 class SqliteDatabase:
     """One autocommit connection, used under a lock by this process's threads; WAL across processes.
 
@@ -127,7 +146,7 @@ class SqliteDatabase:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=busy_timeout_s)
-            self._db.execute("PRAGMA journal_mode=WAL")
+            _enter_wal(self._db, busy_timeout_s)
             self._db.execute("PRAGMA synchronous=NORMAL")
         except (OSError, sqlite3.Error) as error:
             raise ConfigurationError(
