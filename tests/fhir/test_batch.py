@@ -88,6 +88,7 @@ def test_the_panel_is_screened_and_every_expected_flag_exists(
     assert batch(tmp_path, fhir_base_url, "--group", f"Group/{unique_prefix}-panel") == 0
     out = capsys.readouterr().out
     assert "24 screened, 0 failed" in out
+    assert "Patients with new or changed write-back: 24." in out  # a first screen writes every patient
     for patient_id, codes in expected_findings(panel).items():
         assert active_flags(fhir_base_url, patient_id) == codes, patient_id
     report = next((tmp_path / "reports").glob("*.html")).read_text()
@@ -97,6 +98,7 @@ def test_the_panel_is_screened_and_every_expected_flag_exists(
     rows = (next((tmp_path / "reports").glob("*.csv"))).read_text().splitlines()
     assert len(rows) == 25
     assert rows[0].startswith("patient,status")
+    assert all(row.endswith(",yes") for row in rows[1:])  # the CSV's written column
 
     # Running the whole batch again on unchanged data writes nothing new.
     before = count(fhir_base_url, "RiskAssessment"), count(fhir_base_url, "Flag"), count(fhir_base_url, "Provenance")

@@ -251,9 +251,17 @@ def _offline_outcomes(
             yield future.result()
 
 
-def _record(store: JobStore, job: Job, options: BatchOptions, outcomes: list[Outcome], progress: Progress) -> None:
-    """Record a batch of outcomes in one job-store transaction, under this runner's claim."""
-    done = [(patient_id, text, False) for patient_id, text, _ in outcomes if text is not None]
+def _record(
+    store: JobStore,
+    job: Job,
+    options: BatchOptions,
+    outcomes: list[Outcome],
+    progress: Progress,
+    written: frozenset[str] = frozenset(),
+) -> None:
+    """Record a batch of outcomes in one job-store transaction, under this runner's claim; ``written``: the
+    patients whose screen wrote to the FHIR server (the report's "new or changed write-back")."""
+    done = [(patient_id, text, patient_id in written) for patient_id, text, _ in outcomes if text is not None]
     failed = [(patient_id, reason or "internal error") for patient_id, text, reason in outcomes if text is None]
     store.mark_many(job.id, done, failed, runner=options.runner_id, now=options.clock())
     for _, text, reason in outcomes:
@@ -319,7 +327,9 @@ class _Round:
                 for future in done:
                     del in_flight[future]
                     # screen_group gives each patient's error, it does not raise
-                    _record(self.store, self.job, options, _screened_outcomes(future.result()), progress)
+                    screened = future.result()
+                    wrote = frozenset(pid for pid, summary, _ in screened if summary and summary.get("written"))
+                    _record(self.store, self.job, options, _screened_outcomes(screened), progress, wrote)
                 if options.stop.is_set():  # a checkpoint: the groups not started go back to the job
                     for future, ids in list(in_flight.items()):
                         if future.cancel():
