@@ -111,6 +111,31 @@ class _SqliteTransaction:
         self._db.executemany(sql, rows)
 
 
+class DatabaseBase:
+    """What both implementations do the same way, in terms of their own ``execute`` and ``transaction``."""
+
+    def execute(self, sql: str, params: Params = ()) -> Result:
+        raise NotImplementedError
+
+    def transaction(self) -> AbstractContextManager[Transaction]:
+        raise NotImplementedError
+
+    def executemany(self, sql: str, rows: Sequence[Params]) -> None:
+        """One statement for many rows, atomically."""
+        if not rows:
+            return
+        with self.transaction() as tx:
+            tx.executemany(sql, rows)
+
+    def ping(self) -> bool:
+        """Whether the database answers (for /ready)."""
+        try:
+            self.execute("SELECT 1")
+        except StateStoreError:
+            return False
+        return True
+
+
 def _enter_wal(db: sqlite3.Connection, busy_timeout_s: float) -> None:
     """Switch the file to WAL, waiting out other processes that hold it (several workers start at once).
 
@@ -129,7 +154,7 @@ def _enter_wal(db: sqlite3.Connection, busy_timeout_s: float) -> None:
             time.sleep(0.02)
 
 
-class SqliteDatabase:
+class SqliteDatabase(DatabaseBase):
     """One autocommit connection, used under a lock by this process's threads; WAL across processes.
 
     WAL lets readers and one writer work at once across processes (every uvicorn worker opens the
@@ -163,12 +188,6 @@ class SqliteDatabase:
             except sqlite3.Error as error:
                 raise self._fail(error) from error
 
-    def executemany(self, sql: str, rows: Sequence[Params]) -> None:
-        if not rows:
-            return
-        with self.transaction() as tx:
-            tx.executemany(sql, rows)
-
     @contextmanager
     def transaction(self) -> Iterator[Transaction]:
         with self._lock:
@@ -189,13 +208,6 @@ class SqliteDatabase:
             except sqlite3.Error as error:
                 self._db.execute("ROLLBACK")
                 raise self._fail(error) from error
-
-    def ping(self) -> bool:
-        try:
-            self.execute("SELECT 1")
-        except StateStoreError:
-            return False
-        return True
 
     def close(self) -> None:
         with self._lock:

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from rls_screen.errors import ConfigurationError
-from rls_screen.state.database import Params, Result, StateStoreError, Transaction, to_psycopg
+from rls_screen.state.database import DatabaseBase, Params, Result, StateStoreError, Transaction, to_psycopg
 from rls_screen.state.target import Dialect, StateTarget
 
 if TYPE_CHECKING:
@@ -35,7 +35,7 @@ class _PostgresTransaction:
             cursor.executemany(to_psycopg(sql), rows)
 
 
-class PostgresDatabase:
+class PostgresDatabase(DatabaseBase):
     dialect: Dialect = "postgresql"
 
     def __init__(self, target: StateTarget, *, max_size: int = 4, timeout_s: float = 5.0) -> None:
@@ -84,12 +84,6 @@ class PostgresDatabase:
         except self._errors as error:
             raise self._fail(error) from error
 
-    def executemany(self, sql: str, rows: Sequence[Params]) -> None:
-        if not rows:
-            return
-        with self.transaction() as tx:
-            tx.executemany(sql, rows)
-
     @contextmanager
     def transaction(self) -> Iterator[Transaction]:
         try:
@@ -97,13 +91,6 @@ class PostgresDatabase:
                 yield _PostgresTransaction(connection)
         except self._errors as error:
             raise self._fail(error) from error
-
-    def ping(self) -> bool:
-        try:
-            self.execute("SELECT 1")
-        except StateStoreError:
-            return False
-        return True
 
     def close(self) -> None:
         self._pool.close()
